@@ -1,0 +1,138 @@
+//! The admin API (axum), on its own listener, loopback by default:
+//! `/metrics`, `/healthz`, `/readyz`, `/upstreams`, `POST /reload`.
+//! With `admin.token` set, every call needs `Authorization: Bearer <token>`.
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::gateway::{Error, Gateway};
+
+/// Serve the admin API until `shutdown`.
+pub(crate) async fn serve(
+    gw: Gateway,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let app = router(gw);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(|source| Error::Io {
+            context: "admin listener".into(),
+            source,
+        })
+}
+
+fn router(gw: Gateway) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/upstreams", get(upstreams))
+        .route("/config", get(config))
+        .route("/reload", post(reload))
+        .layer(middleware::from_fn_with_state(gw.clone(), auth))
+        .with_state(gw)
+}
+
+async fn auth(State(gw): State<Gateway>, req: Request, next: Next) -> Response {
+    let config = gw.config();
+    if let Some(token) = &config.admin.token {
+        let ok = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
+        if !ok {
+            return json_error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "admin API needs a valid bearer token",
+            );
+        }
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+async fn readyz(State(gw): State<Gateway>) -> Response {
+    let state = gw.shared.state();
+    // Ready when every upstream has at least one target that is up.
+    let down: Vec<_> = state
+        .upstreams
+        .values()
+        .filter(|u| !u.targets().is_empty() && !u.targets().iter().any(|t| t.is_healthy()))
+        .map(|u| u.name.clone())
+        .collect();
+    if down.is_empty() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            &format!("no healthy target in: {}", down.join(", ")),
+        )
+    }
+}
+
+async fn metrics(State(gw): State<Gateway>) -> Response {
+    match gw.shared.metrics_handle() {
+        Some(h) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            h.render(),
+        )
+            .into_response(),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            "no_metrics",
+            "no metrics recorder is installed in this process",
+        ),
+    }
+}
+
+async fn upstreams(State(gw): State<Gateway>) -> Response {
+    let state = gw.shared.state();
+    let list: Vec<_> = state.upstreams.values().map(|u| u.snapshot()).collect();
+    axum::Json(serde_json::json!({ "upstreams": list })).into_response()
+}
+
+async fn config(State(gw): State<Gateway>) -> Response {
+    let cfg = gw.config();
+    axum::Json(serde_json::json!({
+        "path": gw.config_path().map(|p| p.display().to_string()),
+        "reloads": gw.reload_count(),
+        "routes": cfg.routes.iter().enumerate().map(|(i, r)| r.name.clone().unwrap_or_else(|| format!("route{i}"))).collect::<Vec<_>>(),
+        "upstreams": cfg.upstreams.keys().collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+async fn reload(State(gw): State<Gateway>) -> Response {
+    match gw.reload() {
+        Ok(()) => axum::Json(serde_json::json!({"reloaded": true, "reloads": gw.reload_count()}))
+            .into_response(),
+        Err(e) => json_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reload_refused",
+            &e.to_string(),
+        ),
+    }
+}

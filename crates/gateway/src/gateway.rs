@@ -1,0 +1,234 @@
+//! The gateway's shared state: the live configuration (routes, upstreams)
+//! behind an `ArcSwap`, swapped whole on reload so that requests in flight
+//! finish on the state they started with.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio_util::sync::CancellationToken;
+
+use crate::access_log::AccessLog;
+use crate::config::{Config, ConfigError};
+use crate::router::Router;
+use crate::upstream::Upstream;
+
+/// Everything built from one config.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: Arc<Config>,
+    pub(crate) router: Router,
+    pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
+    /// Cancelled when this state is replaced: stops its health checks.
+    retired: CancellationToken,
+}
+
+impl State {
+    fn build(config: Config, parent: &CancellationToken) -> State {
+        let retired = parent.child_token();
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|(name, uc)| {
+                let up = Arc::new(Upstream::new(name, uc));
+                up.spawn_health_checks(retired.clone());
+                (name.clone(), up)
+            })
+            .collect();
+        State {
+            router: Router::new(&config),
+            upstreams,
+            config: Arc::new(config),
+            retired,
+        }
+    }
+}
+
+/// State that outlives reloads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: ArcSwap<State>,
+    config_path: Option<PathBuf>,
+    shutdown: CancellationToken,
+    access_log: AccessLog,
+    reloads: std::sync::atomic::AtomicU64,
+    metrics: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl Shared {
+    /// The current state.
+    pub(crate) fn state(&self) -> Arc<State> {
+        self.state.load_full()
+    }
+
+    pub(crate) fn access_log(&self) -> &AccessLog {
+        &self.access_log
+    }
+
+    pub(crate) fn metrics_handle(&self) -> Option<&metrics_exporter_prometheus::PrometheusHandle> {
+        self.metrics.get()
+    }
+}
+
+/// Errors starting the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A socket, file or TLS problem.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// TLS set-up failed.
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
+/// A running gateway: share it between the proxy listener, the admin
+/// listener and signal handlers. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Gateway {
+    /// Build a gateway from a validated config. Must be called inside a tokio runtime.
+    pub fn new(config: Config, shutdown: CancellationToken) -> Result<Gateway, Error> {
+        let access_log = AccessLog::start(&config.access_log).map_err(|source| Error::Io {
+            context: "opening the access log".into(),
+            source,
+        })?;
+        Ok(Gateway::with_parts(config, None, shutdown, access_log))
+    }
+
+    /// Build a gateway from a config file, which `reload` will read again.
+    pub fn from_file(path: &Path, shutdown: CancellationToken) -> Result<Gateway, Error> {
+        let config = Config::load(path)?;
+        let mut gw = Gateway::new(config, shutdown)?;
+        if let Some(shared) = Arc::get_mut(&mut gw.shared) {
+            shared.config_path = Some(path.to_owned());
+        }
+        Ok(gw)
+    }
+
+    fn with_parts(
+        config: Config,
+        config_path: Option<PathBuf>,
+        shutdown: CancellationToken,
+        access_log: AccessLog,
+    ) -> Gateway {
+        let state = State::build(config, &shutdown);
+        Gateway {
+            shared: Arc::new(Shared {
+                state: ArcSwap::from_pointee(state),
+                config_path,
+                shutdown,
+                access_log,
+                reloads: Default::default(),
+                metrics: Default::default(),
+            }),
+        }
+    }
+
+    /// Build a gateway that writes no access log (for tests and benchmarks).
+    pub fn without_access_log(config: Config, shutdown: CancellationToken) -> Gateway {
+        Gateway::with_parts(config, None, shutdown, AccessLog::disabled())
+    }
+
+    /// Serve `/metrics` from this recorder handle (installed by the binary).
+    pub fn set_metrics_handle(&self, handle: metrics_exporter_prometheus::PrometheusHandle) {
+        let _ = self.shared.metrics.set(handle);
+    }
+
+    /// The config now in force.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.shared.state().config)
+    }
+
+    /// The file this gateway was loaded from, if any.
+    pub fn config_path(&self) -> Option<&Path> {
+        self.shared.config_path.as_deref()
+    }
+
+    /// Swap in a new, already validated config. Requests in flight finish on the old one.
+    pub fn apply(&self, config: Config) {
+        let next = State::build(config, &self.shared.shutdown);
+        let old = self.shared.state.swap(Arc::new(next));
+        old.retired.cancel();
+        self.shared
+            .reloads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("sluice_gateway_reloads_total", "result" => "ok").increment(1);
+        tracing::info!("configuration reloaded");
+    }
+
+    /// Read the config file again; on any problem keep the running config and return why.
+    pub fn reload(&self) -> Result<(), Error> {
+        let Some(path) = self.config_path() else {
+            return Err(Error::Io {
+                context: "reload".into(),
+                source: std::io::Error::other("this gateway was not started from a file"),
+            });
+        };
+        match Config::load(path) {
+            Ok(config) => {
+                self.apply(config);
+                Ok(())
+            }
+            Err(e) => {
+                metrics::counter!("sluice_gateway_reloads_total", "result" => "error").increment(1);
+                tracing::error!(error = %e, "reload refused; the previous configuration stays in force");
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Reload when the config file changes on disk (editors that replace the
+    /// file are handled by watching its directory). Stops at shutdown.
+    pub fn watch_config_file(&self) {
+        if let Some(path) = self.config_path() {
+            crate::watch::spawn(self.clone(), path.to_owned(), self.shared.shutdown.clone());
+        }
+    }
+
+    /// Number of successful reloads so far.
+    pub fn reload_count(&self) -> u64 {
+        self.shared
+            .reloads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Serve the proxy on `listener` until `shutdown` is cancelled, then drain.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        crate::listener::serve(Arc::clone(&self.shared), listener, shutdown).await
+    }
+
+    /// Serve the admin API on `listener` until `shutdown` is cancelled.
+    pub async fn serve_admin(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        crate::admin::serve(self.clone(), listener, shutdown).await
+    }
+}
+
+/// Run the proxy on `listener` with `config` until `shutdown`; the shape every sluice server shares.
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let gw = Gateway::new(config, shutdown.clone())?;
+    gw.serve(listener, shutdown).await
+}

@@ -1,0 +1,29 @@
+//! `sluice-gateway`: an async API gateway (reverse proxy) on tokio, hyper and
+//! tower.
+//!
+//! Modules:
+//! - `config` — the TOML config, its units, loading and validation with lines.
+//! - `gateway` — the running gateway: state behind `ArcSwap`, reload, `run`.
+//! - `listener` — TCP/TLS accept loop, connection caps, idle and drain.
+//! - `router` — routes compiled from config; path normalization.
+//! - `proxy` — the request path: route, limit, forward, headers, upgrades.
+//! - `upstream` — targets, pooled client, balancing, health, ejection.
+//! - `admin` — the admin API (metrics, health, upstreams, reload).
+//! - `access_log` — the non-blocking JSON access log.
+//! - `watch` — reload when the config file changes.
+//! - `body` — the boxed body type and JSON errors.
+
+mod access_log;
+mod admin;
+mod body;
+pub mod config;
+mod gateway;
+mod listener;
+mod proxy;
+mod router;
+mod upstream;
+mod watch;
+
+pub use body::{Body, BoxError};
+pub use config::{Config, ConfigError, Problem};
+pub use gateway::{Error, Gateway, run};

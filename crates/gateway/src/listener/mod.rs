@@ -1,0 +1,230 @@
+//! The public listener: accepts TCP (and TLS) connections under global and
+//! per-client-IP caps, serves HTTP/1.1 and HTTP/2 on each with hyper, closes
+//! idle and slow connections, and drains on shutdown.
+
+mod idle;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::gateway::{Error, Shared};
+use crate::proxy::{self, ConnInfo};
+
+use idle::{Activity, IdleIo};
+
+/// Open connections per client IP.
+#[derive(Debug, Default)]
+struct PerIp {
+    counts: Mutex<HashMap<IpAddr, u32>>,
+}
+
+struct IpSlot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn try_take(self: &Arc<Self>, ip: IpAddr, max: u32) -> Option<IpSlot> {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut counts = self.table.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accept and serve until `shutdown`, then stop accepting and drain.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    // Listener settings are read once: changing [server] needs a restart.
+    let cfg = shared.state().config.server.clone();
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|t| tls::acceptor(t, cfg.http2))
+        .transpose()?;
+    let builder = Arc::new(http_builder(&cfg));
+    let per_ip = Arc::new(PerIp::default());
+    let total = Arc::new(Semaphore::new(cfg.max_connections as usize));
+    let graceful = Arc::new(GracefulShutdown::new());
+    let conns = tokio_util::task::TaskTracker::new();
+    tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), "gateway listening");
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&total).try_acquire_owned() else {
+            metrics::counter!("sluice_gateway_connections_refused_total", "reason" => "max_connections").increment(1);
+            continue;
+        };
+        let Some(slot) = per_ip.try_take(peer.ip(), cfg.max_connections_per_ip) else {
+            metrics::counter!("sluice_gateway_connections_refused_total", "reason" => "per_ip")
+                .increment(1);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            shared: Arc::clone(&shared),
+            builder: Arc::clone(&builder),
+            graceful: Arc::clone(&graceful),
+            idle_timeout: cfg.idle_timeout.0,
+            handshake_timeout: cfg.header_read_timeout.0,
+            peer,
+            _guards: (permit, slot),
+        };
+        match &tls {
+            None => {
+                conns.spawn(conn.run(stream, false));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                conns.spawn(async move {
+                    match tokio::time::timeout(conn.handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls_stream)) => conn.run(tls_stream, true).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
+    }
+
+    drop(listener);
+    conns.close();
+    let drain = cfg.drain_timeout.0;
+    tracing::info!(deadline = ?drain, "draining connections");
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    // Connections finish their requests in flight, then close.
+    let drained = tokio::time::timeout(drain, async {
+        graceful.shutdown().await;
+        conns.wait().await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("drain deadline passed; closing remaining connections");
+    }
+    Ok(())
+}
+
+fn http_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cfg.header_read_timeout.0)
+        .max_headers(cfg.max_headers)
+        .max_buf_size(
+            usize::try_from(cfg.max_header_size.0)
+                .unwrap_or(usize::MAX)
+                .max(8192),
+        )
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .max_pending_accept_reset_streams(64)
+        .max_header_list_size(u32::try_from(cfg.max_header_size.0).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    if !cfg.http2 {
+        b = b.http1_only();
+    }
+    b
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: Arc<GracefulShutdown>,
+    idle_timeout: Duration,
+    handshake_timeout: Duration,
+    peer: SocketAddr,
+    _guards: (OwnedSemaphorePermit, IpSlot),
+}
+
+impl Conn {
+    async fn run<S>(self, stream: S, tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new();
+        let io = TokioIo::new(IdleIo::new(stream, activity.clone()));
+        let info = ConnInfo {
+            peer: self.peer,
+            tls,
+        };
+        let shared = Arc::clone(&self.shared);
+        let svc = service_fn(move |req| {
+            let shared = Arc::clone(&shared);
+            async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, req, info).await) }
+        });
+        metrics::gauge!("sluice_gateway_open_connections").increment(1.0);
+        let conn = self.builder.serve_connection_with_upgrades(io, svc);
+        let conn = self.graceful.watch(conn.into_owned());
+        tokio::pin!(conn);
+        let tick = (self.idle_timeout / 4).max(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                res = &mut conn => {
+                    if let Err(e) = res {
+                        tracing::debug!(peer = %self.peer, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                _ = tokio::time::sleep(tick) => {
+                    if activity.idle_for() >= self.idle_timeout {
+                        tracing::debug!(peer = %self.peer, "closing idle connection");
+                        break;
+                    }
+                }
+            }
+        }
+        metrics::gauge!("sluice_gateway_open_connections").decrement(1.0);
+    }
+}

@@ -1,0 +1,322 @@
+//! Sending a request upstream: target choice, per-try and total timeouts,
+//! retries with jittered backoff under a retry budget, passive health
+//! reporting, and the mapping of failures to 502/503/504.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+
+use crate::body::{self, Body, BoxError};
+use crate::router::Route;
+use crate::upstream::Upstream;
+
+use super::guarded::Guarded;
+
+/// Requests up to this size are buffered so that they can be replayed on retry.
+const REPLAY_BUFFER_MAX: u64 = 64 << 10;
+
+/// What a forwarded request needs besides its head and body.
+pub(crate) struct Forward<'a> {
+    pub(crate) route: &'a Route,
+    pub(crate) upstream: &'a Arc<Upstream>,
+    /// Path and query to send (after rewrite).
+    pub(crate) path_and_query: String,
+    /// Bytes for hash balancing, if the upstream hashes.
+    pub(crate) hash_key: Option<Vec<u8>>,
+}
+
+/// How a forward ended, for metrics and logs.
+pub(crate) struct Outcome {
+    pub(crate) response: Response<Body>,
+    pub(crate) target: Option<String>,
+    pub(crate) tries: u32,
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+fn retryable_status(s: StatusCode) -> bool {
+    matches!(
+        s,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// Body of the request, as sent on the first try and (when buffered) replayed.
+enum ReqBody {
+    Replayable(Bytes),
+    Stream(Option<Body>),
+}
+
+impl ReqBody {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            ReqBody::Replayable(b) if b.is_empty() => Some(body::empty()),
+            ReqBody::Replayable(b) => Some(body::full(b.clone())),
+            ReqBody::Stream(s) => s.take(),
+        }
+    }
+}
+
+/// Forward `parts`+`req_body` to the route's upstream; never fails, errors become responses.
+pub(crate) async fn forward(fwd: Forward<'_>, parts: Parts, req_body: Body) -> Outcome {
+    let Forward {
+        route,
+        upstream,
+        path_and_query,
+        hash_key,
+    } = fwd;
+    let rc = &route.config;
+    let Some(permit) = upstream.try_acquire() else {
+        metrics::counter!("sluice_gateway_shed_total", "upstream" => upstream.name.clone())
+            .increment(1);
+        let mut resp = body::json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_overloaded",
+            &format!("upstream {:?} is at its concurrency limit", upstream.name),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Outcome {
+            response: resp,
+            target: None,
+            tries: 0,
+        };
+    };
+
+    let may_retry = rc.retries > 0 && (is_idempotent(&parts.method) || rc.retry_non_idempotent);
+    let known_small = req_body
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= REPLAY_BUFFER_MAX);
+    let mut req_body = if may_retry && known_small {
+        match req_body.collect().await {
+            Ok(c) => ReqBody::Replayable(c.to_bytes()),
+            Err(e) => {
+                return Outcome {
+                    response: body_error(&e),
+                    target: None,
+                    tries: 0,
+                };
+            }
+        }
+    } else {
+        ReqBody::Stream(Some(req_body))
+    };
+    let max_tries = if matches!(req_body, ReqBody::Replayable(_)) {
+        rc.retries + 1
+    } else {
+        1
+    };
+    let try_timeout = rc.try_timeout.unwrap_or(rc.timeout).0;
+    upstream.deposit();
+
+    let attempt_all = async {
+        let mut tried: Vec<usize> = Vec::new();
+        let mut last: Option<Outcome> = None;
+        for attempt in 0..max_tries {
+            if attempt > 0 {
+                if !upstream.withdraw() {
+                    metrics::counter!("sluice_gateway_retry_budget_exhausted_total", "upstream" => upstream.name.clone()).increment(1);
+                    break;
+                }
+                metrics::counter!("sluice_gateway_retries_total", "route" => route.name.clone())
+                    .increment(1);
+                tokio::time::sleep(backoff(rc.retry_backoff.0, attempt)).await;
+            }
+            let Some(index) = upstream.pick(hash_key.as_deref(), &tried) else {
+                break;
+            };
+            tried.push(index);
+            let target = Arc::clone(upstream.target(index));
+            let Some(body) = req_body.take() else { break };
+            let req = match build_request(
+                &parts,
+                &target.authority,
+                &path_and_query,
+                route,
+                upstream.config.http2,
+                body,
+            ) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Outcome {
+                        response: body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+                        target: None,
+                        tries: attempt + 1,
+                    };
+                }
+            };
+            let in_flight = target.start();
+            let result = tokio::time::timeout(try_timeout, upstream.client().request(req)).await;
+            let target_name = Some(target.authority.to_string());
+            match result {
+                Ok(Ok(resp)) => {
+                    let status = resp.status();
+                    let failed = retryable_status(status);
+                    upstream.record(index, !failed);
+                    let resp = resp.map(|b| Guarded::wrap(body::boxed(b), in_flight));
+                    let out = Outcome {
+                        response: resp,
+                        target: target_name,
+                        tries: attempt + 1,
+                    };
+                    if failed && attempt + 1 < max_tries {
+                        last = Some(out);
+                        continue;
+                    }
+                    return out;
+                }
+                Ok(Err(e)) => {
+                    upstream.record(index, false);
+                    let out = Outcome {
+                        response: client_error(&upstream.name, &e),
+                        target: target_name,
+                        tries: attempt + 1,
+                    };
+                    // A body that was too large is the client's fault: no retry.
+                    if out.response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        return out;
+                    }
+                    last = Some(out);
+                }
+                Err(_) => {
+                    upstream.record(index, false);
+                    last = Some(Outcome {
+                        response: timeout_error(&upstream.name),
+                        target: target_name,
+                        tries: attempt + 1,
+                    });
+                }
+            }
+        }
+        last.unwrap_or_else(|| Outcome {
+            response: body::json_error(
+                StatusCode::BAD_GATEWAY,
+                "no_upstream_target",
+                &format!("upstream {:?} has no target to try", upstream.name),
+            ),
+            target: None,
+            tries: 0,
+        })
+    };
+    let mut out = match tokio::time::timeout(rc.timeout.0, attempt_all).await {
+        Ok(out) => out,
+        Err(_) => Outcome {
+            response: timeout_error(&upstream.name),
+            target: None,
+            tries: 0,
+        },
+    };
+    out.response = out.response.map(|b| Guarded::wrap(b, permit));
+    out
+}
+
+/// Exponential backoff with full jitter in [base·2^(n-1)/2, base·2^(n-1)·3/2).
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1 << (attempt.saturating_sub(1)).min(10));
+    exp.mul_f64(rand::random_range(0.5..1.5))
+}
+
+fn build_request(
+    parts: &Parts,
+    authority: &http::uri::Authority,
+    pq: &str,
+    route: &Route,
+    h2: bool,
+    body: Body,
+) -> Result<Request<Body>, String> {
+    let uri: Uri = format!("http://{authority}{pq}")
+        .parse()
+        .map_err(|e| format!("bad request path {pq:?}: {e}"))?;
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = parts.headers.clone();
+    // The client's version says nothing about the upstream's: hyper's pool
+    // keys connections by the request version, so set the upstream's own.
+    *req.version_mut() = if h2 {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
+    let host = match &route.config.host_rewrite {
+        Some(h) => HeaderValue::from_str(h).map_err(|_| format!("bad host_rewrite {h:?}"))?,
+        None => match parts.headers.get(header::HOST) {
+            Some(h) => h.clone(),
+            None => match parts.uri.authority() {
+                Some(a) => {
+                    HeaderValue::from_str(a.as_str()).map_err(|_| "bad authority".to_owned())?
+                }
+                None => HeaderValue::from_str(authority.as_str())
+                    .map_err(|_| "bad authority".to_owned())?,
+            },
+        },
+    };
+    req.headers_mut().insert(header::HOST, host);
+    Ok(req)
+}
+
+fn source_chain_has<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<T>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn body_error(e: &BoxError) -> Response<Body> {
+    if source_chain_has::<http_body_util::LengthLimitError>(e.as_ref()) {
+        return body::json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body exceeds the size limit",
+        );
+    }
+    body::json_error(
+        StatusCode::BAD_REQUEST,
+        "bad_request_body",
+        "the request body could not be read",
+    )
+}
+
+fn client_error(upstream: &str, e: &hyper_util::client::legacy::Error) -> Response<Body> {
+    if source_chain_has::<http_body_util::LengthLimitError>(e) {
+        return body::json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body exceeds the size limit",
+        );
+    }
+    let what = if e.is_connect() {
+        "cannot connect to"
+    } else {
+        "bad response from"
+    };
+    tracing::debug!(upstream, error = %e, "upstream request failed");
+    body::json_error(
+        StatusCode::BAD_GATEWAY,
+        "upstream_unavailable",
+        &format!("{what} upstream {upstream:?}"),
+    )
+}
+
+fn timeout_error(upstream: &str) -> Response<Body> {
+    body::json_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        "upstream_timeout",
+        &format!("upstream {upstream:?} did not answer in time"),
+    )
+}

@@ -1,0 +1,287 @@
+//! The request path: normalize, route, check limits, answer fixed routes,
+//! forward to upstreams (with WebSocket upgrades), and fix up headers on the
+//! way back. Errors become JSON responses here; nothing panics on input.
+
+mod forward;
+mod guarded;
+pub(crate) mod headers;
+mod upgrade;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::access_log::AccessRecord;
+use crate::body::{self, Body};
+use crate::gateway::{Shared, State};
+use crate::router::{Action, Route, normalize};
+
+/// Facts about the connection a request came in on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnInfo {
+    /// The TCP peer.
+    pub(crate) peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub(crate) tls: bool,
+}
+
+/// Handle one request from a client.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<Body> {
+    let start = Instant::now();
+    // Requests in flight keep the state they started with, even across a reload.
+    let state = shared.state();
+    let request_id = headers::ensure_request_id(req.headers_mut());
+    let method = req.method().clone();
+    let raw_path = req.uri().path().to_owned();
+    let Served {
+        mut resp,
+        route: route_name,
+        upstream,
+        target,
+        tries,
+    } = route_and_serve(&state, req, conn).await;
+    resp.headers_mut()
+        .insert(headers::REQUEST_ID, request_id.clone());
+    let status = resp.status();
+    let elapsed = start.elapsed();
+    let route_label = route_name.clone().unwrap_or_else(|| "none".to_owned());
+    metrics::counter!(
+        "sluice_gateway_requests_total",
+        "route" => route_label.clone(),
+        "status" => status.as_str().to_owned()
+    )
+    .increment(1);
+    metrics::histogram!("sluice_gateway_request_duration_seconds", "route" => route_label)
+        .record(elapsed.as_secs_f64());
+    shared.access_log().record(AccessRecord {
+        request_id,
+        client: conn.peer,
+        method,
+        path: raw_path,
+        status: status.as_u16(),
+        route: route_name,
+        upstream,
+        target,
+        tries,
+        duration: elapsed,
+    });
+    resp
+}
+
+/// What serving a request produced: the response and, for the log, the
+/// route, upstream, target and number of tries.
+struct Served {
+    resp: Response<Body>,
+    route: Option<String>,
+    upstream: Option<String>,
+    target: Option<String>,
+    tries: u32,
+}
+
+impl Served {
+    fn local(resp: Response<Body>, route: Option<String>) -> Served {
+        Served {
+            resp,
+            route,
+            upstream: None,
+            target: None,
+            tries: 0,
+        }
+    }
+}
+
+async fn route_and_serve(state: &State, mut req: Request<Incoming>, conn: ConnInfo) -> Served {
+    if req.method() == Method::CONNECT {
+        let resp = body::json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "connect_refused",
+            "CONNECT is not supported: this is not a forward proxy",
+        );
+        return Served::local(resp, None);
+    }
+    // RFC 9112 §3.2.2: with an absolute-form target the authority wins over Host.
+    let absolute_host = req.uri().authority().map(|a| a.host().to_ascii_lowercase());
+    let host = absolute_host.clone().or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(|h| strip_port(h).to_ascii_lowercase())
+    });
+    if let Some(h) = &absolute_host {
+        if !state.router.routes_host(h) {
+            let resp = body::json_error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "not_routed",
+                &format!(
+                    "absolute-form request for host {h:?} which no route serves: this is not an open proxy"
+                ),
+            );
+            return Served::local(resp, None);
+        }
+    }
+    let path = normalize(req.uri().path());
+    let Some(route) = state
+        .router
+        .find(req.method(), host.as_deref(), &path, req.headers())
+    else {
+        let resp = body::json_error(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            &format!("no route matches {} {}", req.method(), path),
+        );
+        return Served::local(resp, None);
+    };
+    let route_name = Some(route.name.clone());
+
+    let max_body = route
+        .config
+        .max_body_size
+        .unwrap_or(state.config.server.max_body_size)
+        .0;
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > max_body {
+            let resp = body::json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                &format!("request body of {len} bytes exceeds the limit of {max_body} bytes"),
+            );
+            return Served::local(resp, route_name);
+        }
+    }
+
+    let upstream_name = match &route.action {
+        Action::Respond(fixed) => return Served::local(fixed_response(fixed), route_name),
+        Action::Upstream(name) => name,
+    };
+    let Some(upstream) = state.upstreams.get(upstream_name) else {
+        let resp = body::json_error(
+            StatusCode::BAD_GATEWAY,
+            "no_upstream",
+            &format!("upstream {upstream_name:?} is not configured"),
+        );
+        return Served::local(resp, route_name);
+    };
+
+    let client_ip = headers::client_ip(
+        conn.peer.ip(),
+        req.headers(),
+        &state.config.server.trusted_proxies,
+    );
+    let upgrade = headers::is_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    let original_host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or(host.clone());
+    let version = parts.version;
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let proto = if conn.tls { "https" } else { "http" };
+    headers::add_forwarding(
+        &mut parts.headers,
+        client_ip,
+        proto,
+        original_host.as_deref(),
+        version,
+    );
+
+    let mut path_and_query = route.upstream_path(&path);
+    if let Some(q) = parts.uri.query() {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    let hash_key = hash_key(route, upstream, &parts.headers, client_ip);
+    let req_body = body::boxed(Limited::new(
+        incoming,
+        usize::try_from(max_body).unwrap_or(usize::MAX),
+    ));
+    let fwd = forward::Forward {
+        route,
+        upstream,
+        path_and_query,
+        hash_key,
+    };
+    let out = forward::forward(fwd, parts, req_body).await;
+    let mut resp = out.response;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgrade) = client_upgrade {
+            upgrade::splice(client_upgrade, &mut resp, upstream.name.clone());
+        }
+    } else {
+        headers::strip_hop_by_hop(resp.headers_mut(), false);
+    }
+    let version = resp.version();
+    headers::add_via(resp.headers_mut(), version);
+    Served {
+        resp,
+        route: route_name,
+        upstream: Some(upstream.name.clone()),
+        target: out.target,
+        tries: out.tries,
+    }
+}
+
+fn hash_key(
+    route: &Route,
+    upstream: &crate::upstream::Upstream,
+    headers: &http::HeaderMap,
+    client_ip: std::net::IpAddr,
+) -> Option<Vec<u8>> {
+    let _ = route;
+    if upstream.config.balance != crate::config::Balance::Hash {
+        return None;
+    }
+    match upstream.config.hash_on.as_deref() {
+        Some(spec) if spec.starts_with("header:") => {
+            let name = &spec["header:".len()..];
+            headers.get(name).map(|v| v.as_bytes().to_vec())
+        }
+        _ => Some(client_ip.to_string().into_bytes()),
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn fixed_response(fixed: &crate::config::FixedResponse) -> Response<Body> {
+    let mut resp = Response::new(body::full(fixed.body.clone()));
+    *resp.status_mut() = StatusCode::from_u16(fixed.status).unwrap_or(StatusCode::OK);
+    for (k, v) in &fixed.headers {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().append(k, v);
+        }
+    }
+    resp
+}
+
+/// Read a whole body, for small admin payloads only.
+#[allow(dead_code)]
+pub(crate) async fn read_small(body: Incoming, max: usize) -> Option<bytes::Bytes> {
+    Limited::new(body, max)
+        .collect()
+        .await
+        .ok()
+        .map(|c| c.to_bytes())
+}

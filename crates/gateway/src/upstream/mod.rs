@@ -1,0 +1,210 @@
+//! Upstreams: groups of targets behind one pooled HTTP client, with
+//! balancing, active health checks, passive ejection, a concurrency cap and
+//! a retry budget.
+
+mod balance;
+mod health;
+mod target;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use http::uri::Authority;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio_util::sync::CancellationToken;
+use tower::retry::budget::{Budget, TpsBudget};
+
+use crate::body::Body;
+use crate::config::UpstreamConfig;
+
+use balance::Balancer;
+pub(crate) use target::Target;
+
+/// The pooled client type used for every upstream.
+pub(crate) type HttpClient = Client<HttpConnector, Body>;
+
+/// A named group of targets.
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    /// Name from the config.
+    pub(crate) name: String,
+    /// The config it was built from.
+    pub(crate) config: UpstreamConfig,
+    targets: Vec<Arc<Target>>,
+    balancer: Balancer,
+    client: HttpClient,
+    in_flight: AtomicU32,
+    budget: TpsBudget,
+}
+
+/// Parse a target as `host:port` or `http://host:port`.
+pub(crate) fn parse_target(s: &str) -> Result<Authority, String> {
+    let bare = s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/');
+    if bare.contains('/') || s.starts_with("https://") {
+        return Err(format!("target {s:?} must be host:port (plain HTTP)"));
+    }
+    let auth: Authority = bare
+        .parse()
+        .map_err(|e| format!("target {s:?} is not host:port: {e}"))?;
+    if auth.port_u16().is_none() {
+        return Err(format!("target {s:?} has no port"));
+    }
+    Ok(auth)
+}
+
+impl Upstream {
+    /// Build from config; targets must already be validated.
+    pub(crate) fn new(name: &str, config: &UpstreamConfig) -> Upstream {
+        let targets = config
+            .targets
+            .iter()
+            .filter_map(|t| parse_target(t).ok())
+            .map(|a| Arc::new(Target::new(a)))
+            .collect();
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout.0));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout.0)
+            .pool_max_idle_per_host(config.pool_max_idle)
+            .http2_only(config.http2)
+            .set_host(false)
+            .build(connector);
+        Upstream {
+            name: name.to_owned(),
+            config: config.clone(),
+            targets,
+            balancer: Balancer::new(config.balance),
+            client,
+            in_flight: AtomicU32::new(0),
+            // Retries may add at most 20% to the request rate, with a floor of
+            // 10 retries a second so that a quiet route can still retry.
+            budget: TpsBudget::new(std::time::Duration::from_secs(10), 10, 0.2),
+        }
+    }
+
+    /// The pooled client.
+    pub(crate) fn client(&self) -> &HttpClient {
+        &self.client
+    }
+
+    /// All targets.
+    pub(crate) fn targets(&self) -> &[Arc<Target>] {
+        &self.targets
+    }
+
+    /// Pick a target, avoiding those in `tried` when others remain. When no
+    /// target is available (all down or ejected) every target is a candidate:
+    /// better to try than to refuse outright.
+    pub(crate) fn pick(&self, key: Option<&[u8]>, tried: &[usize]) -> Option<usize> {
+        if self.targets.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut candidates: Vec<usize> = (0..self.targets.len())
+            .filter(|i| !tried.contains(i) && self.targets[*i].is_available(now))
+            .collect();
+        if candidates.is_empty() {
+            candidates = (0..self.targets.len())
+                .filter(|i| self.targets[*i].is_available(now))
+                .collect();
+        }
+        if candidates.is_empty() {
+            candidates = (0..self.targets.len())
+                .filter(|i| !tried.contains(i))
+                .collect();
+        }
+        if candidates.is_empty() {
+            candidates = (0..self.targets.len()).collect();
+        }
+        Some(self.balancer.pick(&self.targets, &candidates, key))
+    }
+
+    /// The target at `index`.
+    pub(crate) fn target(&self, index: usize) -> &Arc<Target> {
+        &self.targets[index]
+    }
+
+    /// Record how a try against a target went; failures may eject it.
+    pub(crate) fn record(&self, index: usize, ok: bool) {
+        let target = &self.targets[index];
+        if ok {
+            target.record_success();
+            return;
+        }
+        let streak = target.record_failure();
+        let eject = &self.config.eject;
+        if eject.consecutive_failures == 0 || streak < eject.consecutive_failures {
+            return;
+        }
+        let now = Instant::now();
+        let ejected = self.targets.iter().filter(|t| t.is_ejected(now)).count();
+        // As Envoy does: at least one target may always be ejected.
+        let cap = ((self.targets.len() * eject.max_percent as usize) / 100).max(1);
+        if ejected < cap {
+            target.eject(now, eject.base_time.0);
+            metrics::counter!("sluice_gateway_upstream_ejections_total", "upstream" => self.name.clone()).increment(1);
+            tracing::warn!(upstream = %self.name, target = %target.authority, "target ejected after consecutive failures");
+        }
+    }
+
+    /// Take a slot under the concurrency cap; `None` means shed the request.
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
+        let max = self.config.max_concurrent;
+        let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        if max > 0 && now > max {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Permit(Arc::clone(self)))
+    }
+
+    /// Note a first try, which earns retry budget.
+    pub(crate) fn deposit(&self) {
+        self.budget.deposit();
+    }
+
+    /// Ask the budget for one retry.
+    pub(crate) fn withdraw(&self) -> bool {
+        self.budget.withdraw()
+    }
+
+    /// Start active health checks (if configured) until `shutdown`.
+    pub(crate) fn spawn_health_checks(self: &Arc<Self>, shutdown: CancellationToken) {
+        if let Some(hc) = self.config.health.clone() {
+            health::spawn(Arc::clone(self), hc, shutdown);
+        }
+    }
+
+    /// State for the admin API.
+    pub(crate) fn snapshot(&self) -> serde_json::Value {
+        let now = Instant::now();
+        serde_json::json!({
+            "name": self.name,
+            "balance": format!("{:?}", self.config.balance),
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+            "targets": self.targets.iter().map(|t| serde_json::json!({
+                "address": t.authority.as_str(),
+                "healthy": t.is_healthy(),
+                "ejected": t.is_ejected(now),
+                "in_flight": t.in_flight(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// A slot under an upstream's concurrency cap, released on drop.
+#[derive(Debug)]
+pub(crate) struct Permit(Arc<Upstream>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
