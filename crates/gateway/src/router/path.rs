@@ -63,6 +63,13 @@ fn decode_unreserved(path: &str) -> String {
                 continue;
             }
         }
+        if bytes[i] == b'%' {
+            // A stray '%' would combine with what follows on a second pass;
+            // encode it so that normalizing twice changes nothing.
+            out.push_str("%25");
+            i += 1;
+            continue;
+        }
         // The path is valid UTF-8 (it came from a &str); copy one char.
         let ch = path[i..].chars().next().unwrap_or('/');
         out.push(ch);

@@ -1,0 +1,190 @@
+//! Shared test support: a gateway started in-process on `127.0.0.1:0`, and
+//! real upstream HTTP servers whose handlers the tests write.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sluice_gateway::{Config, Gateway};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A gateway running in this process.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub gw: Gateway,
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), sluice_gateway::Error>>,
+}
+
+impl TestGateway {
+    /// Start from TOML text. `listen` keys are ignored: both listeners bind port 0.
+    pub async fn start(toml: &str) -> TestGateway {
+        let mut config =
+            Config::parse(toml, "test.toml").unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        config.access_log.enabled = false;
+        Self::start_config(config).await
+    }
+
+    pub async fn start_config(config: Config) -> TestGateway {
+        let shutdown = CancellationToken::new();
+        let gw = Gateway::new(config, shutdown.clone()).expect("gateway builds");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
+        tokio::spawn({
+            let gw = gw.clone();
+            let shutdown = shutdown.clone();
+            async move { gw.serve_admin(admin_listener, shutdown).await }
+        });
+        let task = tokio::spawn({
+            let gw = gw.clone();
+            let shutdown = shutdown.clone();
+            async move { gw.serve(listener, shutdown).await }
+        });
+        TestGateway {
+            addr,
+            admin,
+            gw,
+            shutdown,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// `http://127.0.0.1:ADMIN_PORT{path}`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A real HTTP/1.1 + HTTP/2 upstream server on `127.0.0.1:0`.
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+}
+
+impl TestUpstream {
+    /// Serve with `handler`; every request counts as a hit.
+    pub async fn start<F, Fut>(handler: F) -> TestUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, handler).await
+    }
+
+    /// Serve on an already bound listener (to restart on a known port).
+    pub async fn start_on<F, Fut>(listener: TcpListener, handler: F) -> TestUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        let handler = Arc::new(handler);
+        tokio::spawn({
+            let hits = Arc::clone(&hits);
+            let shutdown = shutdown.clone();
+            async move {
+                loop {
+                    let (stream, _) = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
+                    };
+                    let handler = Arc::clone(&handler);
+                    let hits = Arc::clone(&hits);
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req| {
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            let fut = handler(req);
+                            async move { Ok::<_, Infallible>(fut.await) }
+                        });
+                        let builder =
+                            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                    });
+                }
+            }
+        });
+        TestUpstream {
+            addr,
+            hits,
+            shutdown,
+        }
+    }
+
+    /// An upstream that answers 200 with `body` to everything.
+    pub async fn fixed(body: &'static str) -> TestUpstream {
+        Self::start(move |_req| async move {
+            Response::new(Full::new(Bytes::from_static(body.as_bytes())))
+        })
+        .await
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Stop accepting and drop open connections.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A reqwest client that never pools across tests and never uses a proxy.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// Read a whole hyper body to bytes.
+pub async fn body_bytes(body: Incoming) -> Bytes {
+    body.collect().await.unwrap().to_bytes()
+}
+
+/// Skip (return `None` and print why) when an env var with a service URL is unset.
+pub fn service_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            eprintln!("skipped: {var} is not set, so this test has no server to talk to");
+            None
+        }
+    }
+}
