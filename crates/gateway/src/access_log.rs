@@ -63,10 +63,10 @@ impl AccessLog {
 
     /// Hand over a record without waiting.
     pub(crate) fn record(&self, rec: AccessRecord) {
-        if let Some(tx) = &self.tx {
-            if tx.try_send(rec).is_err() {
-                metrics::counter!("sluice_gateway_access_log_dropped_total").increment(1);
-            }
+        if let Some(tx) = &self.tx
+            && tx.try_send(rec).is_err()
+        {
+            metrics::counter!("sluice_gateway_access_log_dropped_total").increment(1);
         }
     }
 }

@@ -115,17 +115,17 @@ async fn route_and_serve(state: &State, mut req: Request<Incoming>, conn: ConnIn
             .and_then(|h| h.to_str().ok())
             .map(|h| strip_port(h).to_ascii_lowercase())
     });
-    if let Some(h) = &absolute_host {
-        if !state.router.routes_host(h) {
-            let resp = body::json_error(
-                StatusCode::MISDIRECTED_REQUEST,
-                "not_routed",
-                &format!(
-                    "absolute-form request for host {h:?} which no route serves: this is not an open proxy"
-                ),
-            );
-            return Served::local(resp, None);
-        }
+    if let Some(h) = &absolute_host
+        && !state.router.routes_host(h)
+    {
+        let resp = body::json_error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "not_routed",
+            &format!(
+                "absolute-form request for host {h:?} which no route serves: this is not an open proxy"
+            ),
+        );
+        return Served::local(resp, None);
     }
     let path = normalize(req.uri().path());
     let Some(route) = state
@@ -151,15 +151,14 @@ async fn route_and_serve(state: &State, mut req: Request<Incoming>, conn: ConnIn
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
+        && len > max_body
     {
-        if len > max_body {
-            let resp = body::json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                &format!("request body of {len} bytes exceeds the limit of {max_body} bytes"),
-            );
-            return Served::local(resp, route_name);
-        }
+        let resp = body::json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            &format!("request body of {len} bytes exceeds the limit of {max_body} bytes"),
+        );
+        return Served::local(resp, route_name);
     }
 
     let upstream_name = match &route.action {
