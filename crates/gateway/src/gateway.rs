@@ -25,13 +25,21 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn build(config: Config, parent: &CancellationToken) -> State {
+    /// Build the state for `config`. An upstream whose config is unchanged
+    /// from `previous` is carried over with its pools, health, ejections and
+    /// retry budget: a reload must not resurrect a target known to be down.
+    fn build(config: Config, parent: &CancellationToken, previous: Option<&State>) -> State {
         let retired = parent.child_token();
         let upstreams = config
             .upstreams
             .iter()
             .map(|(name, uc)| {
-                let up = Arc::new(Upstream::new(name, uc));
+                let kept = previous
+                    .and_then(|p| p.upstreams.get(name))
+                    .filter(|old| same_upstream_config(&old.config, uc))
+                    .map(Arc::clone);
+                let up = kept.unwrap_or_else(|| Arc::new(Upstream::new(name, uc)));
+                // The previous state's checks stop when it retires; these run on.
                 up.spawn_health_checks(retired.clone());
                 (name.clone(), up)
             })
@@ -43,6 +51,15 @@ impl State {
             retired,
         }
     }
+}
+
+/// Whether two upstream configs are the same. The config types carry no
+/// `PartialEq`; their `Debug` form lists every field, which is enough here.
+fn same_upstream_config(
+    a: &crate::config::UpstreamConfig,
+    b: &crate::config::UpstreamConfig,
+) -> bool {
+    format!("{a:?}") == format!("{b:?}")
 }
 
 /// State that outlives reloads.
@@ -123,7 +140,7 @@ impl Gateway {
         shutdown: CancellationToken,
         access_log: AccessLog,
     ) -> Gateway {
-        let state = State::build(config, &shutdown);
+        let state = State::build(config, &shutdown, None);
         Gateway {
             shared: Arc::new(Shared {
                 state: ArcSwap::from_pointee(state),
@@ -158,7 +175,8 @@ impl Gateway {
 
     /// Swap in a new, already validated config. Requests in flight finish on the old one.
     pub fn apply(&self, config: Config) {
-        let next = State::build(config, &self.shared.shutdown);
+        let current = self.shared.state();
+        let next = State::build(config, &self.shared.shutdown, Some(&*current));
         let old = self.shared.state.swap(Arc::new(next));
         old.retired.cancel();
         self.shared

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -79,7 +79,9 @@ pub(crate) async fn serve(
     let builder = Arc::new(http_builder(&cfg));
     let per_ip = Arc::new(PerIp::default());
     let total = Arc::new(Semaphore::new(cfg.max_connections as usize));
-    let graceful = Arc::new(GracefulShutdown::new());
+    let graceful = GracefulShutdown::new();
+    // Cancelled when the drain deadline passes: connections still open close then.
+    let hard_stop = CancellationToken::new();
     let conns = tokio_util::task::TaskTracker::new();
     tracing::info!(listen = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), "gateway listening");
 
@@ -110,7 +112,10 @@ pub(crate) async fn serve(
         let conn = Conn {
             shared: Arc::clone(&shared),
             builder: Arc::clone(&builder),
-            graceful: Arc::clone(&graceful),
+            // Each connection holds only a watcher, so that `serve` keeps the
+            // one `GracefulShutdown` that can signal them all.
+            graceful: graceful.watcher(),
+            hard_stop: hard_stop.clone(),
             idle_timeout: cfg.idle_timeout.0,
             handshake_timeout: cfg.header_read_timeout.0,
             peer,
@@ -141,7 +146,6 @@ pub(crate) async fn serve(
     conns.close();
     let drain = cfg.drain_timeout.0;
     tracing::info!(deadline = ?drain, "draining connections");
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     // Connections finish their requests in flight, then close.
     let drained = tokio::time::timeout(drain, async {
         graceful.shutdown().await;
@@ -150,6 +154,7 @@ pub(crate) async fn serve(
     .await;
     if drained.is_err() {
         tracing::warn!("drain deadline passed; closing remaining connections");
+        hard_stop.cancel();
     }
     Ok(())
 }
@@ -181,7 +186,8 @@ fn http_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
 struct Conn {
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    graceful: Arc<GracefulShutdown>,
+    graceful: Watcher,
+    hard_stop: CancellationToken,
     idle_timeout: Duration,
     handshake_timeout: Duration,
     peer: SocketAddr,
@@ -207,6 +213,7 @@ impl Conn {
         metrics::gauge!("sluice_gateway_open_connections").increment(1.0);
         let conn = self.builder.serve_connection_with_upgrades(io, svc);
         let conn = self.graceful.watch(conn.into_owned());
+        let hard_stop = self.hard_stop;
         tokio::pin!(conn);
         let tick = (self.idle_timeout / 4).max(Duration::from_millis(50));
         loop {
@@ -217,6 +224,7 @@ impl Conn {
                     }
                     break;
                 }
+                _ = hard_stop.cancelled() => break,
                 _ = tokio::time::sleep(tick) => {
                     if activity.idle_for() >= self.idle_timeout {
                         tracing::debug!(peer = %self.peer, "closing idle connection");

@@ -118,6 +118,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, parts: Parts, req_body: Body) -> O
         1
     };
     let try_timeout = rc.try_timeout.unwrap_or(rc.timeout).0;
+    let client = upstream.client_for(rc.connect_timeout.map(|t| t.0));
     upstream.deposit();
 
     let attempt_all = async {
@@ -157,8 +158,10 @@ pub(crate) async fn forward(fwd: Forward<'_>, parts: Parts, req_body: Body) -> O
                 }
             };
             let in_flight = target.start();
-            let result = tokio::time::timeout(try_timeout, upstream.client().request(req)).await;
+            let sent = std::time::Instant::now();
+            let result = tokio::time::timeout(try_timeout, client.request(req)).await;
             let target_name = Some(target.authority.to_string());
+            record_try(&upstream.name, &result, sent.elapsed());
             match result {
                 Ok(Ok(resp)) => {
                     let status = resp.status();
@@ -219,6 +222,32 @@ pub(crate) async fn forward(fwd: Forward<'_>, parts: Parts, req_body: Body) -> O
     };
     out.response = out.response.map(|b| Guarded::wrap(b, permit));
     out
+}
+
+/// Count one try by upstream and outcome (status, `connect_error`,
+/// `error`, `timeout`) and time it to the response head.
+fn record_try<B>(
+    upstream: &str,
+    result: &Result<
+        Result<Response<B>, hyper_util::client::legacy::Error>,
+        tokio::time::error::Elapsed,
+    >,
+    elapsed: Duration,
+) {
+    let outcome = match result {
+        Ok(Ok(resp)) => resp.status().as_str().to_owned(),
+        Ok(Err(e)) if e.is_connect() => "connect_error".to_owned(),
+        Ok(Err(_)) => "error".to_owned(),
+        Err(_) => "timeout".to_owned(),
+    };
+    metrics::counter!(
+        "sluice_gateway_upstream_requests_total",
+        "upstream" => upstream.to_owned(),
+        "outcome" => outcome
+    )
+    .increment(1);
+    metrics::histogram!("sluice_gateway_upstream_duration_seconds", "upstream" => upstream.to_owned())
+        .record(elapsed.as_secs_f64());
 }
 
 /// Exponential backoff with full jitter in [base·2^(n-1)/2, base·2^(n-1)·3/2).

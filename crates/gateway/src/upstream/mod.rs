@@ -6,9 +6,10 @@ mod balance;
 mod health;
 mod target;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 use hyper_util::client::legacy::Client;
@@ -36,6 +37,9 @@ pub(crate) struct Upstream {
     targets: Vec<Arc<Target>>,
     balancer: Balancer,
     client: HttpClient,
+    /// Clients for routes that override the connect timeout, one per value,
+    /// built on first use (a connector's timeout is fixed when it is built).
+    connect_overrides: Mutex<HashMap<Duration, HttpClient>>,
     in_flight: AtomicU32,
     budget: TpsBudget,
 }
@@ -64,24 +68,14 @@ impl Upstream {
             .filter_map(|t| parse_target(t).ok())
             .map(|a| Arc::new(Target::new(a)))
             .collect();
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout.0));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(std::time::Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout.0)
-            .pool_max_idle_per_host(config.pool_max_idle)
-            .http2_only(config.http2)
-            .set_host(false)
-            .build(connector);
+        let client = build_client(config, config.connect_timeout.0);
         Upstream {
             name: name.to_owned(),
             config: config.clone(),
             targets,
             balancer: Balancer::new(config.balance),
             client,
+            connect_overrides: Mutex::default(),
             in_flight: AtomicU32::new(0),
             // Retries may add at most 20% to the request rate, with a floor of
             // 10 retries a second so that a quiet route can still retry.
@@ -92,6 +86,23 @@ impl Upstream {
     /// The pooled client.
     pub(crate) fn client(&self) -> &HttpClient {
         &self.client
+    }
+
+    /// The pooled client to use for a route with this connect timeout override.
+    pub(crate) fn client_for(&self, connect_timeout: Option<Duration>) -> HttpClient {
+        match connect_timeout {
+            Some(t) if t != self.config.connect_timeout.0 => {
+                let mut clients = self
+                    .connect_overrides
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                clients
+                    .entry(t)
+                    .or_insert_with(|| build_client(&self.config, t))
+                    .clone()
+            }
+            _ => self.client.clone(),
+        }
     }
 
     /// All targets.
@@ -162,6 +173,8 @@ impl Upstream {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
+        metrics::gauge!("sluice_gateway_upstream_in_flight", "upstream" => self.name.clone())
+            .increment(1.0);
         Some(Permit(Arc::clone(self)))
     }
 
@@ -199,6 +212,22 @@ impl Upstream {
     }
 }
 
+/// A pooled keep-alive client for `config`'s targets.
+fn build_client(config: &UpstreamConfig, connect_timeout: Duration) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.set_nodelay(true);
+    connector.set_keepalive(Some(Duration::from_secs(60)));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(config.pool_idle_timeout.0)
+        .pool_max_idle_per_host(config.pool_max_idle)
+        .http2_only(config.http2)
+        .set_host(false)
+        .build(connector)
+}
+
 /// A slot under an upstream's concurrency cap, released on drop.
 #[derive(Debug)]
 pub(crate) struct Permit(Arc<Upstream>);
@@ -206,5 +235,7 @@ pub(crate) struct Permit(Arc<Upstream>);
 impl Drop for Permit {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("sluice_gateway_upstream_in_flight", "upstream" => self.0.name.clone())
+            .decrement(1.0);
     }
 }

@@ -188,3 +188,48 @@ pub fn service_url(var: &str) -> Option<String> {
         }
     }
 }
+
+// ---- helpers for the balancing, resilience, reload and admin tests ----
+
+/// An address on loopback where nothing listens (bound, then released).
+pub fn closed_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A response with `status` and `body`.
+pub fn respond(status: u16, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    r
+}
+
+/// Poll `check` every 20ms until it is true or `within` has passed; returns the last answer.
+pub async fn eventually<F, Fut>(within: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// GET an admin path and parse its JSON body.
+pub async fn admin_json(gw: &TestGateway, path: &str) -> serde_json::Value {
+    client()
+        .get(gw.admin_url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

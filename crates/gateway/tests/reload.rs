@@ -1,0 +1,339 @@
+//! Hot reload over real sockets: `Gateway::apply`, the admin `POST /reload`
+//! and a change of the config file all swap routes atomically; an invalid
+//! file keeps the running config; reloads under traffic fail no request;
+//! requests in flight finish on the config they started with.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sluice_gateway::{Config, Gateway};
+use support::{TestGateway, TestUpstream, client, eventually, respond};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A config whose route `/r` answers `body` itself.
+fn fixed(body: &str) -> String {
+    format!(
+        r#"
+        [access_log]
+        enabled = false
+        [[routes]]
+        path = "/r"
+        respond = {{ body = "{body}" }}
+        "#
+    )
+}
+
+/// Start a gateway from a config file, as the binary does.
+async fn start_from_file(path: &Path) -> TestGateway {
+    let shutdown = CancellationToken::new();
+    let gw = Gateway::from_file(path, shutdown.clone()).expect("gateway builds from file");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = admin_listener.local_addr().unwrap();
+    tokio::spawn({
+        let (gw, shutdown) = (gw.clone(), shutdown.clone());
+        async move { gw.serve_admin(admin_listener, shutdown).await }
+    });
+    let task = tokio::spawn({
+        let (gw, shutdown) = (gw.clone(), shutdown.clone());
+        async move { gw.serve(listener, shutdown).await }
+    });
+    TestGateway {
+        addr,
+        admin,
+        gw,
+        shutdown,
+        task,
+    }
+}
+
+async fn get_text(gw: &TestGateway, path: &str) -> (u16, String) {
+    let r = client().get(gw.url(path)).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn apply_switches_routes() {
+    let gw = TestGateway::start(&fixed("one")).await;
+    assert_eq!(get_text(&gw, "/r").await, (200, "one".into()));
+    gw.gw
+        .apply(Config::parse(&fixed("two"), "two.toml").unwrap());
+    assert_eq!(get_text(&gw, "/r").await, (200, "two".into()));
+    assert_eq!(gw.gw.reload_count(), 1);
+}
+
+#[tokio::test]
+async fn admin_reload_reads_the_file_and_refuses_an_invalid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, fixed("one")).unwrap();
+    let gw = start_from_file(&path).await;
+    let c = client();
+    assert_eq!(get_text(&gw, "/r").await, (200, "one".into()));
+
+    std::fs::write(&path, fixed("two")).unwrap();
+    let r = c.post(gw.admin_url("/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["reloaded"], true);
+    assert_eq!(get_text(&gw, "/r").await, (200, "two".into()));
+
+    // Two problems: a route naming a missing upstream and a bad duration.
+    std::fs::write(
+        &path,
+        r#"
+        [[routes]]
+        path = "/r"
+        upstream = "nowhere"
+        "#,
+    )
+    .unwrap();
+    let r = c.post(gw.admin_url("/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "reload_refused");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("routes[0].upstream"), "{message}");
+    assert!(message.contains("nowhere"), "{message}");
+    assert_eq!(
+        get_text(&gw, "/r").await,
+        (200, "two".into()),
+        "old config stays"
+    );
+
+    std::fs::write(&path, "[server]\nidle_timeout = \"soon\"\n").unwrap();
+    let r = c.post(gw.admin_url("/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let v: serde_json::Value = r.json().await.unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 2"),
+        "the problem has its line: {message}"
+    );
+    assert_eq!(get_text(&gw, "/r").await, (200, "two".into()));
+    assert_eq!(gw.gw.reload_count(), 1);
+}
+
+#[tokio::test]
+async fn a_changed_file_is_reloaded_and_an_invalid_one_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, fixed("one")).unwrap();
+    let gw = start_from_file(&path).await;
+    gw.gw.watch_config_file();
+    // Let the watcher register before the first write.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    std::fs::write(&path, fixed("two")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get_text(&gw, "/r").await.1 == "two"
+        })
+        .await,
+        "the file change is picked up"
+    );
+
+    std::fs::write(&path, "[[routes]]\npath = \"/r\"\nupstream = \"nowhere\"\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        get_text(&gw, "/r").await,
+        (200, "two".into()),
+        "invalid file ignored"
+    );
+
+    // Editors replace the file by renaming a new one over it.
+    let tmp = dir.path().join("gateway.toml.swp");
+    std::fs::write(&tmp, fixed("three")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get_text(&gw, "/r").await.1 == "three"
+        })
+        .await,
+        "a file renamed over the config is picked up"
+    );
+}
+
+fn proxied(addr: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+        [upstreams.api]
+        targets = ["{addr}"]
+        [[routes]]
+        path_prefix = "/"
+        upstream = "api"
+        "#
+    )
+}
+
+#[tokio::test]
+async fn reloads_under_traffic_fail_no_request() {
+    let one = TestUpstream::fixed("one").await;
+    let two = TestUpstream::fixed("two").await;
+    let configs = [
+        Config::parse(&proxied(one.addr), "one.toml").unwrap(),
+        Config::parse(&proxied(two.addr), "two.toml").unwrap(),
+    ];
+    let gw = TestGateway::start(&proxied(one.addr)).await;
+    let stop = CancellationToken::new();
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (c, url, stop, ok) = (client(), gw.url("/x"), stop.clone(), ok.clone());
+        clients.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            for _ in 0..100_000 {
+                if stop.is_cancelled() {
+                    break;
+                }
+                match c.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let body = r.text().await;
+                        match body.as_deref() {
+                            Ok("one" | "two") => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => failures.push(format!("body {other:?}")),
+                        }
+                    }
+                    Ok(r) => failures.push(format!("status {}", r.status())),
+                    Err(e) => failures.push(format!("error {e}")),
+                }
+            }
+            failures
+        }));
+    }
+    for i in 0..10 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        gw.gw.apply(configs[(i + 1) % 2].clone());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.cancel();
+    let mut failures = Vec::new();
+    for c in clients {
+        failures.extend(c.await.unwrap());
+    }
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(ok.load(Ordering::Relaxed) > 100, "traffic flowed");
+    assert!(one.hits() > 0 && two.hits() > 0, "both configs served");
+    assert_eq!(gw.gw.reload_count(), 10);
+}
+
+#[tokio::test]
+async fn requests_in_flight_finish_on_the_old_config() {
+    let old = TestUpstream::start(|_req| async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        respond(200, "old")
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        r#"
+        [upstreams.old]
+        targets = ["{}"]
+        [[routes]]
+        path = "/r"
+        upstream = "old"
+        "#,
+        old.addr
+    ))
+    .await;
+    let in_flight = tokio::spawn({
+        let url = gw.url("/r");
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    });
+    assert!(eventually(Duration::from_secs(3), || async { old.hits() == 1 }).await);
+    gw.gw
+        .apply(Config::parse(&fixed("new"), "new.toml").unwrap());
+    assert_eq!(get_text(&gw, "/r").await, (200, "new".into()));
+    assert_eq!(in_flight.await.unwrap(), (200, "old".into()));
+}
+
+#[tokio::test]
+async fn a_reload_stops_the_old_health_checks() {
+    let probes = Arc::new(AtomicUsize::new(0));
+    let up = TestUpstream::start({
+        let probes = probes.clone();
+        move |_req| {
+            probes.fetch_add(1, Ordering::SeqCst);
+            async { respond(200, "ok") }
+        }
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        r#"
+        [upstreams.api]
+        targets = ["{}"]
+        health = {{ path = "/healthz", interval = "50ms" }}
+        [[routes]]
+        path_prefix = "/"
+        upstream = "api"
+        "#,
+        up.addr
+    ))
+    .await;
+    assert!(
+        eventually(Duration::from_secs(3), || async {
+            probes.load(Ordering::SeqCst) >= 2
+        })
+        .await
+    );
+    gw.gw
+        .apply(Config::parse(&fixed("no upstream"), "x.toml").unwrap());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let settled = probes.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        probes.load(Ordering::SeqCst),
+        settled,
+        "no probes after the reload"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_keeps_what_is_known_about_unchanged_upstreams() {
+    let ok = TestUpstream::fixed("ok").await;
+    let dead = support::closed_addr();
+    let text = format!(
+        r#"
+        [upstreams.api]
+        targets = ["{dead}", "{}"]
+        health = {{ path = "/", interval = "100ms", rise = 2, fall = 1 }}
+        [[routes]]
+        path_prefix = "/"
+        upstream = "api"
+        "#,
+        ok.addr
+    );
+    let gw = TestGateway::start(&text).await;
+    let down = || async {
+        let v = support::admin_json(&gw, "/upstreams").await;
+        v["upstreams"][0]["targets"][0]["healthy"] == false
+    };
+    assert!(
+        eventually(Duration::from_secs(3), down).await,
+        "the dead target goes down"
+    );
+    let c = client();
+    for _ in 0..5 {
+        gw.gw.apply(Config::parse(&text, "same.toml").unwrap());
+        // No retries: a request sent to the dead target would fail.
+        for _ in 0..4 {
+            let r = c.get(gw.url("/x")).send().await.unwrap();
+            assert_eq!(
+                r.status(),
+                200,
+                "a reload must not bring the dead target back"
+            );
+        }
+    }
+    assert!(down().await);
+}
