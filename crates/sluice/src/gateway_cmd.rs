@@ -5,14 +5,24 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use sluice_gateway::{Config, Gateway};
+use sluice_gateway::{Config, ConfigError, Gateway};
 use tokio_util::sync::CancellationToken;
 
 /// Arguments of `sluice gateway`.
+///
+/// Runs the API gateway (reverse proxy) from one TOML config file, or checks
+/// that file with `sluice gateway check`. Every config key is documented in
+/// docs/gateway.md.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  sluice gateway --config examples/gateway.toml\n  sluice gateway check --config examples/gateway.toml\n\nSignals: SIGHUP reloads the config; SIGTERM/SIGINT drain and exit 0."
-)]
+#[command(after_help = "\
+Examples:
+  sluice gateway --config examples/gateway.toml         run the gateway
+  sluice gateway check --config examples/gateway.toml   validate the config, print every problem
+  SLUICE_GATEWAY_CONFIG=/etc/sluice/gateway.toml sluice gateway
+
+Signals: SIGHUP reloads the config (as do POST /reload on the admin API and
+saving the file); an invalid file keeps the running config. SIGTERM/SIGINT stop
+accepting, drain in-flight requests within server.drain_timeout, and exit 0.")]
 pub(crate) struct GatewayArgs {
     /// The gateway's TOML config file.
     #[arg(
@@ -29,7 +39,23 @@ pub(crate) struct GatewayArgs {
 
 #[derive(Debug, Subcommand)]
 enum GatewayAction {
-    /// Validate the config and print every problem with its key path and line; exit 1 if any.
+    /// Validate the config file and print every problem, not just the first.
+    ///
+    /// Checks syntax, unknown keys (naming the expected ones), types, units
+    /// (durations, sizes, rates), names that point nowhere (a route's
+    /// upstream), and everything else knowable without running: patterns,
+    /// ranges, listen addresses, TLS files. Each problem is printed on
+    /// standard output as `FILE:LINE: KEY.PATH: message`, in file order.
+    ///
+    /// Exit status: 0 valid, 1 invalid, 2 the file cannot be read.
+    #[command(after_help = "\
+Examples:
+  sluice gateway check --config examples/gateway.toml
+  sluice gateway check -c gateway.toml && systemctl reload sluice-gateway
+
+Output for an invalid file:
+  gateway.toml:7: routes[1].timout: unknown key `timout`, expected one of `name`, `host`, ...
+  gateway.toml:9: routes[1].upstream: no upstream named \"apy\"; defined: api")]
     Check,
 }
 
@@ -39,7 +65,10 @@ impl GatewayArgs {
     }
 }
 
-/// `sluice gateway check`.
+/// Exit status of `check` when the file cannot be read.
+const EXIT_UNREADABLE: u8 = 2;
+
+/// `sluice gateway check`: 0 valid, 1 invalid (problems on stdout), 2 unreadable.
 pub(crate) fn check(args: &GatewayArgs) -> ExitCode {
     match Config::load(&args.config) {
         Ok(cfg) => {
@@ -51,9 +80,19 @@ pub(crate) fn check(args: &GatewayArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("{e}");
+        Err(e @ ConfigError::Invalid { .. }) => {
+            println!("{e}");
+            let n = e.problems().len();
+            eprintln!(
+                "{}: {n} problem{}",
+                args.config.display(),
+                if n == 1 { "" } else { "s" }
+            );
             ExitCode::FAILURE
+        }
+        Err(e @ ConfigError::Read { .. }) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_UNREADABLE)
         }
     }
 }

@@ -1,12 +1,15 @@
 //! The gateway's configuration: one TOML file, deserialized into these
-//! structs, then checked as a whole by [`validate`](crate::config::Config::load).
+//! structs, then checked as a whole; [`Config::load`] reports every problem
+//! with its key path and line (see `load`, `locate` and `validate`).
 //!
 //! Every struct denies unknown keys; every key has a default except the ones
 //! that name something (upstream targets, route upstreams). Durations, sizes
 //! and rates use the units in [`units`].
 
 mod load;
+mod locate;
 mod units;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -186,4 +186,99 @@ mod tests {
         assert!("100".parse::<Rate>().is_err());
         assert!("5/fortnight".parse::<Rate>().is_err());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn dur_unit() -> impl Strategy<Value = (&'static str, u64)> {
+            prop::sample::select(vec![
+                ("ms", 1),
+                ("s", 1_000),
+                ("m", 60_000),
+                ("h", 3_600_000),
+            ])
+        }
+
+        fn size_unit() -> impl Strategy<Value = (&'static str, u64)> {
+            prop::sample::select(vec![
+                ("", 1),
+                ("B", 1),
+                ("KB", 1_000),
+                ("kB", 1_000),
+                ("KiB", 1 << 10),
+                ("MB", 1_000_000),
+                ("MiB", 1 << 20),
+                ("GB", 1_000_000_000),
+                ("GiB", 1 << 30),
+            ])
+        }
+
+        fn rate_unit() -> impl Strategy<Value = (&'static str, u64)> {
+            prop::sample::select(vec![
+                ("s", 1),
+                ("sec", 1),
+                ("m", 60),
+                ("min", 60),
+                ("h", 3_600),
+                ("d", 86_400),
+                ("5s", 5),
+                ("30s", 30),
+                ("2m", 120),
+            ])
+        }
+
+        proptest! {
+            #[test]
+            fn durations_parse_and_round_trip(n in 0u64..1_000_000, (unit, ms) in dur_unit()) {
+                let d: Dur = format!("{n}{unit}").parse().unwrap();
+                prop_assert_eq!(d, Dur(Duration::from_millis(n * ms)));
+                prop_assert_eq!(d.to_string().parse::<Dur>().unwrap(), d);
+            }
+
+            #[test]
+            fn sizes_parse_and_round_trip(n in 0u64..1_000_000, (unit, mult) in size_unit()) {
+                let s: ByteSize = format!("{n}{unit}").parse().unwrap();
+                prop_assert_eq!(s, ByteSize(n * mult));
+                prop_assert_eq!(s.to_string().parse::<ByteSize>().unwrap(), s);
+            }
+
+            #[test]
+            fn rates_parse_and_round_trip(count in 1u32..1_000_000, (unit, secs) in rate_unit()) {
+                let r: Rate = format!("{count}/{unit}").parse().unwrap();
+                prop_assert_eq!(r.count, count);
+                prop_assert_eq!(r.per, Duration::from_secs(secs));
+                prop_assert_eq!(r.to_string().parse::<Rate>().unwrap(), r);
+            }
+
+            #[test]
+            fn bad_durations_are_refused(s in "[0-9]{0,6}[qxzQXZ]{1,3}|-[0-9]{1,4}s|[a-z]{1,5}") {
+                prop_assert!(s.parse::<Dur>().is_err());
+            }
+
+            #[test]
+            fn bad_sizes_are_refused(
+                n in 0u64..1_000_000,
+                unit in prop::sample::select(vec!["XB", "kb", "Kib", "mb", "TiB", "G", "K", "bytes", " M"]),
+            ) {
+                prop_assert!(format!("{n}{unit}").parse::<ByteSize>().is_err());
+                prop_assert!(format!("-{n}{unit}").parse::<ByteSize>().is_err());
+            }
+
+            #[test]
+            fn oversized_sizes_are_refused(n in (u64::MAX >> 30) + 1..u64::MAX) {
+                prop_assert!(format!("{n}GiB").parse::<ByteSize>().is_err());
+            }
+
+            #[test]
+            fn bad_rates_are_refused(
+                count in 0u32..1_000,
+                per in prop::sample::select(vec!["", "fortnight", "0s", "x", "-1s"]),
+            ) {
+                prop_assert!(format!("{count}/{per}").parse::<Rate>().is_err());
+                prop_assert!(format!("0/{per}").parse::<Rate>().is_err());
+                prop_assert!(count.to_string().parse::<Rate>().is_err());
+            }
+        }
+    }
 }
