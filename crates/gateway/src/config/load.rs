@@ -114,6 +114,7 @@ impl Config {
                 _ => {}
             }
         }
+        problems.extend(crate::limit::validate(self));
         problems
     }
 }
