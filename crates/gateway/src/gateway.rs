@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access_log::AccessLog;
 use crate::config::{Config, ConfigError};
+use crate::limit::{Limits, RedisSlot};
 use crate::router::Router;
 use crate::upstream::Upstream;
 
@@ -20,15 +21,19 @@ pub(crate) struct State {
     pub(crate) config: Arc<Config>,
     pub(crate) router: Router,
     pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
+    /// Rate limiters, indexed like the routes.
+    pub(crate) limits: Limits,
     /// Cancelled when this state is replaced: stops its health checks.
     retired: CancellationToken,
 }
 
 impl State {
-    /// Build the state for `config`. An upstream whose config is unchanged
-    /// from `previous` is carried over with its pools, health, ejections and
-    /// retry budget: a reload must not resurrect a target known to be down.
-    fn build(config: Config, parent: &CancellationToken, previous: Option<&State>) -> State {
+    fn build(
+        config: Config,
+        parent: &CancellationToken,
+        previous: Option<&State>,
+        redis: &RedisSlot,
+    ) -> State {
         let retired = parent.child_token();
         let upstreams = config
             .upstreams
@@ -46,6 +51,7 @@ impl State {
             .collect();
         State {
             router: Router::new(&config),
+            limits: Limits::build(&config, previous.map(|p| &p.limits), redis),
             upstreams,
             config: Arc::new(config),
             retired,
@@ -71,6 +77,8 @@ pub(crate) struct Shared {
     access_log: AccessLog,
     reloads: std::sync::atomic::AtomicU64,
     metrics: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The rate limiters' Redis connection, kept across reloads.
+    redis: RedisSlot,
 }
 
 impl Shared {
@@ -140,7 +148,8 @@ impl Gateway {
         shutdown: CancellationToken,
         access_log: AccessLog,
     ) -> Gateway {
-        let state = State::build(config, &shutdown, None);
+        let redis = RedisSlot::default();
+        let state = State::build(config, &shutdown, None, &redis);
         Gateway {
             shared: Arc::new(Shared {
                 state: ArcSwap::from_pointee(state),
@@ -149,6 +158,7 @@ impl Gateway {
                 access_log,
                 reloads: Default::default(),
                 metrics: Default::default(),
+                redis,
             }),
         }
     }
@@ -176,7 +186,12 @@ impl Gateway {
     /// Swap in a new, already validated config. Requests in flight finish on the old one.
     pub fn apply(&self, config: Config) {
         let current = self.shared.state();
-        let next = State::build(config, &self.shared.shutdown, Some(&*current));
+        let next = State::build(
+            config,
+            &self.shared.shutdown,
+            Some(&current),
+            &self.shared.redis,
+        );
         let old = self.shared.state.swap(Arc::new(next));
         old.retired.cancel();
         self.shared

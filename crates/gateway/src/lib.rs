@@ -6,6 +6,7 @@
 //! - `gateway` — the running gateway: state behind `ArcSwap`, reload, `run`.
 //! - `listener` — TCP/TLS accept loop, connection caps, idle and drain.
 //! - `router` — routes compiled from config; path normalization.
+//! - `limit` — GCRA rate limits per route and key, local or shared in Redis.
 //! - `proxy` — the request path: route, limit, forward, headers, upgrades.
 //! - `upstream` — targets, pooled client, balancing, health, ejection.
 //! - `admin` — the admin API (metrics, health, upstreams, reload).
@@ -18,6 +19,7 @@ mod admin;
 mod body;
 pub mod config;
 mod gateway;
+mod limit;
 mod listener;
 mod proxy;
 mod router;

@@ -393,6 +393,9 @@ pub struct RateLimitConfig {
     pub redis_timeout: Dur,
     /// Most keys tracked per route; the least recently used go first.
     pub max_keys: u64,
+    /// Prefix of every Redis key the shared limiter writes (`<prefix><route>\x1f<key>`);
+    /// instances that should share limits use the same prefix.
+    pub redis_prefix: String,
 }
 
 impl Default for RateLimitConfig {
@@ -402,6 +405,7 @@ impl Default for RateLimitConfig {
             on_redis_error: FailureMode::Open,
             redis_timeout: Dur::millis(50),
             max_keys: 100_000,
+            redis_prefix: "sluice:rl:".to_owned(),
         }
     }
 }

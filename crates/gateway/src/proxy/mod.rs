@@ -161,8 +161,27 @@ async fn route_and_serve(state: &State, mut req: Request<Incoming>, conn: ConnIn
         return Served::local(resp, route_name);
     }
 
+    let allowance = match crate::limit::check(
+        &state.limits,
+        route,
+        req.headers(),
+        conn.peer.ip(),
+        &state.config.server.trusted_proxies,
+    )
+    .await
+    {
+        Ok(allowance) => allowance,
+        Err(refusal) => return Served::local(refusal, route_name),
+    };
+
     let upstream_name = match &route.action {
-        Action::Respond(fixed) => return Served::local(fixed_response(fixed), route_name),
+        Action::Respond(fixed) => {
+            let mut resp = fixed_response(fixed);
+            if let Some(allowance) = allowance {
+                allowance.apply(resp.headers_mut());
+            }
+            return Served::local(resp, route_name);
+        }
         Action::Upstream(name) => name,
     };
     let Some(upstream) = state.upstreams.get(upstream_name) else {
@@ -226,6 +245,9 @@ async fn route_and_serve(state: &State, mut req: Request<Incoming>, conn: ConnIn
     }
     let version = resp.version();
     headers::add_via(resp.headers_mut(), version);
+    if let Some(allowance) = allowance {
+        allowance.apply(resp.headers_mut());
+    }
     Served {
         resp,
         route: route_name,

@@ -34,6 +34,8 @@ enum PathMatch {
 /// One compiled route.
 #[derive(Debug)]
 pub(crate) struct Route {
+    /// Position in the config's route list (indexes per-route state such as limiters).
+    pub(crate) index: usize,
     /// Name for metrics and logs.
     pub(crate) name: String,
     /// The route's config, for timeouts, retries and the rest.
@@ -127,7 +129,8 @@ fn compile(index: usize, rc: &RouteConfig) -> Route {
         }),
     };
     Route {
-        name: rc.name.clone().unwrap_or_else(|| format!("route{index}")),
+        index,
+        name: route_name(index, rc),
         config: rc.clone(),
         action,
         host,
@@ -135,6 +138,11 @@ fn compile(index: usize, rc: &RouteConfig) -> Route {
         methods,
         headers,
     }
+}
+
+/// The name of the route at `index`: its `name`, or `route<index>`.
+pub(crate) fn route_name(index: usize, rc: &RouteConfig) -> String {
+    rc.name.clone().unwrap_or_else(|| format!("route{index}"))
 }
 
 fn host_matches(m: &HostMatch, host: &str) -> bool {

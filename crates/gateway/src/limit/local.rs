@@ -1,0 +1,140 @@
+//! The in-process limiter: one GCRA state (a TAT in an `AtomicU64`) per key
+//! in a `moka` cache bounded to `max_keys` entries with LRU eviction.
+//!
+//! Forgetting a key is always safe in one direction only: its next request
+//! starts cold, which is at most as strict as the state it lost. Keys also
+//! expire once idle for the limit's horizon, after which their state would
+//! be indistinguishable from cold anyway.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
+
+use super::gcra::{Gcra, Outcome};
+
+/// Longest idle expiry handed to moka (which refuses absurd durations);
+/// a key idle longer than this restarts cold, which only loosens its limit.
+const MAX_IDLE: Duration = Duration::from_secs(365 * 86_400);
+
+/// Nanoseconds on a process-wide monotonic clock, starting at 1 so that a
+/// stored TAT of 0 always means "cold".
+pub(crate) fn now_ns() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    u64::try_from(base.elapsed().as_nanos())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+}
+
+/// A bounded table of per-key GCRA states for one route.
+#[derive(Debug)]
+pub(crate) struct LocalTable {
+    gcra: Gcra,
+    keys: Cache<Vec<u8>, Arc<AtomicU64>>,
+}
+
+impl LocalTable {
+    /// A table for `gcra` (in nanosecond ticks) holding at most `max_keys` keys.
+    pub(crate) fn new(gcra: Gcra, max_keys: u64) -> LocalTable {
+        let idle = Duration::from_nanos(gcra.horizon()).clamp(Duration::from_millis(1), MAX_IDLE);
+        let keys = Cache::builder()
+            .max_capacity(max_keys.max(1))
+            .eviction_policy(EvictionPolicy::lru())
+            .time_to_idle(idle)
+            .build();
+        LocalTable { gcra, keys }
+    }
+
+    /// Check one request for `key` now.
+    pub(crate) fn check(&self, key: Vec<u8>) -> Outcome {
+        self.check_at(key, now_ns())
+    }
+
+    /// Check one request for `key` at `now` (nanoseconds of [`now_ns`]).
+    pub(crate) fn check_at(&self, key: Vec<u8>, now: u64) -> Outcome {
+        let state = self.keys.get_with(key, || Arc::new(AtomicU64::new(0)));
+        let mut tat = state.load(Ordering::Acquire);
+        loop {
+            let (next, outcome) = self.gcra.check(tat, now);
+            if !outcome.allowed {
+                return outcome;
+            }
+            match state.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return outcome,
+                Err(seen) => tat = seen,
+            }
+        }
+    }
+
+    /// Keys held after moka's pending maintenance (evictions) has run.
+    #[cfg(test)]
+    pub(crate) fn key_count(&self) -> u64 {
+        self.keys.run_pending_tasks();
+        self.keys.entry_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_never_grows_beyond_max_keys() {
+        let table = LocalTable::new(Gcra::new(1_000_000_000, 0), 50);
+        for i in 0..5_000u32 {
+            let out = table.check_at(format!("client-{i}").into_bytes(), 10);
+            // Every new key starts cold, so it passes.
+            assert!(out.allowed);
+            if i % 500 == 0 {
+                assert!(table.key_count() <= 50);
+            }
+        }
+        assert!(table.key_count() <= 50);
+        assert!(table.key_count() > 0);
+    }
+
+    #[test]
+    fn a_key_is_limited_until_evicted_then_starts_cold() {
+        let table = LocalTable::new(Gcra::new(1_000_000_000, 1), 2);
+        let hot = b"hot".to_vec();
+        assert!(table.check_at(hot.clone(), 10).allowed);
+        assert!(table.check_at(hot.clone(), 10).allowed);
+        assert!(!table.check_at(hot.clone(), 10).allowed);
+        // Push the hot key out with other keys.
+        for i in 0..100u32 {
+            table.check_at(i.to_be_bytes().to_vec(), 10);
+            table.key_count();
+        }
+        // Evicted: the key is allowed again (more permissive, never stricter).
+        assert!(table.check_at(hot, 10).allowed);
+    }
+
+    #[test]
+    fn concurrent_checks_admit_exactly_burst_plus_one() {
+        let table = Arc::new(LocalTable::new(Gcra::new(u64::MAX / 4, 9), 10));
+        let allowed = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..100 {
+                        if table.check_at(b"k".to_vec(), 5).allowed {
+                            allowed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(allowed.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn the_clock_starts_above_zero_and_never_goes_back() {
+        let a = now_ns();
+        let b = now_ns();
+        assert!(a >= 1 && b >= a);
+    }
+}
