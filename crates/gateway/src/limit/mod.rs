@@ -274,6 +274,9 @@ pub(crate) async fn check(
     }
 }
 
+/// Longest `(burst + 1) × interval` accepted: a century in nanoseconds.
+const MAX_SPAN_NS: u128 = 100 * 365 * 86_400 * 1_000_000_000;
+
 /// Every problem with the rate limit settings of `config`, for `validate()`.
 pub(crate) fn validate(config: &Config) -> Vec<crate::config::Problem> {
     let problem = |path: String, message: String| crate::config::Problem {
@@ -283,10 +286,17 @@ pub(crate) fn validate(config: &Config) -> Vec<crate::config::Problem> {
     };
     let mut problems = Vec::new();
     for (i, rc) in config.routes.iter().enumerate() {
-        if let Some(rl) = &rc.rate_limit
-            && let Err(e) = KeySpec::parse(&rl.key)
-        {
+        let Some(rl) = &rc.rate_limit else { continue };
+        if let Err(e) = KeySpec::parse(&rl.key) {
             problems.push(problem(format!("routes[{i}].rate_limit.key"), e));
+        }
+        // Keep every TAT far from u64 overflow (where limits would saturate open).
+        let span = rl.rate.interval().as_nanos() * (u128::from(rl.burst) + 1);
+        if span > MAX_SPAN_NS {
+            problems.push(problem(
+                format!("routes[{i}].rate_limit"),
+                "(burst + 1) / rate spans more than 100 years".into(),
+            ));
         }
     }
     let global = &config.rate_limit;
@@ -361,6 +371,10 @@ mod tests {
             path_prefix = "/"
             respond = { body = "ok" }
             rate_limit = { key = "cookie:sid", rate = "1/s" }
+            [[routes]]
+            path_prefix = "/b"
+            respond = { body = "ok" }
+            rate_limit = { rate = "1/d", burst = 100000 }
             "#,
             "bad.toml",
         )
@@ -370,6 +384,7 @@ mod tests {
             paths,
             [
                 "routes[0].rate_limit.key",
+                "routes[1].rate_limit",
                 "rate_limit.max_keys",
                 "rate_limit.redis_timeout",
                 "rate_limit.redis"
