@@ -453,6 +453,13 @@ fn rate_limit_rule(rl: &RouteRateLimit, at: &KeyPath, out: &mut Issues) {
     if let Err(e) = limit_key(&rl.key) {
         out.push(at.key("key"), e);
     }
+    // Keep every GCRA deadline far from u64 nanosecond overflow, where a
+    // limit would silently saturate open.
+    const MAX_SPAN_NS: u128 = 100 * 365 * 86_400 * 1_000_000_000;
+    let span = rl.rate.interval().as_nanos() * (u128::from(rl.burst) + 1);
+    if span > MAX_SPAN_NS {
+        out.push(at.clone(), "(burst + 1) / rate spans more than 100 years");
+    }
     if rl.burst > MAX_BURST {
         out.push(
             at.key("burst"),

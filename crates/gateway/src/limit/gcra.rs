@@ -96,7 +96,9 @@ impl Gcra {
             allowed,
             remaining,
             next_in,
-            retry_after: 0,
+            // Denied with less than one interval of backlog over the
+            // tolerance: the next free slot is the retry time.
+            retry_after: if allowed { 0 } else { next_in },
         }
     }
 }
@@ -253,6 +255,29 @@ mod tests {
             prop_assert!(out.next_in >= 1);
             prop_assert_eq!(count_at(now + out.next_in - 1), out.remaining);
             prop_assert_eq!(count_at(now + out.next_in), out.remaining + 1);
+        }
+
+        /// Checks at arbitrary later times: a denial's retry_after is exact too.
+        #[test]
+        fn retry_after_is_exact_at_any_time(
+            interval in 1u64..10_000,
+            burst in 0u32..20,
+            requests in 1usize..100,
+            later in 0u64..100_000,
+        ) {
+            let g = Gcra::new(interval, burst);
+            let mut tat = 0;
+            for _ in 0..requests {
+                tat = g.check(tat, 1).0;
+            }
+            let now = 1 + later;
+            let (_, out) = g.check(tat, now);
+            if out.allowed {
+                prop_assert_eq!(out.retry_after, 0);
+            } else {
+                prop_assert!(!g.check(tat, now + out.retry_after - 1).1.allowed);
+                prop_assert!(g.check(tat, now + out.retry_after).1.allowed);
+            }
         }
     }
 }

@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn concurrent_checks_admit_exactly_burst_plus_one() {
-        let table = Arc::new(LocalTable::new(Gcra::new(u64::MAX / 4, 9), 10));
+        let table = Arc::new(LocalTable::new(Gcra::new(1_000_000_000_000, 9), 10));
         let allowed = AtomicU64::new(0);
         std::thread::scope(|s| {
             for _ in 0..4 {

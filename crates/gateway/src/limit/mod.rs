@@ -322,6 +322,10 @@ mod tests {
             path_prefix = "/"
             respond = { body = "ok" }
             rate_limit = { key = "cookie:sid", rate = "1/s" }
+            [[routes]]
+            path_prefix = "/b"
+            respond = { body = "ok" }
+            rate_limit = { rate = "1/d", burst = 100000 }
             "#,
             "bad.toml",
         )
@@ -331,6 +335,7 @@ mod tests {
             paths,
             [
                 "routes[0].rate_limit.key",
+                "routes[1].rate_limit",
                 "rate_limit.max_keys",
                 "rate_limit.redis_timeout",
                 "rate_limit.redis"
