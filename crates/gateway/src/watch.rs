@@ -2,7 +2,7 @@
 //! (editors often write a new file and rename it over the old one), events
 //! are debounced, and a reload that fails leaves the running config alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::gateway::Gateway;
 
 /// Watch `path` until `shutdown`, reloading `gw` after each burst of changes.
-pub(crate) fn spawn(gw: Gateway, path: PathBuf, shutdown: CancellationToken) {
+pub(crate) fn spawn(gw: Gateway, path: &Path, shutdown: CancellationToken) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let file_name = path.file_name().map(|n| n.to_owned());
     let dir = path
