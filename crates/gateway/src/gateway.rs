@@ -45,7 +45,7 @@ impl State {
                     .map(Arc::clone);
                 let up = kept.unwrap_or_else(|| Arc::new(Upstream::new(name, uc)));
                 // The previous state's checks stop when it retires; these run on.
-                up.spawn_health_checks(retired.clone());
+                up.spawn_health_checks(&retired);
                 (name.clone(), up)
             })
             .collect();
@@ -226,7 +226,7 @@ impl Gateway {
     /// file are handled by watching its directory). Stops at shutdown.
     pub fn watch_config_file(&self) {
         if let Some(path) = self.config_path() {
-            crate::watch::spawn(self.clone(), path.to_owned(), self.shared.shutdown.clone());
+            crate::watch::spawn(self.clone(), path, self.shared.shutdown.clone());
         }
     }
 

@@ -2,7 +2,7 @@
 //! (editors often write a new file and rename it over the old one), events
 //! are debounced, and a reload that fails leaves the running config alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::gateway::Gateway;
 
 /// Watch `path` until `shutdown`, reloading `gw` after each burst of changes.
-pub(crate) fn spawn(gw: Gateway, path: PathBuf, shutdown: CancellationToken) {
+pub(crate) fn spawn(gw: Gateway, path: &Path, shutdown: CancellationToken) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let file_name = path.file_name().map(|n| n.to_owned());
     let dir = path
@@ -41,6 +41,7 @@ pub(crate) fn spawn(gw: Gateway, path: PathBuf, shutdown: CancellationToken) {
         tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config directory");
         return;
     }
+    let watched = path.to_owned();
     tokio::spawn(async move {
         let _watcher = watcher;
         loop {
@@ -51,6 +52,13 @@ pub(crate) fn spawn(gw: Gateway, path: PathBuf, shutdown: CancellationToken) {
             // Let a burst of writes settle before reading the file.
             tokio::time::sleep(Duration::from_millis(200)).await;
             while rx.try_recv().is_ok() {}
+            // An empty file parses as a valid config with no routes; what we
+            // see is far more likely a write caught half way (truncated, not
+            // yet filled), so wait for the next change instead.
+            if std::fs::metadata(&watched).is_ok_and(|m| m.len() == 0) {
+                tracing::warn!(path = %watched.display(), "config file is empty; not reloading");
+                continue;
+            }
             let _ = gw.reload();
         }
     });

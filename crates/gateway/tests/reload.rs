@@ -147,6 +147,11 @@ async fn a_changed_file_is_reloaded_and_an_invalid_one_ignored() {
         "invalid file ignored"
     );
 
+    // A truncated (empty) file is a write in progress, not a config without routes.
+    std::fs::write(&path, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(get_text(&gw, "/r").await.1, "two", "empty file ignored");
+
     // Editors replace the file by renaming a new one over it.
     let tmp = dir.path().join("gateway.toml.swp");
     std::fs::write(&tmp, fixed("three")).unwrap();

@@ -11,9 +11,9 @@ use crate::config::HealthConfig;
 
 use super::Upstream;
 
-pub(super) fn spawn(upstream: Arc<Upstream>, hc: HealthConfig, shutdown: CancellationToken) {
+pub(super) fn spawn(upstream: &Arc<Upstream>, hc: &HealthConfig, shutdown: &CancellationToken) {
     for index in 0..upstream.targets().len() {
-        let upstream = Arc::clone(&upstream);
+        let upstream = Arc::clone(upstream);
         let hc = hc.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {

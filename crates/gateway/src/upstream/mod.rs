@@ -189,9 +189,9 @@ impl Upstream {
     }
 
     /// Start active health checks (if configured) until `shutdown`.
-    pub(crate) fn spawn_health_checks(self: &Arc<Self>, shutdown: CancellationToken) {
-        if let Some(hc) = self.config.health.clone() {
-            health::spawn(Arc::clone(self), hc, shutdown);
+    pub(crate) fn spawn_health_checks(self: &Arc<Self>, shutdown: &CancellationToken) {
+        if let Some(hc) = &self.config.health {
+            health::spawn(self, hc, shutdown);
         }
     }
 
