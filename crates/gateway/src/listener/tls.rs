@@ -111,10 +111,10 @@ impl ResolvesServerCert for SniResolver {
             if let Some(ck) = self.exact.get(&name) {
                 return Some(Arc::clone(ck));
             }
-            if let Some((_, suffix)) = name.split_once('.') {
-                if let Some(ck) = self.wildcard.get(suffix) {
-                    return Some(Arc::clone(ck));
-                }
+            if let Some((_, suffix)) = name.split_once('.')
+                && let Some(ck) = self.wildcard.get(suffix)
+            {
+                return Some(Arc::clone(ck));
             }
         }
         self.default.clone()

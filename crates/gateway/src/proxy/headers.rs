@@ -141,10 +141,11 @@ pub(crate) fn add_via(headers: &mut HeaderMap, version: http::Version) {
 
 /// The request id the client sent, or a new UUID v7 (time-ordered) stored in `headers`.
 pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&REQUEST_ID) {
-        if !v.is_empty() && v.len() <= 200 {
-            return v.clone();
-        }
+    if let Some(v) = headers.get(&REQUEST_ID)
+        && !v.is_empty()
+        && v.len() <= 200
+    {
+        return v.clone();
     }
     let id = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
         .unwrap_or(HeaderValue::from_static("-"));
