@@ -239,3 +239,25 @@ async fn request_id_on_local_answers_too() {
 fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
 }
+
+#[tokio::test]
+async fn h2c_upgrade_is_not_passed_upstream() {
+    // Passing it on would let a client tunnel raw HTTP/2 past the router.
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&config(&up)).await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\n\
+          Host: gw.test\r\n\
+          Connection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\n\
+          HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let (_, body) = split_response(&raw);
+    let seen: serde_json::Value = serde_json::from_str(&body).expect(&raw);
+    assert!(header(&seen, "upgrade").is_empty(), "{seen}");
+    assert!(header(&seen, "http2-settings").is_empty(), "{seen}");
+}
