@@ -1,21 +1,37 @@
 //! Idle tracking for a connection: the IO wrapper stamps the time of each
-//! read or write, and the connection task closes it after `idle_timeout`
-//! without a byte either way.
+//! read or write, requests in flight are counted, and the connection task
+//! closes it after `idle_timeout` with no request in flight and no byte
+//! either way. The IO wrapper also holds the connection's cap slots, so an
+//! upgraded (WebSocket) connection, which outlives hyper's connection task,
+//! keeps counting against the caps until it closes.
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// When a connection last moved a byte, as milliseconds since it opened.
+/// When a connection last moved a byte, as milliseconds since it opened,
+/// and how many requests it has in flight and has started in all.
 #[derive(Clone, Debug)]
 pub(super) struct Activity {
     opened: Instant,
     last_ms: Arc<AtomicU64>,
+    in_flight: Arc<AtomicUsize>,
+    started: Arc<AtomicUsize>,
+}
+
+/// Counts one request as in flight until dropped (with its response body).
+#[derive(Debug)]
+pub(super) struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Activity {
@@ -23,7 +39,31 @@ impl Activity {
         Activity {
             opened: Instant::now(),
             last_ms: Arc::new(AtomicU64::new(0)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            started: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Mark a request as started; it counts as in flight until the guard drops.
+    pub(super) fn request(&self) -> InFlight {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(&self.in_flight))
+    }
+
+    /// Whether a request is being served now.
+    pub(super) fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether any request has started on this connection yet.
+    pub(super) fn any_request(&self) -> bool {
+        self.started.load(Ordering::Relaxed) > 0
+    }
+
+    /// Time since the connection opened.
+    pub(super) fn age(&self) -> Duration {
+        self.opened.elapsed()
     }
 
     fn touch(&self) {
@@ -38,19 +78,25 @@ impl Activity {
     }
 }
 
-/// An IO stream that records activity.
-pub(super) struct IdleIo<S> {
+/// An IO stream that records activity and holds `H` (the connection's cap
+/// slots) for as long as the stream lives, upgraded or not.
+pub(super) struct IdleIo<S, H> {
     inner: S,
     activity: Activity,
+    _hold: H,
 }
 
-impl<S> IdleIo<S> {
-    pub(super) fn new(inner: S, activity: Activity) -> Self {
-        IdleIo { inner, activity }
+impl<S, H> IdleIo<S, H> {
+    pub(super) fn new(inner: S, activity: Activity, hold: H) -> Self {
+        IdleIo {
+            inner,
+            activity,
+            _hold: hold,
+        }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for IdleIo<S> {
+impl<S: AsyncRead + Unpin, H: Unpin> AsyncRead for IdleIo<S, H> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -65,7 +111,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for IdleIo<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for IdleIo<S> {
+impl<S: AsyncWrite + Unpin, H: Unpin> AsyncWrite for IdleIo<S, H> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -7,6 +7,7 @@ mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::gateway::{Error, Shared};
+use crate::proxy::guarded::Guarded;
 use crate::proxy::{self, ConnInfo};
 
 use idle::{Activity, IdleIo};
@@ -114,12 +116,13 @@ pub(crate) async fn serve(
             builder: Arc::clone(&builder),
             // Each connection holds only a watcher, so that `serve` keeps the
             // one `GracefulShutdown` that can signal them all.
-            graceful: graceful.watcher(),
+            graceful: Some(graceful.watcher()),
+            shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
             idle_timeout: cfg.idle_timeout.0,
             handshake_timeout: cfg.header_read_timeout.0,
             peer,
-            _guards: (permit, slot),
+            guards: Some((permit, slot)),
         };
         match &tls {
             None => {
@@ -159,17 +162,24 @@ pub(crate) async fn serve(
     Ok(())
 }
 
-fn http_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
+/// How connections are served: `auto` detects HTTP/2 by its preface; with
+/// `http2 = false` plain HTTP/1 is used instead, because the auto builder's
+/// `http1_only` is ignored by `serve_connection_with_upgrades`.
+struct HttpBuilder {
+    auto: auto::Builder<TokioExecutor>,
+    http1_only: Option<hyper::server::conn::http1::Builder>,
+}
+
+fn http_builder(cfg: &ServerConfig) -> HttpBuilder {
+    let max_buf = usize::try_from(cfg.max_header_size.0)
+        .unwrap_or(usize::MAX)
+        .max(8192);
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_read_timeout.0)
         .max_headers(cfg.max_headers)
-        .max_buf_size(
-            usize::try_from(cfg.max_header_size.0)
-                .unwrap_or(usize::MAX)
-                .max(8192),
-        )
+        .max_buf_size(max_buf)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
@@ -177,45 +187,89 @@ fn http_builder(cfg: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(64)
         .max_header_list_size(u32::try_from(cfg.max_header_size.0).unwrap_or(u32::MAX))
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    if !cfg.http2 {
-        b = b.http1_only();
+    let http1_only = (!cfg.http2).then(|| {
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(cfg.header_read_timeout.0)
+            .max_headers(cfg.max_headers)
+            .max_buf_size(max_buf)
+            .keep_alive(true);
+        h1
+    });
+    HttpBuilder {
+        auto: b,
+        http1_only,
     }
-    b
 }
 
 struct Conn {
     shared: Arc<Shared>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    graceful: Watcher,
+    builder: Arc<HttpBuilder>,
+    graceful: Option<Watcher>,
+    /// Cancelled when the listener starts draining.
+    shutdown: CancellationToken,
+    /// Cancelled when the drain deadline passes: close at once.
     hard_stop: CancellationToken,
     idle_timeout: Duration,
+    /// Bounds the TLS handshake and the wait for the first request.
     handshake_timeout: Duration,
     peer: SocketAddr,
-    _guards: (OwnedSemaphorePermit, IpSlot),
+    /// Cap slots (global permit, per-IP count), released when the IO drops.
+    guards: Option<(OwnedSemaphorePermit, IpSlot)>,
 }
 
 impl Conn {
-    async fn run<S>(self, stream: S, tls: bool)
+    async fn run<S>(mut self, stream: S, tls: bool)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new();
-        let io = TokioIo::new(IdleIo::new(stream, activity.clone()));
+        // The IO holds the cap slots: an upgraded connection keeps them until it closes.
+        let io = TokioIo::new(IdleIo::new(stream, activity.clone(), self.guards.take()));
         let info = ConnInfo {
             peer: self.peer,
             tls,
         };
         let shared = Arc::clone(&self.shared);
+        let requests = activity.clone();
         let svc = service_fn(move |req| {
             let shared = Arc::clone(&shared);
-            async move { Ok::<_, std::convert::Infallible>(proxy::handle(shared, req, info).await) }
+            // In flight until hyper drops the response body: idle means no request at all.
+            let in_flight = requests.request();
+            async move {
+                let resp = proxy::handle(shared, req, info).await;
+                Ok::<_, std::convert::Infallible>(resp.map(|b| Guarded::wrap(b, in_flight)))
+            }
         });
         metrics::gauge!("sluice_gateway_open_connections").increment(1.0);
-        let conn = self.builder.serve_connection_with_upgrades(io, svc);
-        let conn = self.graceful.watch(conn.into_owned());
-        let hard_stop = self.hard_stop;
+        match &self.builder.http1_only {
+            Some(h1) => {
+                // hyper-util's GracefulShutdown cannot watch an upgradeable
+                // HTTP/1 connection, so drain it from the shutdown token.
+                let conn = h1.serve_connection(io, svc).with_upgrades();
+                self.drive(conn, &activity, |c| c.graceful_shutdown()).await;
+            }
+            None => {
+                let conn = self.builder.auto.serve_connection_with_upgrades(io, svc);
+                let watcher = self.graceful.take().expect("a connection is served once");
+                let conn = watcher.watch(conn.into_owned());
+                self.drive(conn, &activity, |_| {}).await;
+            }
+        }
+        metrics::gauge!("sluice_gateway_open_connections").decrement(1.0);
+    }
+
+    /// Run `conn` to its end, closing it early when it sends no request in
+    /// time or sits idle.
+    async fn drive<F, E>(&self, conn: F, activity: &Activity, drain: impl FnOnce(Pin<&mut F>))
+    where
+        F: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
         tokio::pin!(conn);
-        let tick = (self.idle_timeout / 4).max(Duration::from_millis(50));
+        let mut drain = Some(drain);
+        let tick =
+            (self.idle_timeout.min(self.handshake_timeout) / 4).max(Duration::from_millis(20));
         loop {
             tokio::select! {
                 res = &mut conn => {
@@ -224,15 +278,26 @@ impl Conn {
                     }
                     break;
                 }
-                _ = hard_stop.cancelled() => break,
+                _ = self.hard_stop.cancelled() => break,
+                _ = self.shutdown.cancelled(), if drain.is_some() => {
+                    if let Some(drain) = drain.take() {
+                        drain(conn.as_mut());
+                    }
+                }
                 _ = tokio::time::sleep(tick) => {
-                    if activity.idle_for() >= self.idle_timeout {
+                    // hyper's header_read_timeout starts only once HTTP/1 is
+                    // chosen; a client that sends nothing (or too little to
+                    // tell the version) is bounded here instead.
+                    if !activity.any_request() && activity.age() >= self.handshake_timeout {
+                        tracing::debug!(peer = %self.peer, "closing connection that sent no request in time");
+                        break;
+                    }
+                    if !activity.busy() && activity.idle_for() >= self.idle_timeout {
                         tracing::debug!(peer = %self.peer, "closing idle connection");
                         break;
                     }
                 }
             }
         }
-        metrics::gauge!("sluice_gateway_open_connections").decrement(1.0);
     }
 }

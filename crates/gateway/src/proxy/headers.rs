@@ -42,9 +42,19 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Whether a request asks to switch protocols (WebSocket).
+/// Whether a request asks to switch to WebSocket. Other upgrades are not
+/// proxied: passing `Upgrade: h2c` on would let a client open a raw HTTP/2
+/// tunnel to an upstream that supports it, past routing ("h2c smuggling").
 pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| {
+            let name = p.trim().split('/').next().unwrap_or("");
+            name.eq_ignore_ascii_case("websocket")
+        })
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -182,6 +192,13 @@ mod tests {
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert_eq!(h.get("connection").unwrap(), "upgrade");
+        let mut h2c = HeaderMap::new();
+        h2c.insert(
+            "connection",
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        h2c.insert("upgrade", HeaderValue::from_static("h2c"));
+        assert!(!is_upgrade(&h2c));
     }
 
     #[test]

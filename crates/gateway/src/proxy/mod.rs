@@ -3,7 +3,7 @@
 //! way back. Errors become JSON responses here; nothing panics on input.
 
 mod forward;
-mod guarded;
+pub(crate) mod guarded;
 pub(crate) mod headers;
 mod upgrade;
 
@@ -108,8 +108,14 @@ async fn route_and_serve(state: &State, mut req: Request<Incoming>, conn: ConnIn
         return Served::local(resp, None);
     }
     // RFC 9112 §3.2.2: with an absolute-form target the authority wins over Host.
-    let absolute_host = req.uri().authority().map(|a| a.host().to_ascii_lowercase());
-    let host = absolute_host.clone().or_else(|| {
+    // HTTP/2 always carries :authority in the URI; that is not absolute form.
+    let absolute_host = (req.version() < http::Version::HTTP_2)
+        .then(|| req.uri().authority().map(|a| a.host().to_ascii_lowercase()))
+        .flatten();
+    let h2_authority = (req.version() >= http::Version::HTTP_2)
+        .then(|| req.uri().authority().map(|a| a.host().to_ascii_lowercase()))
+        .flatten();
+    let host = absolute_host.clone().or(h2_authority).or_else(|| {
         req.headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())

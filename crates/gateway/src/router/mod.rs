@@ -248,37 +248,40 @@ mod tests {
 
     fn find<'a>(
         r: &'a Router,
-        m: Method,
+        m: &Method,
         host: Option<&str>,
         path: &str,
         h: &HeaderMap,
     ) -> Option<&'a str> {
-        r.find(&m, host, path, h).map(|r| r.name.as_str())
+        r.find(m, host, path, h).map(|r| r.name.as_str())
     }
 
     #[test]
     fn first_match_in_file_order() {
         let r = router(CFG);
         let h = HeaderMap::new();
-        assert_eq!(find(&r, Method::GET, None, "/ping", &h), Some("exact"));
-        assert_eq!(find(&r, Method::GET, None, "/ping/x", &h), None);
+        assert_eq!(find(&r, &Method::GET, None, "/ping", &h), Some("exact"));
+        assert_eq!(find(&r, &Method::GET, None, "/ping/x", &h), None);
         assert_eq!(
-            find(&r, Method::GET, Some("a.example.com"), "/api/x", &h),
+            find(&r, &Method::GET, Some("a.example.com"), "/api/x", &h),
             Some("wild")
         );
         assert_eq!(
-            find(&r, Method::GET, Some("example.com"), "/api/x", &h),
+            find(&r, &Method::GET, Some("example.com"), "/api/x", &h),
             None
         );
         assert_eq!(
-            find(&r, Method::GET, Some("A.EXAMPLE.COM"), "/api/x", &h),
+            find(&r, &Method::GET, Some("A.EXAMPLE.COM"), "/api/x", &h),
             Some("wild")
         );
         let mut json = HeaderMap::new();
         json.insert("content-type", HeaderValue::from_static("application/json"));
-        assert_eq!(find(&r, Method::POST, None, "/x", &json), Some("post-json"));
-        assert_eq!(find(&r, Method::GET, None, "/x", &json), None);
-        assert_eq!(find(&r, Method::POST, None, "/x", &h), None);
+        assert_eq!(
+            find(&r, &Method::POST, None, "/x", &json),
+            Some("post-json")
+        );
+        assert_eq!(find(&r, &Method::GET, None, "/x", &json), None);
+        assert_eq!(find(&r, &Method::POST, None, "/x", &h), None);
     }
 
     #[test]

@@ -233,3 +233,146 @@ pub async fn admin_json(gw: &TestGateway, path: &str) -> serde_json::Value {
         .await
         .unwrap()
 }
+
+// ---- helpers for listener/routing/headers/streaming/websocket/tls tests ----
+
+/// A streaming response body for [`TestUpstream::start_streaming`].
+pub type StreamBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// Box any body with `Bytes` data into a [`StreamBody`].
+pub fn stream_body<B>(body: B) -> StreamBody
+where
+    B: hyper::body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: std::fmt::Display,
+{
+    body.map_err(|e| std::io::Error::other(e.to_string()))
+        .boxed()
+}
+
+impl TestUpstream {
+    /// Like [`TestUpstream::start`], but the handler answers with a streaming body.
+    pub async fn start_streaming<F, Fut>(handler: F) -> TestUpstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<StreamBody>> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        let handler = Arc::new(handler);
+        tokio::spawn({
+            let hits = Arc::clone(&hits);
+            let shutdown = shutdown.clone();
+            async move {
+                loop {
+                    let (stream, _) = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
+                    };
+                    let handler = Arc::clone(&handler);
+                    let hits = Arc::clone(&hits);
+                    let shutdown = shutdown.clone();
+                    tokio::spawn(async move {
+                        let svc = service_fn(move |req| {
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            let fut = handler(req);
+                            async move { Ok::<_, Infallible>(fut.await) }
+                        });
+                        let builder =
+                            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = shutdown.cancelled() => {}
+                        }
+                    });
+                }
+            }
+        });
+        TestUpstream {
+            addr,
+            hits,
+            shutdown,
+        }
+    }
+
+    /// An upstream that answers every request with JSON describing what it
+    /// saw: `method`, `path` (with query), `version`, `headers` (name → list
+    /// of values) and `body_len`.
+    pub async fn echo_request() -> TestUpstream {
+        Self::start(|req| async move {
+            let method = req.method().to_string();
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            let version = format!("{:?}", req.version());
+            let mut headers = serde_json::Map::new();
+            for (k, v) in req.headers() {
+                let list = headers
+                    .entry(k.as_str().to_owned())
+                    .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                if let serde_json::Value::Array(a) = list {
+                    a.push(String::from_utf8_lossy(v.as_bytes()).into_owned().into());
+                }
+            }
+            let body = body_bytes(req.into_body()).await;
+            let json = serde_json::json!({
+                "method": method,
+                "path": path,
+                "version": version,
+                "headers": headers,
+                "body_len": body.len(),
+            });
+            let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+            resp.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            resp
+        })
+        .await
+    }
+}
+
+/// Send raw bytes on a fresh connection and read until the peer closes or
+/// `wait` passes; returns what was read (lossy UTF-8).
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], wait: std::time::Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// FNV-1a over a stream of chunks: the same for any chunking of the same bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Fnv(pub u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn update(&mut self, data: &[u8]) {
+        for b in data {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}

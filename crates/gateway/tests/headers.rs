@@ -1,0 +1,263 @@
+//! Header rules end to end (RFC 9110 §7.6): hop-by-hop headers removed both
+//! ways, forwarding headers and Via added, Host kept or rewritten, and the
+//! request id made or passed through.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response};
+use http_body_util::Full;
+use support::{TestGateway, TestUpstream, client, raw_exchange};
+
+fn config(up: &TestUpstream) -> String {
+    format!(
+        r#"
+        [upstreams.api]
+        targets = ["{}"]
+        [[routes]]
+        path_prefix = "/rewrite/"
+        host_rewrite = "internal.svc"
+        upstream = "api"
+        [[routes]]
+        upstream = "api"
+        "#,
+        up.addr
+    )
+}
+
+fn header<'a>(seen: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
+    seen["headers"][name]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// Split a raw HTTP/1.1 response into lower-cased header lines and the body.
+fn split_response(raw: &str) -> (Vec<String>, String) {
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
+    let headers = head.lines().skip(1).map(str::to_ascii_lowercase).collect();
+    (headers, body.to_owned())
+}
+
+#[tokio::test]
+async fn hop_by_hop_request_headers_are_removed() {
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&config(&up)).await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\n\
+          Host: gw.test\r\n\
+          Connection: close, X-Secret, x-other\r\n\
+          X-Secret: s3cret\r\n\
+          X-Other: 1\r\n\
+          Keep-Alive: timeout=5\r\n\
+          Proxy-Connection: keep-alive\r\n\
+          TE: trailers\r\n\
+          Upgrade: h2c\r\n\
+          X-Kept: yes\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    let (_, body) = split_response(&raw);
+    let seen: serde_json::Value = serde_json::from_str(&body).expect(&raw);
+    for gone in [
+        "x-secret",
+        "x-other",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+    ] {
+        assert!(
+            header(&seen, gone).is_empty(),
+            "{gone} reached the upstream: {seen}"
+        );
+    }
+    // The upstream connection's own Connection header (if any) is hyper's, not the client's.
+    for v in header(&seen, "connection") {
+        assert!(!v.to_ascii_lowercase().contains("secret"), "{seen}");
+    }
+    assert_eq!(header(&seen, "x-kept"), ["yes"]);
+}
+
+#[tokio::test]
+async fn hop_by_hop_response_headers_are_removed() {
+    let up = TestUpstream::start(|_req| async move {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"hi")));
+        let h = r.headers_mut();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("x-up-secret, x-up-other"),
+        );
+        h.insert("x-up-secret", HeaderValue::from_static("1"));
+        h.insert("x-up-other", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5, max=100"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("upgrade", HeaderValue::from_static("h2c"));
+        h.insert("x-up-kept", HeaderValue::from_static("yes"));
+        r
+    })
+    .await;
+    let gw = TestGateway::start(&config(&up)).await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let (headers, body) = split_response(&raw);
+    assert_eq!(body, "hi");
+    for gone in [
+        "x-up-secret:",
+        "x-up-other:",
+        "keep-alive:",
+        "proxy-connection:",
+        "upgrade:",
+    ] {
+        assert!(
+            !headers.iter().any(|h| h.starts_with(gone)),
+            "{gone} reached the client: {headers:?}"
+        );
+    }
+    assert!(headers.iter().any(|h| h == "x-up-kept: yes"), "{headers:?}");
+    assert!(
+        headers.iter().any(|h| h == "via: 1.1 sluice"),
+        "{headers:?}"
+    );
+}
+
+#[tokio::test]
+async fn forwarding_headers_and_via_are_added() {
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&config(&up)).await;
+    let c = client();
+    let r = c
+        .get(gw.url("/x"))
+        .header("host", "shop.test")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("via", "1.1 edge")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen: serde_json::Value = r.json().await.unwrap();
+    // Appended: the peer is not a trusted proxy, but the chain is kept for the app.
+    assert_eq!(header(&seen, "x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
+    assert_eq!(header(&seen, "x-forwarded-proto"), ["http"]);
+    assert_eq!(header(&seen, "x-forwarded-host"), ["shop.test"]);
+    assert_eq!(header(&seen, "via"), ["1.1 edge, 1.1 sluice"]);
+
+    let r = c
+        .get(gw.url("/x"))
+        .header("host", "shop.test")
+        .send()
+        .await
+        .unwrap();
+    let seen: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(header(&seen, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(header(&seen, "via"), ["1.1 sluice"]);
+}
+
+#[tokio::test]
+async fn host_is_kept_or_rewritten() {
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&config(&up)).await;
+    let c = client();
+    let r = c
+        .get(gw.url("/x"))
+        .header("host", "shop.test:8443")
+        .send()
+        .await
+        .unwrap();
+    let seen: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(header(&seen, "host"), ["shop.test:8443"]);
+
+    let r = c
+        .get(gw.url("/rewrite/y"))
+        .header("host", "shop.test")
+        .send()
+        .await
+        .unwrap();
+    let seen: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(header(&seen, "host"), ["internal.svc"]);
+    // The client's host still travels, as X-Forwarded-Host.
+    assert_eq!(header(&seen, "x-forwarded-host"), ["shop.test"]);
+}
+
+#[tokio::test]
+async fn request_id_is_generated_or_passed_through() {
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&config(&up)).await;
+    let c = client();
+    let r = c.get(gw.url("/x")).send().await.unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let seen: serde_json::Value = r.json().await.unwrap();
+    assert!(uuid_like(&id), "{id}");
+    assert_eq!(header(&seen, "x-request-id"), [id.as_str()]);
+    // A second request gets a different id.
+    let r = c.get(gw.url("/x")).send().await.unwrap();
+    assert_ne!(r.headers()["x-request-id"].to_str().unwrap(), id);
+
+    let r = c
+        .get(gw.url("/x"))
+        .header("x-request-id", "client-chosen-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "client-chosen-42");
+    let seen: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(header(&seen, "x-request-id"), ["client-chosen-42"]);
+}
+
+#[tokio::test]
+async fn request_id_on_local_answers_too() {
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&format!(
+        r#"
+        [upstreams.api]
+        targets = ["{}"]
+        [[routes]]
+        path = "/only"
+        upstream = "api"
+        "#,
+        up.addr
+    ))
+    .await;
+    let r = client()
+        .get(gw.url("/missing"))
+        .header("x-request-id", "abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["x-request-id"], "abc");
+}
+
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
+}
+
+#[tokio::test]
+async fn h2c_upgrade_is_not_passed_upstream() {
+    // Passing it on would let a client tunnel raw HTTP/2 past the router.
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&config(&up)).await;
+    let raw = raw_exchange(
+        gw.addr,
+        b"GET /x HTTP/1.1\r\n\
+          Host: gw.test\r\n\
+          Connection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\n\
+          HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let (_, body) = split_response(&raw);
+    let seen: serde_json::Value = serde_json::from_str(&body).expect(&raw);
+    assert!(header(&seen, "upgrade").is_empty(), "{seen}");
+    assert!(header(&seen, "http2-settings").is_empty(), "{seen}");
+}
