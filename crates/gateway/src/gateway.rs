@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::access_log::AccessLog;
+use crate::cache::HttpCache;
 use crate::config::{Config, ConfigError};
 use crate::router::Router;
 use crate::upstream::Upstream;
@@ -54,12 +55,19 @@ pub(crate) struct Shared {
     access_log: AccessLog,
     reloads: std::sync::atomic::AtomicU64,
     metrics: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The response cache; kept across reloads unless `cache.max_size` changes.
+    cache: ArcSwap<HttpCache>,
 }
 
 impl Shared {
     /// The current state.
     pub(crate) fn state(&self) -> Arc<State> {
         self.state.load_full()
+    }
+
+    /// The response cache.
+    pub(crate) fn cache(&self) -> Arc<HttpCache> {
+        self.cache.load_full()
     }
 
     pub(crate) fn access_log(&self) -> &AccessLog {
@@ -123,6 +131,7 @@ impl Gateway {
         shutdown: CancellationToken,
         access_log: AccessLog,
     ) -> Gateway {
+        let cache = ArcSwap::from_pointee(HttpCache::new(&config.cache));
         let state = State::build(config, &shutdown);
         Gateway {
             shared: Arc::new(Shared {
@@ -132,6 +141,7 @@ impl Gateway {
                 access_log,
                 reloads: Default::default(),
                 metrics: Default::default(),
+                cache,
             }),
         }
     }
@@ -158,6 +168,12 @@ impl Gateway {
 
     /// Swap in a new, already validated config. Requests in flight finish on the old one.
     pub fn apply(&self, config: Config) {
+        // moka cannot resize: a new byte bound means a new, empty cache.
+        if config.cache.max_size.0 != self.shared.cache().max_size() {
+            self.shared
+                .cache
+                .store(Arc::new(HttpCache::new(&config.cache)));
+        }
         let next = State::build(config, &self.shared.shutdown);
         let old = self.shared.state.swap(Arc::new(next));
         old.retired.cancel();

@@ -8,6 +8,7 @@
 //! - `router` — routes compiled from config; path normalization.
 //! - `proxy` — the request path: route, limit, forward, headers, upgrades.
 //! - `upstream` — targets, pooled client, balancing, health, ejection.
+//! - `cache` — the shared RFC 9111 response cache, `Cache-Status`, purge.
 //! - `admin` — the admin API (metrics, health, upstreams, reload).
 //! - `access_log` — the non-blocking JSON access log.
 //! - `watch` — reload when the config file changes.
@@ -16,6 +17,7 @@
 mod access_log;
 mod admin;
 mod body;
+mod cache;
 pub mod config;
 mod gateway;
 mod listener;
