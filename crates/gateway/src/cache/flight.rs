@@ -173,7 +173,7 @@ mod tests {
         assert_eq!(wait(rx, Duration::from_secs(5)).await, Landing::NotStored);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn followers_give_up_after_the_timeout() {
         let flights = Arc::new(Flights::default());
         let _guard = flights.join("k");
