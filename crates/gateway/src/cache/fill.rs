@@ -120,6 +120,11 @@ impl HttpBody for TeeBody {
                             // Over the cap: stop copying; dropping lands the flight unstored.
                             self.fill = None;
                             metrics::counter!("sluice_gateway_cache_too_large_total").increment(1);
+                        } else if self.inner.is_end_stream() {
+                            // hyper stops polling once Content-Length is met: commit now.
+                            if let Some(fill) = self.fill.take() {
+                                fill.commit();
+                            }
                         }
                     }
                 }
