@@ -651,3 +651,49 @@ async fn head_conditionals_ranges_and_request_no_cache() {
     assert!(cs.starts_with("sluice; fwd=request"), "{cs}");
     assert_eq!(up.hits(), 3);
 }
+
+#[tokio::test]
+async fn the_cache_survives_a_reload() {
+    let up =
+        TestUpstream::start(|_req| async { resp(200, &[("cache-control", "max-age=60")], "kept") })
+            .await;
+    let gw = gateway(up.addr).await;
+    get(&gw.url("/r")).await;
+    let config = (*gw.gw.config()).clone();
+    gw.gw.apply(config);
+    assert_eq!(gw.gw.reload_count(), 1);
+    assert!(get(&gw.url("/r")).await.1.starts_with("sluice; hit"));
+    assert_eq!(up.hits(), 1);
+}
+
+#[tokio::test]
+async fn followers_stop_waiting_after_lock_timeout() {
+    let up = TestUpstream::start(|_req| async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        resp(200, &[("cache-control", "max-age=60")], "slow")
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        r#"
+        [cache]
+        lock_timeout = "100ms"
+        [upstreams.api]
+        targets = ["{}"]
+        [[routes]]
+        path_prefix = "/"
+        upstream = "api"
+        cache = true
+        "#,
+        up.addr
+    ))
+    .await;
+    let tasks: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(get(gw.url("/slow").leak())))
+        .collect();
+    for t in tasks {
+        let (s, _, _, body) = t.await.unwrap();
+        assert_eq!((s, body.as_str()), (StatusCode::OK, "slow"));
+    }
+    // The leader's fetch takes longer than lock_timeout: everyone went upstream.
+    assert_eq!(up.hits(), 3);
+}
