@@ -1,5 +1,6 @@
 //! The admin API (axum), on its own listener, loopback by default:
-//! `/metrics`, `/healthz`, `/readyz`, `/upstreams`, `POST /reload`.
+//! `/metrics`, `/healthz`, `/readyz`, `/upstreams`, `POST /reload`,
+//! `GET /cache` (entries and bytes) and `POST /cache/purge`.
 //! With `admin.token` set, every call needs `Authorization: Bearer <token>`.
 
 use axum::Router;
@@ -37,6 +38,8 @@ fn router(gw: Gateway) -> Router {
         .route("/upstreams", get(upstreams))
         .route("/config", get(config))
         .route("/reload", post(reload))
+        .route("/cache", get(cache_stats))
+        .route("/cache/purge", post(cache_purge))
         .layer(middleware::from_fn_with_state(gw.clone(), auth))
         .with_state(gw)
 }
@@ -135,4 +138,60 @@ async fn reload(State(gw): State<Gateway>) -> Response {
             &e.to_string(),
         ),
     }
+}
+
+async fn cache_stats(State(gw): State<Gateway>) -> Response {
+    let (entries, bytes) = gw.shared.cache().stats();
+    axum::Json(serde_json::json!({"entries": entries, "bytes": bytes})).into_response()
+}
+
+/// `POST /cache/purge` body: exactly one of `key` (a path with its query,
+/// matched exactly) or `prefix` (matched as a prefix of path and query);
+/// `host` limits it to one host, all hosts otherwise.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    key: Option<String>,
+    prefix: Option<String>,
+    host: Option<String>,
+}
+
+async fn cache_purge(State(gw): State<Gateway>, body: axum::body::Bytes) -> Response {
+    use crate::cache::Purge;
+    let req: PurgeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_purge_request",
+                &format!(
+                    "expected {{\"key\": \"/path?query\"}} or {{\"prefix\": \"/path/\"}} with an optional \"host\": {e}"
+                ),
+            );
+        }
+    };
+    let what = match (&req.key, &req.prefix) {
+        (Some(k), None) if k.starts_with('/') => Purge::Key(k),
+        (None, Some(p)) if p.starts_with('/') => Purge::Prefix(p),
+        _ => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad_purge_request",
+                "give exactly one of \"key\" or \"prefix\", starting with \"/\"",
+            );
+        }
+    };
+    // The cache keys hosts lowercase and without their port.
+    let host = req.host.as_deref().map(|h| {
+        let h = match h.rsplit_once(':') {
+            Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                name
+            }
+            _ => h,
+        };
+        h.to_ascii_lowercase()
+    });
+    let purged = gw.shared.cache().purge(host.as_deref(), &what);
+    tracing::info!(purged, key = ?req.key, prefix = ?req.prefix, host = ?host, "cache purged");
+    axum::Json(serde_json::json!({"purged": purged})).into_response()
 }

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use crate::access_log::AccessLog;
+use crate::cache::HttpCache;
 use crate::config::{Config, ConfigError};
 use crate::limit::{Limits, RedisSlot};
 use crate::router::Router;
@@ -79,12 +80,19 @@ pub(crate) struct Shared {
     metrics: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle>,
     /// The rate limiters' Redis connection, kept across reloads.
     redis: RedisSlot,
+    /// The response cache; kept across reloads unless `cache.max_size` changes.
+    cache: ArcSwap<HttpCache>,
 }
 
 impl Shared {
     /// The current state.
     pub(crate) fn state(&self) -> Arc<State> {
         self.state.load_full()
+    }
+
+    /// The response cache.
+    pub(crate) fn cache(&self) -> Arc<HttpCache> {
+        self.cache.load_full()
     }
 
     pub(crate) fn access_log(&self) -> &AccessLog {
@@ -149,6 +157,7 @@ impl Gateway {
         access_log: AccessLog,
     ) -> Gateway {
         let redis = RedisSlot::default();
+        let cache = ArcSwap::from_pointee(HttpCache::new(&config.cache));
         let state = State::build(config, &shutdown, None, &redis);
         Gateway {
             shared: Arc::new(Shared {
@@ -159,6 +168,7 @@ impl Gateway {
                 reloads: Default::default(),
                 metrics: Default::default(),
                 redis,
+                cache,
             }),
         }
     }
@@ -185,6 +195,12 @@ impl Gateway {
 
     /// Swap in a new, already validated config. Requests in flight finish on the old one.
     pub fn apply(&self, config: Config) {
+        // moka cannot resize: a new byte bound means a new, empty cache.
+        if config.cache.max_size.0 != self.shared.cache().max_size() {
+            self.shared
+                .cache
+                .store(Arc::new(HttpCache::new(&config.cache)));
+        }
         let current = self.shared.state();
         let next = State::build(
             config,

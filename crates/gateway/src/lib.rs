@@ -9,6 +9,7 @@
 //! - `limit` — GCRA rate limits per route and key, local or shared in Redis.
 //! - `proxy` — the request path: route, limit, forward, headers, upgrades.
 //! - `upstream` — targets, pooled client, balancing, health, ejection.
+//! - `cache` — the shared RFC 9111 response cache, `Cache-Status`, purge.
 //! - `admin` — the admin API (metrics, health, upstreams, reload).
 //! - `access_log` — the non-blocking JSON access log.
 //! - `watch` — reload when the config file changes.
@@ -17,6 +18,7 @@
 mod access_log;
 mod admin;
 mod body;
+mod cache;
 pub mod config;
 mod gateway;
 mod limit;

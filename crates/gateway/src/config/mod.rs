@@ -414,11 +414,14 @@ impl Default for RateLimitConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
-    /// Total bytes of stored responses (headers and bodies).
+    /// Total bytes of stored responses (bodies, headers, keys, bookkeeping).
+    /// Changing it on reload starts a new, empty cache.
     pub max_size: ByteSize,
-    /// Largest single response stored; larger ones stream through uncached.
+    /// Largest single body stored; larger responses still stream to the
+    /// client whole, they are just not kept.
     pub max_object_size: ByteSize,
-    /// Longest a request waits for another request already fetching the same key.
+    /// Longest a request waits for another request already fetching the same
+    /// key before going upstream itself.
     pub lock_timeout: Dur,
 }
 

@@ -7,7 +7,9 @@ pub(crate) mod guarded;
 pub(crate) mod headers;
 mod upgrade;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,8 +19,10 @@ use hyper::body::Incoming;
 
 use crate::access_log::AccessRecord;
 use crate::body::{self, Body};
+use crate::cache::{self, HttpCache};
 use crate::gateway::{Shared, State};
 use crate::router::{Action, Route, normalize};
+use crate::upstream::Upstream;
 
 /// Facts about the connection a request came in on.
 #[derive(Clone, Copy, Debug)]
@@ -47,7 +51,7 @@ pub(crate) async fn handle(
         upstream,
         target,
         tries,
-    } = route_and_serve(&state, req, conn).await;
+    } = route_and_serve(&shared, &state, req, conn).await;
     resp.headers_mut()
         .insert(headers::REQUEST_ID, request_id.clone());
     let status = resp.status();
@@ -98,7 +102,12 @@ impl Served {
     }
 }
 
-async fn route_and_serve(state: &State, mut req: Request<Incoming>, conn: ConnInfo) -> Served {
+async fn route_and_serve(
+    shared: &Shared,
+    state: &Arc<State>,
+    mut req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Served {
     if req.method() == Method::CONNECT {
         let resp = body::json_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -234,13 +243,29 @@ async fn route_and_serve(state: &State, mut req: Request<Incoming>, conn: ConnIn
         incoming,
         usize::try_from(max_body).unwrap_or(usize::MAX),
     ));
-    let fwd = forward::Forward {
-        route,
-        upstream,
-        path_and_query,
-        hash_key,
+    let out = if route.config.cache && !upgrade {
+        let mut target = path.clone();
+        if let Some(q) = parts.uri.query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        let ctx = CacheContext {
+            cache: shared.cache(),
+            state,
+            route,
+            host: host.unwrap_or_default(),
+            target,
+        };
+        serve_cached(ctx, upstream, parts, req_body, path_and_query, hash_key).await
+    } else {
+        let fwd = forward::Forward {
+            route,
+            upstream,
+            path_and_query,
+            hash_key,
+        };
+        forward::forward(fwd, parts, req_body).await
     };
-    let out = forward::forward(fwd, parts, req_body).await;
     let mut resp = out.response;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
@@ -260,6 +285,132 @@ async fn route_and_serve(state: &State, mut req: Request<Incoming>, conn: ConnIn
         upstream: Some(upstream.name.clone()),
         target: out.target,
         tries: out.tries,
+    }
+}
+
+/// What the cached path needs to know about the request besides its head.
+struct CacheContext<'a> {
+    cache: Arc<HttpCache>,
+    state: &'a Arc<State>,
+    route: &'a Route,
+    /// Lowercase host without port, empty when absent.
+    host: String,
+    /// Normalized path and query: with `host`, the cache key.
+    target: String,
+}
+
+/// A route with `cache = true`: GET/HEAD go through the cache, anything else
+/// is forwarded and may invalidate it.
+async fn serve_cached(
+    ctx: CacheContext<'_>,
+    upstream: &Arc<Upstream>,
+    parts: http::request::Parts,
+    req_body: Body,
+    path_and_query: String,
+    hash_key: Option<Vec<u8>>,
+) -> forward::Outcome {
+    use http_body::Body as _;
+    let CacheContext {
+        cache,
+        state,
+        route,
+        host,
+        target,
+    } = ctx;
+    let has_body = !req_body.is_end_stream();
+    if let Some(why) = cache::bypass_reason(&parts.method, &parts.headers, has_body) {
+        let method = parts.method.clone();
+        let fwd = forward::Forward {
+            route,
+            upstream,
+            path_and_query,
+            hash_key,
+        };
+        let mut out = forward::forward(fwd, parts, req_body).await;
+        cache::after_forward(
+            &cache,
+            &route.name,
+            &method,
+            &host,
+            &target,
+            why,
+            &mut out.response,
+        );
+        return out;
+    }
+    let cfg = &state.config.cache;
+    let Some(index) = state.router.index_of(route) else {
+        // Cannot happen: `route` came from this state's router.
+        return forward::Outcome {
+            response: body::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "route lost"),
+            target: None,
+            tries: 0,
+        };
+    };
+    let origin = Arc::new(RouteOrigin {
+        state: Arc::clone(state),
+        route: index,
+        upstream: Arc::clone(upstream),
+        path_and_query,
+        hash_key,
+    });
+    let lookup = cache::Lookup {
+        head: parts,
+        host,
+        target,
+        route: route.name.clone(),
+        max_object_size: cfg.max_object_size.0,
+        lock_timeout: cfg.lock_timeout.0,
+    };
+    let fetched = cache::serve(cache, lookup, origin).await;
+    forward::Outcome {
+        response: fetched.response,
+        target: fetched.target,
+        tries: fetched.tries,
+    }
+}
+
+/// An owned way to reach a route's upstream, for the cache: its fetches may
+/// outlive the request (background revalidation), so it holds the state
+/// rather than borrowing from it.
+struct RouteOrigin {
+    state: Arc<State>,
+    route: usize,
+    upstream: Arc<Upstream>,
+    path_and_query: String,
+    hash_key: Option<Vec<u8>>,
+}
+
+impl cache::Origin for RouteOrigin {
+    fn fetch(
+        self: Arc<Self>,
+        head: http::request::Parts,
+    ) -> Pin<Box<dyn Future<Output = cache::Fetched> + Send>> {
+        Box::pin(async move {
+            let Some(route) = self.state.router.get(self.route) else {
+                return cache::Fetched {
+                    response: body::json_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        "route lost",
+                    ),
+                    target: None,
+                    tries: 0,
+                };
+            };
+            let fwd = forward::Forward {
+                route,
+                upstream: &self.upstream,
+                path_and_query: self.path_and_query.clone(),
+                hash_key: self.hash_key.clone(),
+            };
+            let out = forward::forward(fwd, head, body::empty()).await;
+            cache::Fetched {
+                response: out.response,
+                target: out.target,
+                tries: out.tries,
+            }
+        })
     }
 }
 

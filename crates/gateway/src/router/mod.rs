@@ -73,6 +73,17 @@ impl Router {
             .any(|r| r.host.as_ref().is_some_and(|h| host_matches(h, host)))
     }
 
+    /// The route at `index`, as [`index_of`](Self::index_of) gave it.
+    pub(crate) fn get(&self, index: usize) -> Option<&Route> {
+        self.routes.get(index)
+    }
+
+    /// Where `route` (one of this router's, by address) stands, so that an
+    /// owned handle (`Arc<State>` + index) can find it again later.
+    pub(crate) fn index_of(&self, route: &Route) -> Option<usize> {
+        self.routes.iter().position(|r| std::ptr::eq(r, route))
+    }
+
     /// The first route matching the request, if any. `path` must be normalized.
     pub(crate) fn find(
         &self,
