@@ -261,13 +261,16 @@ mod tests {
                 n in 0u64..1_000_000,
                 unit in prop::sample::select(vec!["XB", "kb", "Kib", "mb", "TiB", "G", "K", "bytes", " M"]),
             ) {
-                prop_assert!(format!("{n}{unit}").parse::<ByteSize>().is_err());
-                prop_assert!(format!("-{n}{unit}").parse::<ByteSize>().is_err());
+                let s = format!("{n}{unit}");
+                prop_assert!(s.parse::<ByteSize>().is_err(), "accepted {:?}", s);
+                let s = format!("-{n}{unit}");
+                prop_assert!(s.parse::<ByteSize>().is_err(), "accepted {:?}", s);
             }
 
             #[test]
             fn oversized_sizes_are_refused(n in (u64::MAX >> 30) + 1..u64::MAX) {
-                prop_assert!(format!("{n}GiB").parse::<ByteSize>().is_err());
+                let s = format!("{n}GiB");
+                prop_assert!(s.parse::<ByteSize>().is_err(), "accepted {:?}", s);
             }
 
             #[test]
@@ -275,9 +278,12 @@ mod tests {
                 count in 0u32..1_000,
                 per in prop::sample::select(vec!["", "fortnight", "0s", "x", "-1s"]),
             ) {
-                prop_assert!(format!("{count}/{per}").parse::<Rate>().is_err());
-                prop_assert!(format!("0/{per}").parse::<Rate>().is_err());
-                prop_assert!(count.to_string().parse::<Rate>().is_err());
+                let s = format!("{count}/{per}");
+                prop_assert!(s.parse::<Rate>().is_err(), "accepted {:?}", s);
+                let s = format!("0/{per}");
+                prop_assert!(s.parse::<Rate>().is_err(), "accepted {:?}", s);
+                let s = count.to_string();
+                prop_assert!(s.parse::<Rate>().is_err(), "accepted {:?}", s);
             }
         }
     }
