@@ -208,11 +208,11 @@ pub(crate) fn remove(doc: &mut DeTable<'_>, entry: &Entry) -> bool {
 }
 
 fn remove_in_table(t: &mut DeTable<'_>, entry: &Entry) -> bool {
-    if let Some(key) = &entry.key {
-        if let Some(k) = t.keys().find(|k| &k.span() == key).cloned() {
-            t.remove(&k);
-            return true;
-        }
+    if let Some(key) = &entry.key
+        && let Some(k) = t.keys().find(|k| &k.span() == key).cloned()
+    {
+        t.remove(&k);
+        return true;
     }
     t.iter_mut()
         .any(|(_, v)| remove_in_value(v.get_mut(), entry))
@@ -222,18 +222,18 @@ fn remove_in_value(v: &mut DeValue<'_>, entry: &Entry) -> bool {
     match v {
         DeValue::Table(t) => remove_in_table(t, entry),
         DeValue::Array(a) => {
-            if entry.key.is_none() {
-                if let Some(pos) = a.iter().position(|e| e.span() == entry.value) {
-                    // DeArray has no `remove`: rebuild it without the element.
-                    let mut rebuilt = toml::de::DeArray::new();
-                    for (i, e) in a.iter().enumerate() {
-                        if i != pos {
-                            rebuilt.push(e.clone());
-                        }
+            if entry.key.is_none()
+                && let Some(pos) = a.iter().position(|e| e.span() == entry.value)
+            {
+                // DeArray has no `remove`: rebuild it without the element.
+                let mut rebuilt = toml::de::DeArray::new();
+                for (i, e) in a.iter().enumerate() {
+                    if i != pos {
+                        rebuilt.push(e.clone());
                     }
-                    *a = rebuilt;
-                    return true;
                 }
+                *a = rebuilt;
+                return true;
             }
             a.iter_mut().any(|e| remove_in_value(e.get_mut(), entry))
         }

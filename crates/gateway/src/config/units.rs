@@ -261,16 +261,16 @@ mod tests {
                 n in 0u64..1_000_000,
                 unit in prop::sample::select(vec!["XB", "kb", "Kib", "mb", "TiB", "G", "K", "bytes", " M"]),
             ) {
-                let plain = format!("{n}{unit}");
-                let negative = format!("-{n}{unit}");
-                prop_assert!(plain.parse::<ByteSize>().is_err());
-                prop_assert!(negative.parse::<ByteSize>().is_err());
+                let s = format!("{n}{unit}");
+                prop_assert!(s.parse::<ByteSize>().is_err(), "accepted {:?}", s);
+                let s = format!("-{n}{unit}");
+                prop_assert!(s.parse::<ByteSize>().is_err(), "accepted {:?}", s);
             }
 
             #[test]
             fn oversized_sizes_are_refused(n in (u64::MAX >> 30) + 1..u64::MAX) {
-                let huge = format!("{n}GiB");
-                prop_assert!(huge.parse::<ByteSize>().is_err());
+                let s = format!("{n}GiB");
+                prop_assert!(s.parse::<ByteSize>().is_err(), "accepted {:?}", s);
             }
 
             #[test]
@@ -278,11 +278,12 @@ mod tests {
                 count in 0u32..1_000,
                 per in prop::sample::select(vec!["", "fortnight", "0s", "x", "-1s"]),
             ) {
-                let rate = format!("{count}/{per}");
-                let zero = format!("0/{per}");
-                prop_assert!(rate.parse::<Rate>().is_err());
-                prop_assert!(zero.parse::<Rate>().is_err());
-                prop_assert!(count.to_string().parse::<Rate>().is_err());
+                let s = format!("{count}/{per}");
+                prop_assert!(s.parse::<Rate>().is_err(), "accepted {:?}", s);
+                let s = format!("0/{per}");
+                prop_assert!(s.parse::<Rate>().is_err(), "accepted {:?}", s);
+                let s = count.to_string();
+                prop_assert!(s.parse::<Rate>().is_err(), "accepted {:?}", s);
             }
         }
     }

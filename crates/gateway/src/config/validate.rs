@@ -312,10 +312,10 @@ fn route(r: &RouteConfig, at: &KeyPath, upstream_names: &BTreeSet<String>, out: 
             "a route has either `upstream` or `respond`, not both",
         ),
     }
-    if let Some(h) = &r.host {
-        if let Err(e) = host_pattern(h) {
-            out.push(at.key("host"), e);
-        }
+    if let Some(h) = &r.host
+        && let Err(e) = host_pattern(h)
+    {
+        out.push(at.key("host"), e);
     }
     for key in ["path", "path_prefix"] {
         let value = if key == "path" {
@@ -367,21 +367,21 @@ fn route(r: &RouteConfig, at: &KeyPath, upstream_names: &BTreeSet<String>, out: 
             "set `strip_prefix` or `rewrite_prefix`, not both",
         );
     }
-    if let Some(p) = &r.rewrite_prefix {
-        if !p.starts_with('/') {
-            out.push(
-                at.key("rewrite_prefix"),
-                format!("{p:?} must start with '/'"),
-            );
-        }
+    if let Some(p) = &r.rewrite_prefix
+        && !p.starts_with('/')
+    {
+        out.push(
+            at.key("rewrite_prefix"),
+            format!("{p:?} must start with '/'"),
+        );
     }
-    if let Some(h) = &r.host_rewrite {
-        if h.parse::<http::uri::Authority>().is_err() || h.contains('@') {
-            out.push(
-                at.key("host_rewrite"),
-                format!("{h:?} is not a host or host:port"),
-            );
-        }
+    if let Some(h) = &r.host_rewrite
+        && (h.parse::<http::uri::Authority>().is_err() || h.contains('@'))
+    {
+        out.push(
+            at.key("host_rewrite"),
+            format!("{h:?} is not a host or host:port"),
+        );
     }
     for (i, m) in r.methods.iter().enumerate() {
         match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
