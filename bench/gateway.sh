@@ -394,7 +394,7 @@ check_full_stack_after() {
 }
 
 idle_scenario() {
-    local px pid before after pss_before pss_after hwm line opened failed closed fifo out i
+    local px pid before after pss_before pss_after hwm line opened failed took closed fifo out i
     for px in "$@"; do
         start_proxy "$px" idle || continue
         pid=$LAST_PID
@@ -424,7 +424,7 @@ idle_scenario() {
             stop "$pid"
             continue
         fi
-        read -r _ opened failed <<<"$line"
+        read -r _ opened failed took <<<"$line"
         sleep 2
         after=$(mem_kb "$pid" VmRSS)
         pss_after=$(mem_kb "$pid" Pss smaps_rollup)
@@ -434,8 +434,8 @@ idle_scenario() {
         closed=$(awk '/^closed_while_idle/ {print $2}' "$out")
         kill "$cpid" 2>/dev/null || true
         wait "$cpid" 2>/dev/null || true
-        printf '{"scenario":"idle","proxy":"%s","rss_before_kb":%d,"rss_after_kb":%d,"pss_before_kb":%d,"pss_after_kb":%d,"hwm_kb":%d,"opened":%d,"failed":%d,"closed_while_idle":%d}\n' \
-            "$px" "$before" "$after" "$pss_before" "$pss_after" "$hwm" "$opened" "$failed" "${closed:-0}" >>"$RESULTS"
+        printf '{"scenario":"idle","proxy":"%s","rss_before_kb":%d,"rss_after_kb":%d,"pss_before_kb":%d,"pss_after_kb":%d,"hwm_kb":%d,"opened":%d,"failed":%d,"closed_while_idle":%d,"open_secs":%s}\n' \
+            "$px" "$before" "$after" "$pss_before" "$pss_after" "$hwm" "$opened" "$failed" "${closed:-0}" "${took:-0}" >>"$RESULTS"
         printf '   idle     %-7s RSS %d kB -> %d kB with %d open (%d failed, %s closed while idle)\n' \
             "$px" "$before" "$after" "$opened" "$failed" "${closed:-?}" >&2
         ((failed == 0)) || fail "idle: $failed of $IDLE_N connections to $px failed"

@@ -50,10 +50,12 @@ async def main():
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     sem = asyncio.Semaphore(a.parallel)
+    started = asyncio.get_running_loop().time()
     conns = []
     results = await asyncio.gather(*(one(a.host, a.port, sem, conns, a.timeout) for _ in range(a.n)))
     ok = sum(results)
-    print(f"ready {ok} {a.n - ok}", flush=True)
+    took = asyncio.get_running_loop().time() - started
+    print(f"ready {ok} {a.n - ok} {took:.1f}", flush=True)
     loop = asyncio.get_running_loop()
     stdin_closed = loop.run_in_executor(None, sys.stdin.read)
     try:

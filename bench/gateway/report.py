@@ -95,7 +95,7 @@ def idle_table(idle, n, lines):
     lines.append(f"### {n:,} idle keep-alive connections (one request each, then idle)\n")
     lines.append(
         "| proxy | RSS idle MB | RSS with the connections MB | KiB per idle connection | PSS idle MB "
-        "| PSS with the connections MB | peak RSS MB | opened / failed | closed by the proxy while idle "
+        "| PSS with the connections MB | peak RSS MB | opened / failed (seconds to open) | closed by the proxy while idle "
         "| sluice/peer KiB per connection |"
     )
     lines.append("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
@@ -106,7 +106,7 @@ def idle_table(idle, n, lines):
         lines.append(
             f"| {p} | {r['rss_before_kb'] / 1024:.1f} | {r['rss_after_kb'] / 1024:.1f} | {fmt(r['per_conn_kib'], 2)} "
             f"| {r['pss_before_kb'] / 1024:.1f} | {r['pss_after_kb'] / 1024:.1f} "
-            f"| {r['hwm_kb'] / 1024:.1f} | {r['opened']} / {r['failed']} | {r['closed_while_idle']} "
+            f"| {r['hwm_kb'] / 1024:.1f} | {r['opened']} / {r['failed']} ({r.get('open_secs', 0):.0f} s) | {r['closed_while_idle']} "
             f"| {ratio(s['per_conn_kib'], r['per_conn_kib']) if peer else '–'} |"
         )
     lines.append(
