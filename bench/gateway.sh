@@ -102,8 +102,11 @@ fail() {
     : >"$RUN_DIR/FAILED" # a file, so failures inside background subshells count too
     note "FAIL: $*"
 }
-# Record a command line for the report (state paths shortened to $STATE).
-log_cmd() { printf '%s\n' "${*//$RUN_DIR/\$RUN}" >>"$CMDS"; }
+# Record a command line for the report (paths relative to the repository, $RUN for the run's directory).
+log_cmd() {
+    local c=${*//$RUN_DIR/\$RUN}
+    printf '%s\n' "${c//$ROOT\//}" >>"$CMDS"
+}
 json_str() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
 note() { printf '{"note":%s}\n' "$(json_str "$1")" >>"$RESULTS"; }
 
@@ -259,6 +262,7 @@ start_proxy() {
         conf=$STATE/sluice-$sc.toml
         case $sc in full) render "$CONF/sluice-full.toml" "$conf" ;;
         cache) render "$CONF/sluice-cache.toml" "$conf" ;;
+        idle) render "$CONF/sluice-idle.toml" "$conf" ;;
         *) render "$CONF/sluice-proxy.toml" "$conf" ;; esac
         if ! "$SLUICE" gateway check --config "$conf" >"$STATE/sluice-check-$sc.txt" 2>&1; then
             fail "sluice rejects bench/gateway/$(basename "$conf"): $(tr '\n' ' ' <"$STATE/sluice-check-$sc.txt")"
