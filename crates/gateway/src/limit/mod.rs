@@ -333,12 +333,13 @@ mod tests {
         let paths: Vec<&str> = err.problems().iter().map(|p| p.path.as_str()).collect();
         assert_eq!(
             paths,
+            // In file order: [rate_limit] comes first in this text.
             [
-                "routes[0].rate_limit.key",
-                "routes[1].rate_limit",
                 "rate_limit.max_keys",
                 "rate_limit.redis_timeout",
-                "rate_limit.redis"
+                "rate_limit.redis",
+                "routes[0].rate_limit.key",
+                "routes[1].rate_limit",
             ]
         );
     }
