@@ -61,6 +61,11 @@ impl AccessLog {
         AccessLog { tx: None }
     }
 
+    /// Whether records are written at all.
+    pub(crate) fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Hand over a record without waiting.
     pub(crate) fn record(&self, rec: AccessRecord) {
         if let Some(tx) = &self.tx

@@ -156,6 +156,7 @@ impl Gateway {
         shutdown: CancellationToken,
         access_log: AccessLog,
     ) -> Gateway {
+        crate::metrics::describe();
         let redis = RedisSlot::default();
         let cache = ArcSwap::from_pointee(HttpCache::new(&config.cache));
         let state = State::build(config, &shutdown, None, &redis);

@@ -11,6 +11,7 @@
 //! - `upstream` — targets, pooled client, balancing, health, ejection.
 //! - `cache` — the shared RFC 9111 response cache, `Cache-Status`, purge.
 //! - `admin` — the admin API (metrics, health, upstreams, reload).
+//! - `metrics` — metric names and handles registered ahead of requests.
 //! - `access_log` — the non-blocking JSON access log.
 //! - `watch` — reload when the config file changes.
 //! - `body` — the boxed body type and JSON errors.
@@ -23,6 +24,7 @@ pub mod config;
 mod gateway;
 mod limit;
 mod listener;
+mod metrics;
 mod proxy;
 mod router;
 mod upstream;

@@ -12,6 +12,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 
 use crate::body::{self, Body, BoxError};
+use crate::metrics::TryOutcome;
 use crate::router::Route;
 use crate::upstream::Upstream;
 
@@ -161,7 +162,9 @@ pub(crate) async fn forward(fwd: Forward<'_>, parts: Parts, req_body: Body) -> O
             let sent = std::time::Instant::now();
             let result = tokio::time::timeout(try_timeout, client.request(req)).await;
             let target_name = Some(target.authority.to_string());
-            record_try(&upstream.name, &result, sent.elapsed());
+            upstream
+                .metrics
+                .record_try(try_outcome(&result), sent.elapsed());
             match result {
                 Ok(Ok(resp)) => {
                     let status = resp.status();
@@ -224,30 +227,19 @@ pub(crate) async fn forward(fwd: Forward<'_>, parts: Parts, req_body: Body) -> O
     out
 }
 
-/// Count one try by upstream and outcome (status, `connect_error`,
-/// `error`, `timeout`) and time it to the response head.
-fn record_try<B>(
-    upstream: &str,
+/// What a try's result was, for the upstream's metrics.
+fn try_outcome<B>(
     result: &Result<
         Result<Response<B>, hyper_util::client::legacy::Error>,
         tokio::time::error::Elapsed,
     >,
-    elapsed: Duration,
-) {
-    let outcome = match result {
-        Ok(Ok(resp)) => resp.status().as_str().to_owned(),
-        Ok(Err(e)) if e.is_connect() => "connect_error".to_owned(),
-        Ok(Err(_)) => "error".to_owned(),
-        Err(_) => "timeout".to_owned(),
-    };
-    metrics::counter!(
-        "sluice_gateway_upstream_requests_total",
-        "upstream" => upstream.to_owned(),
-        "outcome" => outcome
-    )
-    .increment(1);
-    metrics::histogram!("sluice_gateway_upstream_duration_seconds", "upstream" => upstream.to_owned())
-        .record(elapsed.as_secs_f64());
+) -> TryOutcome {
+    match result {
+        Ok(Ok(resp)) => TryOutcome::Status(resp.status().as_u16()),
+        Ok(Err(e)) if e.is_connect() => TryOutcome::ConnectError,
+        Ok(Err(_)) => TryOutcome::Error,
+        Err(_) => TryOutcome::Timeout,
+    }
 }
 
 /// Exponential backoff with full jitter in [base·2^(n-1)/2, base·2^(n-1)·3/2).

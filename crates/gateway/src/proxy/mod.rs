@@ -43,59 +43,59 @@ pub(crate) async fn handle(
     // Requests in flight keep the state they started with, even across a reload.
     let state = shared.state();
     let request_id = headers::ensure_request_id(req.headers_mut());
-    let method = req.method().clone();
-    let raw_path = req.uri().path().to_owned();
+    // Only what the access log needs is copied, and only when it is on.
+    let logged = shared
+        .access_log()
+        .enabled()
+        .then(|| (req.method().clone(), req.uri().path().to_owned()));
     let Served {
         mut resp,
-        route: route_name,
-        upstream,
+        route,
         target,
         tries,
     } = route_and_serve(&shared, &state, req, conn).await;
-    resp.headers_mut()
-        .insert(headers::REQUEST_ID, request_id.clone());
     let status = resp.status();
     let elapsed = start.elapsed();
-    let route_label = route_name.clone().unwrap_or_else(|| "none".to_owned());
-    metrics::counter!(
-        "sluice_gateway_requests_total",
-        "route" => route_label.clone(),
-        "status" => status.as_str().to_owned()
-    )
-    .increment(1);
-    metrics::histogram!("sluice_gateway_request_duration_seconds", "route" => route_label)
-        .record(elapsed.as_secs_f64());
-    shared.access_log().record(AccessRecord {
-        request_id,
-        client: conn.peer,
-        method,
-        path: raw_path,
-        status: status.as_u16(),
-        route: route_name,
-        upstream,
-        target,
-        tries,
-        duration: elapsed,
-    });
+    let route = route.and_then(|i| state.router.get(i));
+    route
+        .map_or(&state.router.unmatched, |r| &r.metrics)
+        .record(status, elapsed);
+    if let Some((method, path)) = logged {
+        let upstream = route.and_then(|r| match &r.action {
+            Action::Upstream(name) => Some(name.clone()),
+            Action::Respond(_) => None,
+        });
+        shared.access_log().record(AccessRecord {
+            request_id: request_id.clone(),
+            client: conn.peer,
+            method,
+            path,
+            status: status.as_u16(),
+            route: route.map(|r| r.name.clone()),
+            upstream,
+            target,
+            tries,
+            duration: elapsed,
+        });
+    }
+    resp.headers_mut().insert(headers::REQUEST_ID, request_id);
     resp
 }
 
-/// What serving a request produced: the response and, for the log, the
-/// route, upstream, target and number of tries.
+/// What serving a request produced: the response and, for metrics and the
+/// log, the route's index, the target and the number of tries.
 struct Served {
     resp: Response<Body>,
-    route: Option<String>,
-    upstream: Option<String>,
+    route: Option<usize>,
     target: Option<String>,
     tries: u32,
 }
 
 impl Served {
-    fn local(resp: Response<Body>, route: Option<String>) -> Served {
+    fn local(resp: Response<Body>, route: Option<usize>) -> Served {
         Served {
             resp,
             route,
-            upstream: None,
             target: None,
             tries: 0,
         }
@@ -154,7 +154,7 @@ async fn route_and_serve(
         );
         return Served::local(resp, None);
     };
-    let route_name = Some(route.name.clone());
+    let route_name = Some(route.index);
 
     let max_body = route
         .config
@@ -282,7 +282,6 @@ async fn route_and_serve(
     Served {
         resp,
         route: route_name,
-        upstream: Some(upstream.name.clone()),
         target: out.target,
         tries: out.tries,
     }

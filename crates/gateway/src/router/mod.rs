@@ -6,6 +6,7 @@ mod path;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::config::{Config, FixedResponse, RouteConfig};
+use crate::metrics::RouteMetrics;
 pub(crate) use path::normalize;
 
 /// What a matched route does.
@@ -42,6 +43,8 @@ pub(crate) struct Route {
     pub(crate) config: RouteConfig,
     /// What to do.
     pub(crate) action: Action,
+    /// Request counters and latency for this route.
+    pub(crate) metrics: RouteMetrics,
     host: Option<HostMatch>,
     path: PathMatch,
     methods: Vec<Method>,
@@ -49,9 +52,11 @@ pub(crate) struct Route {
 }
 
 /// All routes, in file order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Router {
     routes: Vec<Route>,
+    /// Metrics for requests that match no route.
+    pub(crate) unmatched: RouteMetrics,
 }
 
 impl Router {
@@ -63,7 +68,10 @@ impl Router {
             .enumerate()
             .map(|(index, rc)| compile(index, rc))
             .collect();
-        Router { routes }
+        Router {
+            routes,
+            unmatched: RouteMetrics::new("none"),
+        }
     }
 
     /// Whether some route names `host` explicitly (exact or wildcard).
@@ -139,9 +147,11 @@ fn compile(index: usize, rc: &RouteConfig) -> Route {
             body: String::new(),
         }),
     };
+    let name = route_name(index, rc);
     Route {
         index,
-        name: route_name(index, rc),
+        metrics: RouteMetrics::new(&name),
+        name,
         config: rc.clone(),
         action,
         host,

@@ -20,6 +20,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 
 use crate::body::Body;
 use crate::config::UpstreamConfig;
+use crate::metrics::UpstreamMetrics;
 
 use balance::Balancer;
 pub(crate) use target::Target;
@@ -42,6 +43,8 @@ pub(crate) struct Upstream {
     connect_overrides: Mutex<HashMap<Duration, HttpClient>>,
     in_flight: AtomicU32,
     budget: TpsBudget,
+    /// Tries, latency and in-flight gauge for this upstream.
+    pub(crate) metrics: UpstreamMetrics,
 }
 
 /// Parse a target as `host:port` or `http://host:port`.
@@ -80,6 +83,7 @@ impl Upstream {
             // Retries may add at most 20% to the request rate, with a floor of
             // 10 retries a second so that a quiet route can still retry.
             budget: TpsBudget::new(std::time::Duration::from_secs(10), 10, 0.2),
+            metrics: UpstreamMetrics::new(name),
         }
     }
 
@@ -173,8 +177,7 @@ impl Upstream {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        metrics::gauge!("sluice_gateway_upstream_in_flight", "upstream" => self.name.clone())
-            .increment(1.0);
+        self.metrics.in_flight.increment(1.0);
         Some(Permit(Arc::clone(self)))
     }
 
@@ -235,7 +238,6 @@ pub(crate) struct Permit(Arc<Upstream>);
 impl Drop for Permit {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!("sluice_gateway_upstream_in_flight", "upstream" => self.0.name.clone())
-            .decrement(1.0);
+        self.0.metrics.in_flight.decrement(1.0);
     }
 }
