@@ -97,11 +97,14 @@ impl TestUpstream {
         Self::start_on(listener, handler).await
     }
 
-    /// Serve on an already bound listener (to restart on a known port).
-    pub async fn start_on<F, Fut>(listener: TcpListener, handler: F) -> TestUpstream
+    /// Serve on an already bound listener (to restart on a known port),
+    /// with any response body type.
+    pub async fn start_on<F, Fut, B>(listener: TcpListener, handler: F) -> TestUpstream
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+        Fut: Future<Output = Response<B>> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
@@ -257,45 +260,7 @@ impl TestUpstream {
         Fut: Future<Output = Response<StreamBody>> + Send + 'static,
     {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let shutdown = CancellationToken::new();
-        let handler = Arc::new(handler);
-        tokio::spawn({
-            let hits = Arc::clone(&hits);
-            let shutdown = shutdown.clone();
-            async move {
-                loop {
-                    let (stream, _) = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        r = listener.accept() => match r { Ok(p) => p, Err(_) => continue },
-                    };
-                    let handler = Arc::clone(&handler);
-                    let hits = Arc::clone(&hits);
-                    let shutdown = shutdown.clone();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| {
-                            hits.fetch_add(1, Ordering::SeqCst);
-                            let fut = handler(req);
-                            async move { Ok::<_, Infallible>(fut.await) }
-                        });
-                        let builder =
-                            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                        let conn =
-                            builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-                        tokio::select! {
-                            _ = conn => {}
-                            _ = shutdown.cancelled() => {}
-                        }
-                    });
-                }
-            }
-        });
-        TestUpstream {
-            addr,
-            hits,
-            shutdown,
-        }
+        Self::start_on(listener, handler).await
     }
 
     /// An upstream that answers every request with JSON describing what it
