@@ -69,7 +69,7 @@ impl ReqBody {
 }
 
 /// Forward `parts`+`req_body` to the route's upstream; never fails, errors become responses.
-pub(crate) async fn forward(fwd: Forward<'_>, parts: Parts, req_body: Body) -> Outcome {
+pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) -> Outcome {
     let Forward {
         route,
         upstream,
@@ -141,8 +141,15 @@ pub(crate) async fn forward(fwd: Forward<'_>, parts: Parts, req_body: Body) -> O
             tried.push(index);
             let target = Arc::clone(upstream.target(index));
             let Some(body) = req_body.take() else { break };
+            // The last possible try takes the headers; earlier ones copy them.
+            let headers = if attempt + 1 >= max_tries {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
             let req = match build_request(
                 &parts,
+                headers,
                 &target.authority,
                 &path_and_query,
                 route,
@@ -160,7 +167,13 @@ pub(crate) async fn forward(fwd: Forward<'_>, parts: Parts, req_body: Body) -> O
             };
             let in_flight = target.start();
             let sent = std::time::Instant::now();
-            let result = tokio::time::timeout(try_timeout, client.request(req)).await;
+            // One timer per request when the try may take the whole deadline:
+            // the total timeout around the loop already bounds it.
+            let result = if try_timeout < rc.timeout.0 {
+                tokio::time::timeout(try_timeout, client.request(req)).await
+            } else {
+                Ok(client.request(req).await)
+            };
             let target_name = Some(target.authority.to_string());
             upstream
                 .metrics
@@ -250,6 +263,7 @@ fn backoff(base: Duration, attempt: u32) -> Duration {
 
 fn build_request(
     parts: &Parts,
+    headers: http::HeaderMap,
     authority: &http::uri::Authority,
     pq: &str,
     route: &Route,
@@ -262,7 +276,7 @@ fn build_request(
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
-    *req.headers_mut() = parts.headers.clone();
+    *req.headers_mut() = headers;
     // The client's version says nothing about the upstream's: hyper's pool
     // keys connections by the request version, so set the upstream's own.
     *req.version_mut() = if h2 {
@@ -272,7 +286,7 @@ fn build_request(
     };
     let host = match &route.config.host_rewrite {
         Some(h) => HeaderValue::from_str(h).map_err(|_| format!("bad host_rewrite {h:?}"))?,
-        None => match parts.headers.get(header::HOST) {
+        None => match req.headers().get(header::HOST) {
             Some(h) => h.clone(),
             None => match parts.uri.authority() {
                 Some(a) => {
