@@ -42,7 +42,7 @@ impl State {
             .map(|(name, uc)| {
                 let kept = previous
                     .and_then(|p| p.upstreams.get(name))
-                    .filter(|old| same_upstream_config(&old.config, uc))
+                    .filter(|old| old.config == *uc)
                     .map(Arc::clone);
                 let up = kept.unwrap_or_else(|| Arc::new(Upstream::new(name, uc)));
                 // The previous state's checks stop when it retires; these run on.
@@ -58,15 +58,6 @@ impl State {
             retired,
         }
     }
-}
-
-/// Whether two upstream configs are the same. The config types carry no
-/// `PartialEq`; their `Debug` form lists every field, which is enough here.
-fn same_upstream_config(
-    a: &crate::config::UpstreamConfig,
-    b: &crate::config::UpstreamConfig,
-) -> bool {
-    format!("{a:?}") == format!("{b:?}")
 }
 
 /// State that outlives reloads.

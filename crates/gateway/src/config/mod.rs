@@ -22,7 +22,7 @@ pub use load::{ConfigError, Problem};
 pub use units::{ByteSize, Dur, Rate};
 
 /// The whole gateway configuration.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// The public listener.
@@ -49,7 +49,7 @@ pub struct Config {
 }
 
 /// `[server]`: the public listener and its protections against slow or greedy clients.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -101,7 +101,7 @@ impl Default for ServerConfig {
 }
 
 /// `[server.tls]`: certificates, chosen by SNI.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Default certificate chain (PEM), used when no other matches the SNI name.
@@ -114,7 +114,7 @@ pub struct TlsConfig {
 }
 
 /// One certificate and its key.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertConfig {
     /// SNI names this certificate serves: exact (`a.example.com`) or wildcard (`*.example.com`).
@@ -126,7 +126,7 @@ pub struct CertConfig {
 }
 
 /// `[admin]`: the admin listener.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Serve the admin API at all.
@@ -161,7 +161,7 @@ pub enum Balance {
 }
 
 /// `[upstreams.NAME]`: a group of interchangeable targets.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// `host:port` of each target (optionally `http://host:port`).
@@ -206,7 +206,7 @@ fn default_pool_idle_timeout() -> Dur {
 }
 
 /// `health = { … }`: an active HTTP health check per target.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {
     /// Path requested with GET; a 2xx or 3xx answer is healthy.
@@ -239,7 +239,7 @@ fn default_fall() -> u32 {
 }
 
 /// `eject = { … }`: passive outlier ejection from live traffic.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EjectConfig {
     /// Consecutive failures (connect errors, 502/503/504) that eject a target. 0 disables ejection.
@@ -261,7 +261,7 @@ impl Default for EjectConfig {
 }
 
 /// `[[routes]]`: which requests go where, and how.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Name used in metrics and logs; `route<N>` by default.
@@ -334,7 +334,7 @@ fn default_retry_backoff() -> Dur {
 }
 
 /// `respond = { … }`: a fixed answer, like nginx's `return`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixedResponse {
     /// Status code.
@@ -353,7 +353,7 @@ fn default_fixed_status() -> u16 {
 }
 
 /// `rate_limit = { … }` on a route.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRateLimit {
     /// What one bucket is keyed by: `client_ip`, `header:NAME`, `route`, or several joined by `+`.
@@ -382,7 +382,7 @@ pub enum FailureMode {
 }
 
 /// `[rate_limit]`: settings shared by all limiters.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
     /// Share limits across gateway instances through this Redis.
@@ -411,7 +411,7 @@ impl Default for RateLimitConfig {
 }
 
 /// `[cache]`: the shared in-memory response cache.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Total bytes of stored responses (bodies, headers, keys, bookkeeping).
@@ -436,7 +436,7 @@ impl Default for CacheConfig {
 }
 
 /// `[access_log]`: one JSON line per request.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLogConfig {
     /// Write the access log at all.

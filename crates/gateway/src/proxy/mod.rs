@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::Limited;
 use hyper::body::Incoming;
 
 use crate::access_log::AccessRecord;
@@ -238,7 +238,7 @@ async fn route_and_serve(
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    let hash_key = hash_key(route, upstream, &parts.headers, client_ip);
+    let hash_key = hash_key(upstream, &parts.headers, client_ip);
     let req_body = body::boxed(Limited::new(
         incoming,
         usize::try_from(max_body).unwrap_or(usize::MAX),
@@ -414,12 +414,10 @@ impl cache::Origin for RouteOrigin {
 }
 
 fn hash_key(
-    route: &Route,
     upstream: &crate::upstream::Upstream,
     headers: &http::HeaderMap,
     client_ip: std::net::IpAddr,
 ) -> Option<Vec<u8>> {
-    let _ = route;
     if upstream.config.balance != crate::config::Balance::Hash {
         return None;
     }
@@ -451,14 +449,4 @@ fn fixed_response(fixed: &crate::config::FixedResponse) -> Response<Body> {
         }
     }
     resp
-}
-
-/// Read a whole body, for small admin payloads only.
-#[allow(dead_code)]
-pub(crate) async fn read_small(body: Incoming, max: usize) -> Option<bytes::Bytes> {
-    Limited::new(body, max)
-        .collect()
-        .await
-        .ok()
-        .map(|c| c.to_bytes())
 }
