@@ -24,6 +24,10 @@ const UPSTREAM_REQUESTS: &str = "sluice_gateway_upstream_requests_total";
 const UPSTREAM_DURATION: &str = "sluice_gateway_upstream_duration_seconds";
 /// Requests in flight to an upstream.
 const UPSTREAM_IN_FLIGHT: &str = "sluice_gateway_upstream_in_flight";
+/// Idle keep-alive connections pooled for a target.
+const POOL_IDLE: &str = "sluice_gateway_upstream_pool_idle";
+/// Connections opened to a target.
+const POOL_OPENED: &str = "sluice_gateway_upstream_connections_opened_total";
 
 /// Describe the metrics registered here, so `/metrics` carries HELP lines.
 pub(crate) fn describe() {
@@ -43,6 +47,14 @@ pub(crate) fn describe() {
         "Time to an upstream's response head"
     );
     describe_gauge!(UPSTREAM_IN_FLIGHT, "Requests in flight to an upstream");
+    describe_gauge!(
+        POOL_IDLE,
+        "Idle keep-alive connections pooled, by upstream and target"
+    );
+    describe_counter!(
+        POOL_OPENED,
+        "Connections opened to upstream targets, by upstream and target"
+    );
 }
 
 /// One counter per HTTP status (100–599), each registered on first use.
@@ -154,6 +166,25 @@ impl UpstreamMetrics {
             TryOutcome::Timeout => self.timeout.increment(1),
         }
         self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+/// Handles for the connection pool of one upstream target.
+#[derive(Debug)]
+pub(crate) struct PoolMetrics {
+    /// Idle connections now in the pool.
+    pub(crate) idle: Gauge,
+    /// Connections opened so far.
+    pub(crate) opened: Counter,
+}
+
+impl PoolMetrics {
+    /// Register the handles for `target` of `upstream`.
+    pub(crate) fn new(upstream: &str, target: &str) -> PoolMetrics {
+        PoolMetrics {
+            idle: gauge!(POOL_IDLE, "upstream" => upstream.to_owned(), "target" => target.to_owned()),
+            opened: counter!(POOL_OPENED, "upstream" => upstream.to_owned(), "target" => target.to_owned()),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use crate::body::{self, Body, BoxError};
 use crate::metrics::TryOutcome;
 use crate::router::Route;
-use crate::upstream::Upstream;
+use crate::upstream::{SendError, Upstream};
 
 use super::guarded::Guarded;
 
@@ -119,7 +119,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
         1
     };
     let try_timeout = rc.try_timeout.unwrap_or(rc.timeout).0;
-    let client = upstream.client_for(rc.connect_timeout.map(|t| t.0));
+    let connect_timeout = rc.connect_timeout.map(|t| t.0);
     upstream.deposit();
 
     let attempt_all = async {
@@ -170,9 +170,9 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             // One timer per request when the try may take the whole deadline:
             // the total timeout around the loop already bounds it.
             let result = if try_timeout < rc.timeout.0 {
-                tokio::time::timeout(try_timeout, client.request(req)).await
+                tokio::time::timeout(try_timeout, upstream.send(index, req, connect_timeout)).await
             } else {
-                Ok(client.request(req).await)
+                Ok(upstream.send(index, req, connect_timeout).await)
             };
             let target_name = Some(target.authority.to_string());
             upstream
@@ -183,7 +183,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                     let status = resp.status();
                     let failed = retryable_status(status);
                     upstream.record(index, !failed);
-                    let resp = resp.map(|b| Guarded::wrap(body::boxed(b), in_flight));
+                    let resp = resp.map(|b| Guarded::wrap(b, in_flight));
                     let out = Outcome {
                         response: resp,
                         target: target_name,
@@ -242,10 +242,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
 
 /// What a try's result was, for the upstream's metrics.
 fn try_outcome<B>(
-    result: &Result<
-        Result<Response<B>, hyper_util::client::legacy::Error>,
-        tokio::time::error::Elapsed,
-    >,
+    result: &Result<Result<Response<B>, SendError>, tokio::time::error::Elapsed>,
 ) -> TryOutcome {
     match result {
         Ok(Ok(resp)) => TryOutcome::Status(resp.status().as_u16()),
@@ -270,9 +267,17 @@ fn build_request(
     h2: bool,
     body: Body,
 ) -> Result<Request<Body>, String> {
-    let uri: Uri = format!("http://{authority}{pq}")
-        .parse()
-        .map_err(|e| format!("bad request path {pq:?}: {e}"))?;
+    // HTTP/1.1 upstreams get origin-form; HTTP/2 needs scheme and authority.
+    let uri = if h2 {
+        Uri::builder()
+            .scheme(http::uri::Scheme::HTTP)
+            .authority(authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| format!("bad request path {pq:?}: {e}"))?
+    } else {
+        Uri::try_from(pq).map_err(|e| format!("bad request path {pq:?}: {e}"))?
+    };
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();
     *req.uri_mut() = uri;
@@ -327,7 +332,7 @@ fn body_error(e: &BoxError) -> Response<Body> {
     )
 }
 
-fn client_error(upstream: &str, e: &hyper_util::client::legacy::Error) -> Response<Body> {
+fn client_error(upstream: &str, e: &SendError) -> Response<Body> {
     if source_chain_has::<http_body_util::LengthLimitError>(e) {
         return body::json_error(
             StatusCode::PAYLOAD_TOO_LARGE,

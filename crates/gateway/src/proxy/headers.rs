@@ -20,9 +20,19 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// The request id header, made when the client sent none.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Whether `name` is one of the fixed hop-by-hop headers.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.iter().any(|h| h == name)
+}
+
 /// Remove hop-by-hop headers and every header named in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of these: one pass over the names (cheap
+    // comparisons, no hashing) saves seven hashed removals per message.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -40,6 +50,23 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.insert(header::UPGRADE, up);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// Whether the client's `TE` accepts trailers. `TE` is hop-by-hop, but
+/// `TE: trailers` is what gRPC servers require of every request, so the
+/// proxy sends its own `TE: trailers` upstream when the client sent one
+/// (trailers are passed back, so the promise holds end to end).
+pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
 }
 
 /// Whether a request asks to switch to WebSocket. Other upgrades are not
@@ -116,11 +143,13 @@ pub(crate) fn add_forwarding(
     http_version: http::Version,
 ) {
     let xff = HeaderName::from_static("x-forwarded-for");
-    let appended = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(prev) if !prev.is_empty() => format!("{prev}, {peer}"),
-        _ => peer.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&appended) {
+    let mut value = Vec::with_capacity(48);
+    if let Some(prev) = headers.get(&xff).filter(|v| !v.is_empty()) {
+        value.extend_from_slice(prev.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    write_ip(&mut value, peer);
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(xff, v);
     }
     headers.insert(
@@ -133,6 +162,28 @@ pub(crate) fn add_forwarding(
     add_via(headers, http_version);
 }
 
+/// Write an address as text without the formatting machinery, which costs
+/// more than the rest of the header work for IPv4 on the hot path.
+fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                if octet >= 100 {
+                    out.push(b'0' + octet / 100);
+                }
+                if octet >= 10 {
+                    out.push(b'0' + octet / 10 % 10);
+                }
+                out.push(b'0' + octet % 10);
+            }
+        }
+        IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
+    }
+}
+
 /// Append this hop to `Via`.
 pub(crate) fn add_via(headers: &mut HeaderMap, version: http::Version) {
     let hop = match version {
@@ -140,13 +191,18 @@ pub(crate) fn add_via(headers: &mut HeaderMap, version: http::Version) {
         http::Version::HTTP_2 => "2 sluice",
         _ => "1.1 sluice",
     };
-    let value = match headers.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {hop}"),
-        None => hop.to_owned(),
+    let value = match headers.get(header::VIA) {
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + hop.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(hop.as_bytes());
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+                .unwrap_or(HeaderValue::from_static("1.1 sluice"))
+        }
+        None => HeaderValue::from_static(hop),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(header::VIA, v);
-    }
+    headers.insert(header::VIA, value);
 }
 
 /// The request id the client sent, or a new UUID v7 (time-ordered) stored in `headers`.
@@ -157,8 +213,11 @@ pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     {
         return v.clone();
     }
-    let id = HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())
-        .unwrap_or(HeaderValue::from_static("-"));
+    // Hyphenated lowercase hex is always a valid header value; encoding into
+    // a buffer skips the formatter.
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    let id = HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"));
     headers.insert(REQUEST_ID, id.clone());
     id
 }
@@ -227,5 +286,67 @@ mod tests {
             client_ip(proxy, &f, &trusted),
             "2001:db8::1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn writes_addresses_as_display_does() {
+        for ip in [
+            "0.0.0.0",
+            "9.10.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:1.2.3.4",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            write_ip(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn forwarding_appends_to_earlier_hops() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.insert("via", HeaderValue::from_static("1.0 edge"));
+        let peer: IpAddr = "10.0.0.7".parse().unwrap();
+        add_forwarding(
+            &mut h,
+            peer,
+            "https",
+            Some("example.com"),
+            http::Version::HTTP_11,
+        );
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.7");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(h.get("x-forwarded-host").unwrap(), "example.com");
+        assert_eq!(h.get("via").unwrap(), "1.0 edge, 1.1 sluice");
+        let mut fresh = HeaderMap::new();
+        add_forwarding(&mut fresh, peer, "http", None, http::Version::HTTP_2);
+        assert_eq!(fresh.get("x-forwarded-for").unwrap(), "10.0.0.7");
+        assert_eq!(fresh.get("via").unwrap(), "2 sluice");
+    }
+
+    #[test]
+    fn trailers_token_is_found_among_others() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_trailers(&h));
+        h.insert("te", HeaderValue::from_static("gzip;q=0.5, Trailers"));
+        assert!(accepts_trailers(&h));
+        h.insert("te", HeaderValue::from_static("gzip, deflate;q=0.5"));
+        assert!(!accepts_trailers(&h));
+    }
+
+    #[test]
+    fn request_id_is_kept_or_made() {
+        let mut h = HeaderMap::new();
+        let made = ensure_request_id(&mut h);
+        assert_eq!(made.len(), 36);
+        assert_eq!(h.get(REQUEST_ID).unwrap(), &made);
+        assert!(uuid::Uuid::parse_str(made.to_str().unwrap()).is_ok());
+        let mut given = HeaderMap::new();
+        given.insert(REQUEST_ID, HeaderValue::from_static("abc"));
+        assert_eq!(ensure_request_id(&mut given), "abc");
     }
 }

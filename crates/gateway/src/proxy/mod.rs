@@ -223,7 +223,13 @@ async fn route_and_serve(
         .map(str::to_owned)
         .or(host.clone());
     let version = parts.version;
+    let trailers = headers::accepts_trailers(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if trailers {
+        parts
+            .headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     let proto = if conn.tls { "https" } else { "http" };
     headers::add_forwarding(
         &mut parts.headers,

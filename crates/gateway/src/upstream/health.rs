@@ -56,7 +56,13 @@ pub(super) fn spawn(upstream: &Arc<Upstream>, hc: &HealthConfig, shutdown: &Canc
 
 async fn probe(upstream: &Upstream, index: usize, hc: &HealthConfig) -> bool {
     let target = upstream.target(index);
-    let Ok(uri) = format!("http://{}{}", target.authority, hc.path).parse::<Uri>() else {
+    // HTTP/2 carries scheme and authority in the URI; HTTP/1.1 wants the path alone.
+    let uri = if upstream.config.http2 {
+        format!("http://{}{}", target.authority, hc.path).parse::<Uri>()
+    } else {
+        hc.path.parse::<Uri>()
+    };
+    let Ok(uri) = uri else {
         return false;
     };
     let Ok(req) = Request::get(uri)
@@ -66,8 +72,12 @@ async fn probe(upstream: &Upstream, index: usize, hc: &HealthConfig) -> bool {
     else {
         return false;
     };
-    match tokio::time::timeout(hc.timeout.0, upstream.client().request(req)).await {
-        Ok(Ok(resp)) => resp.status().is_success() || resp.status().is_redirection(),
-        _ => false,
-    }
+    let sent = async {
+        let resp = upstream.send(index, req, None).await?;
+        let ok = resp.status().is_success() || resp.status().is_redirection();
+        // Reading the (small) body to its end returns the connection to the pool.
+        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+        Ok::<_, super::SendError>(ok)
+    };
+    matches!(tokio::time::timeout(hc.timeout.0, sent).await, Ok(Ok(true)))
 }

@@ -4,17 +4,15 @@
 
 mod balance;
 mod health;
+mod pool;
 mod target;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{Request, Response};
 use tokio_util::sync::CancellationToken;
 use tower::retry::budget::{Budget, TpsBudget};
 
@@ -23,10 +21,9 @@ use crate::config::UpstreamConfig;
 use crate::metrics::UpstreamMetrics;
 
 use balance::Balancer;
+pub(crate) use pool::SendError;
+use pool::{Pool, PoolSettings};
 pub(crate) use target::Target;
-
-/// The pooled client type used for every upstream.
-pub(crate) type HttpClient = Client<HttpConnector, Body>;
 
 /// A named group of targets.
 #[derive(Debug)]
@@ -37,10 +34,7 @@ pub(crate) struct Upstream {
     pub(crate) config: UpstreamConfig,
     targets: Vec<Arc<Target>>,
     balancer: Balancer,
-    client: HttpClient,
-    /// Clients for routes that override the connect timeout, one per value,
-    /// built on first use (a connector's timeout is fixed when it is built).
-    connect_overrides: Mutex<HashMap<Duration, HttpClient>>,
+    pool: Pool,
     in_flight: AtomicU32,
     budget: TpsBudget,
     /// Tries, latency and in-flight gauge for this upstream.
@@ -65,20 +59,25 @@ pub(crate) fn parse_target(s: &str) -> Result<Authority, String> {
 impl Upstream {
     /// Build from config; targets must already be validated.
     pub(crate) fn new(name: &str, config: &UpstreamConfig) -> Upstream {
-        let targets = config
+        let authorities: Vec<Authority> = config
             .targets
             .iter()
             .filter_map(|t| parse_target(t).ok())
-            .map(|a| Arc::new(Target::new(a)))
             .collect();
-        let client = build_client(config, config.connect_timeout.0);
+        let settings = PoolSettings {
+            http2: config.http2,
+            max_idle: config.pool_max_idle,
+            idle_timeout: config.pool_idle_timeout.0,
+        };
         Upstream {
             name: name.to_owned(),
             config: config.clone(),
-            targets,
+            pool: Pool::new(name, &authorities, &settings),
+            targets: authorities
+                .into_iter()
+                .map(|a| Arc::new(Target::new(a)))
+                .collect(),
             balancer: Balancer::new(config.balance),
-            client,
-            connect_overrides: Mutex::default(),
             in_flight: AtomicU32::new(0),
             // Retries may add at most 20% to the request rate, with a floor of
             // 10 retries a second so that a quiet route can still retry.
@@ -87,26 +86,16 @@ impl Upstream {
         }
     }
 
-    /// The pooled client.
-    pub(crate) fn client(&self) -> &HttpClient {
-        &self.client
-    }
-
-    /// The pooled client to use for a route with this connect timeout override.
-    pub(crate) fn client_for(&self, connect_timeout: Option<Duration>) -> HttpClient {
-        match connect_timeout {
-            Some(t) if t != self.config.connect_timeout.0 => {
-                let mut clients = self
-                    .connect_overrides
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                clients
-                    .entry(t)
-                    .or_insert_with(|| build_client(&self.config, t))
-                    .clone()
-            }
-            _ => self.client.clone(),
-        }
+    /// Send `req` to target `index` over a pooled connection, connecting
+    /// within `connect_timeout` (the upstream's own when `None`) if needed.
+    pub(crate) async fn send(
+        &self,
+        index: usize,
+        req: Request<Body>,
+        connect_timeout: Option<Duration>,
+    ) -> Result<Response<Body>, SendError> {
+        let timeout = connect_timeout.unwrap_or(self.config.connect_timeout.0);
+        self.pool.send(index, req, timeout).await
     }
 
     /// All targets.
@@ -213,22 +202,6 @@ impl Upstream {
             })).collect::<Vec<_>>(),
         })
     }
-}
-
-/// A pooled keep-alive client for `config`'s targets.
-fn build_client(config: &UpstreamConfig, connect_timeout: Duration) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect_timeout));
-    connector.set_nodelay(true);
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(config.pool_idle_timeout.0)
-        .pool_max_idle_per_host(config.pool_max_idle)
-        .http2_only(config.http2)
-        .set_host(false)
-        .build(connector)
 }
 
 /// A slot under an upstream's concurrency cap, released on drop.
