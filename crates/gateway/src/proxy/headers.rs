@@ -20,30 +20,46 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// The request id header, made when the client sent none.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Whether `name` is one of the fixed hop-by-hop headers.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.iter().any(|h| h == name)
-}
-
 /// Remove hop-by-hop headers and every header named in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none of these: one pass over the names (cheap
-    // comparisons, no hashing) saves seven hashed removals per message.
-    if !headers.keys().any(is_hop_by_hop) {
+    // One pass over the names (cheap comparisons, no hashing) finds which
+    // of the fixed set are present; most messages carry none or one
+    // (`Connection: keep-alive`), so only those are removed by hash.
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
+    // Bit 0 is `Connection` (HOP_BY_HOP[0]).
+    let named: Vec<HeaderName> = if present & 1 != 0 {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            // `keep-alive` and `close` are options, not header names to drop
+            // (a `Keep-Alive` header is dropped as hop-by-hop anyway).
+            .filter(|t| !t.eq_ignore_ascii_case("keep-alive") && !t.eq_ignore_ascii_case("close"))
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let upgrade = keep_upgrade
         .then(|| headers.get(header::UPGRADE).cloned())
         .flatten();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    for name in &named {
         headers.remove(name);
     }
     if let Some(up) = upgrade {
@@ -142,6 +158,8 @@ pub(crate) fn add_forwarding(
     host: Option<&str>,
     http_version: http::Version,
 ) {
+    // Up to four headers are added: grow the table once, not per insert.
+    headers.reserve(4);
     let xff = HeaderName::from_static("x-forwarded-for");
     let mut value = Vec::with_capacity(48);
     if let Some(prev) = headers.get(&xff).filter(|v| !v.is_empty()) {
@@ -216,7 +234,14 @@ pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     // Hyphenated lowercase hex is always a valid header value; encoding into
     // a buffer skips the formatter.
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf);
+    // `Uuid::now_v7` keeps a shared monotonic counter behind a lock; a
+    // request id needs time order at millisecond grain and uniqueness,
+    // which 74 random bits from the thread-local generator give.
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
+    let text = id.hyphenated().encode_lower(&mut buf);
     let id = HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"));
     headers.insert(REQUEST_ID, id.clone());
     id
@@ -344,7 +369,9 @@ mod tests {
         let made = ensure_request_id(&mut h);
         assert_eq!(made.len(), 36);
         assert_eq!(h.get(REQUEST_ID).unwrap(), &made);
-        assert!(uuid::Uuid::parse_str(made.to_str().unwrap()).is_ok());
+        let parsed = uuid::Uuid::parse_str(made.to_str().unwrap()).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_ne!(ensure_request_id(&mut HeaderMap::new()), made);
         let mut given = HeaderMap::new();
         given.insert(REQUEST_ID, HeaderValue::from_static("abc"));
         assert_eq!(ensure_request_id(&mut given), "abc");

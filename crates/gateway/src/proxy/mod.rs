@@ -262,7 +262,16 @@ async fn route_and_serve(
             host: host.unwrap_or_default(),
             target,
         };
-        serve_cached(ctx, upstream, parts, req_body, path_and_query, hash_key).await
+        // Boxed: the cache path's state would otherwise enlarge every request's future.
+        Box::pin(serve_cached(
+            ctx,
+            upstream,
+            parts,
+            req_body,
+            path_and_query,
+            hash_key,
+        ))
+        .await
     } else {
         let fwd = forward::Forward {
             route,

@@ -135,8 +135,10 @@ impl Pool {
         if !self.reaper_started.swap(true, Ordering::Relaxed) {
             spawn_reaper(&self.targets);
         }
+        // Cold paths are boxed so that the future every request carries
+        // (and moves) stays small.
         if target.settings.http2 {
-            return target.send_h2(req, connect_timeout).await;
+            return Box::pin(target.send_h2(req, connect_timeout)).await;
         }
         let mut req = req;
         if let Some(sender) = target.checkout().await {
@@ -150,7 +152,7 @@ impl Pool {
                 },
             }
         }
-        let sender = target.connect_h1(connect_timeout).await?;
+        let sender = Box::pin(target.connect_h1(connect_timeout)).await?;
         send_h1(target, sender, req)
             .await
             .map_err(|e| SendError::Http(e.into_error()))
