@@ -76,24 +76,26 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// 200 with the readiness as JSON, or 503 with the same body and an
+/// `error` saying why (see [`Gateway::readiness`] for the rule).
 async fn readyz(State(gw): State<Gateway>) -> Response {
-    let state = gw.shared.state();
-    // Ready when every upstream has at least one target that is up.
-    let down: Vec<_> = state
-        .upstreams
-        .values()
-        .filter(|u| !u.targets().is_empty() && !u.targets().iter().any(|t| t.is_healthy()))
-        .map(|u| u.name.clone())
-        .collect();
-    if down.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            &format!("no healthy target in: {}", down.join(", ")),
-        )
+    let r = gw.readiness();
+    let mut body = serde_json::to_value(&r).unwrap_or_default();
+    if r.ready {
+        return (StatusCode::OK, axum::Json(body)).into_response();
     }
+    let why = if r.shutting_down {
+        "the gateway is shutting down".to_owned()
+    } else if !r.accepting {
+        "the proxy listener is not accepting connections".to_owned()
+    } else {
+        format!(
+            "no available target (healthy and not ejected) in upstream {}",
+            r.unavailable.join(", ")
+        )
+    };
+    body["error"] = serde_json::json!({"code": "not_ready", "message": why});
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(gw): State<Gateway>) -> Response {

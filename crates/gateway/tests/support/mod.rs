@@ -5,8 +5,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -39,6 +41,20 @@ impl TestGateway {
     pub async fn start_config(config: Config) -> TestGateway {
         let shutdown = CancellationToken::new();
         let gw = Gateway::new(config, shutdown.clone()).expect("gateway builds");
+        Self::serve(gw, shutdown).await
+    }
+
+    /// Start from a config file, as the binary does, so that `reload` (and
+    /// `POST /reload`) read it again. The file's `listen` keys are ignored.
+    pub async fn start_file(path: &Path) -> TestGateway {
+        let shutdown = CancellationToken::new();
+        let gw = Gateway::from_file(path, shutdown.clone()).expect("gateway builds from file");
+        Self::serve(gw, shutdown).await
+    }
+
+    /// Serve `gw` and its admin API on `127.0.0.1:0`; returns once the proxy
+    /// listener is accepting, so that `/readyz` needs no waiting.
+    async fn serve(gw: Gateway, shutdown: CancellationToken) -> TestGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -53,6 +69,11 @@ impl TestGateway {
             let shutdown = shutdown.clone();
             async move { gw.serve(listener, shutdown).await }
         });
+        let accepting = eventually(Duration::from_secs(5), || async {
+            gw.readiness().accepting
+        })
+        .await;
+        assert!(accepting, "the gateway's listener starts accepting");
         TestGateway {
             addr,
             admin,
@@ -60,6 +81,32 @@ impl TestGateway {
             shutdown,
             task,
         }
+    }
+
+    /// Start a gateway whose one route sends everything to `targets` (see [`api_config`]).
+    pub async fn proxy_to(targets: &[SocketAddr]) -> TestGateway {
+        Self::start(&api_config(targets, "", "")).await
+    }
+
+    /// GET `path` on the proxy listener.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        client().get(self.url(path)).send().await.unwrap()
+    }
+
+    /// GET `path` on the proxy listener: status and body text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let r = self.get(path).await;
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// GET an admin path: status and JSON body (`Null` when it is not JSON).
+    pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        status_and_json(client().get(self.admin_url(path)).send().await.unwrap()).await
+    }
+
+    /// POST to an admin path with no body: status and JSON body.
+    pub async fn admin_post(&self, path: &str) -> (u16, serde_json::Value) {
+        status_and_json(client().post(self.admin_url(path)).send().await.unwrap()).await
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -235,6 +282,46 @@ pub async fn admin_json(gw: &TestGateway, path: &str) -> serde_json::Value {
         .json()
         .await
         .unwrap()
+}
+
+/// A config with one upstream `api` over `targets` and one catch-all route
+/// to it; `upstream_extra` and `route_extra` are TOML lines added to the
+/// `[upstreams.api]` table and to the route.
+pub fn api_config(targets: &[SocketAddr], upstream_extra: &str, route_extra: &str) -> String {
+    let t: Vec<String> = targets.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"
+        [upstreams.api]
+        targets = [{}]
+        {upstream_extra}
+        [[routes]]
+        path_prefix = "/"
+        upstream = "api"
+        {route_extra}
+        "#,
+        t.join(", ")
+    )
+}
+
+/// A response's status and JSON body (`Null` when the body is not JSON).
+pub async fn status_and_json(r: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A JSON error answer (`{"error":{"code","message"}}`, as the proxy and
+/// the admin API write them): status, code and message.
+pub async fn error_json(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: serde_json::Value = r.json().await.unwrap();
+    let field = |k: &str| {
+        v["error"][k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.{k} in {v}"))
+            .to_owned()
+    };
+    (status, field("code"), field("message"))
 }
 
 // ---- helpers for listener/routing/headers/streaming/websocket/tls tests ----
