@@ -214,7 +214,9 @@ impl Gateway {
         tracing::info!("configuration reloaded");
     }
 
-    /// Read the config file again; on any problem keep the running config and return why.
+    /// Read the config file again; on any problem (unreadable, empty or
+    /// whitespace-only, invalid) keep the running config, log why and return
+    /// it. SIGHUP, `POST /reload` and the file watcher all come here.
     pub fn reload(&self) -> Result<(), Error> {
         let Some(path) = self.config_path() else {
             return Err(Error::Io {
@@ -229,7 +231,7 @@ impl Gateway {
             }
             Err(e) => {
                 metrics::counter!("sluice_gateway_reloads_total", "result" => "error").increment(1);
-                tracing::error!(error = %e, "reload refused; the previous configuration stays in force");
+                tracing::error!(path = %path.display(), error = %e, "reload refused; the previous configuration stays in force");
                 Err(e.into())
             }
         }

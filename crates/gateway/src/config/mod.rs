@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub(crate) use load::is_blank;
 pub use load::{ConfigError, Problem};
 pub use units::{ByteSize, Dur, Rate};
 
