@@ -137,6 +137,31 @@ async fn api_keys_get_separate_buckets_and_a_missing_key_falls_back_to_the_ip() 
     assert_eq!(count(&url, 1, &[("x-api-key", "alpha")]).await, (0, 1));
 }
 
+/// Two 8 KiB API keys that differ only in their last byte.
+fn long_keys() -> [String; 2] {
+    let base = "k".repeat(8 << 10);
+    [format!("{base}a"), format!("{base}b")]
+}
+
+#[tokio::test]
+async fn long_api_keys_are_stored_hashed_yet_told_apart() {
+    let gw = TestGateway::start(
+        r#"
+        [[routes]]
+        name = "keys"
+        path_prefix = "/"
+        respond = { body = "ok" }
+        rate_limit = { key = "header:x-api-key", rate = "1/h", burst = 1 }
+        "#,
+    )
+    .await;
+    let url = gw.url("/");
+    let [a, b] = long_keys();
+    assert_eq!(count(&url, 3, &[("x-api-key", &a)]).await, (2, 1));
+    assert_eq!(count(&url, 3, &[("x-api-key", &b)]).await, (2, 1));
+    assert_eq!(count(&url, 1, &[("x-api-key", &a)]).await, (0, 1));
+}
+
 #[tokio::test]
 async fn route_key_is_one_bucket_for_every_client() {
     let gw = TestGateway::start(
@@ -284,6 +309,40 @@ async fn two_instances_share_one_limit_through_redis() {
     assert!(ttl > 500_000 && ttl <= 600_000, "ttl {ttl}");
     let _: () = redis::cmd("DEL")
         .arg(&keys[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn redis_keys_are_bounded_whatever_the_client_sends() {
+    let Some(url) = service_url("SLUICE_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = format!("sluice-test:{}:", uuid::Uuid::new_v4());
+    let config = shared_config(&url, &prefix, "1/m", 1, "closed")
+        .replace(r#"key = "client_ip""#, r#"key = "header:x-api-key""#);
+    let gw = TestGateway::start(&config).await;
+    let [a, b] = long_keys();
+    assert_eq!(count(&gw.url("/"), 3, &[("x-api-key", &a)]).await, (2, 1));
+    assert_eq!(count(&gw.url("/"), 1, &[("x-api-key", &b)]).await, (1, 0));
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "one bucket per API key");
+    for key in &keys {
+        // <prefix><route>\x1f<32 hex digits>: nothing of the client's 8 KiB.
+        assert_eq!(key.len(), prefix.len() + "shared".len() + 1 + 32);
+        let hash = &key[prefix.len() + "shared".len() + 1..];
+        assert!(hash.iter().all(u8::is_ascii_hexdigit), "{key:?}");
+    }
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
         .query_async(&mut conn)
         .await
         .unwrap();
