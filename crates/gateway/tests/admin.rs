@@ -18,43 +18,19 @@ use tokio_util::sync::CancellationToken;
 #[tokio::test]
 async fn healthz_and_readyz_answer() {
     let up = TestUpstream::fixed("ok").await;
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.api]
-        targets = ["{}"]
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        "#,
-        up.addr
-    ))
-    .await;
-    let c = client();
-    let r = c.get(gw.admin_url("/healthz")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let r = c.get(gw.admin_url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let r = c.get(gw.admin_url("/nope")).send().await.unwrap();
-    assert_eq!(r.status(), 404);
+    let gw = TestGateway::proxy_to(&[up.addr]).await;
+    assert_eq!(gw.admin_status("/healthz").await, 200);
+    assert_eq!(gw.admin_status("/readyz").await, 200);
+    assert_eq!(gw.admin_status("/nope").await, 404);
 }
 
 #[tokio::test]
 async fn upstreams_show_health_ejection_and_requests_in_flight() {
-    let slow = TestUpstream::start(|_req| async {
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        respond(200, "slow")
-    })
-    .await;
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.api]
-        targets = ["{}"]
-        balance = "least_request"
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        "#,
-        slow.addr
+    let slow = TestUpstream::delayed(Duration::from_millis(800), "slow").await;
+    let gw = TestGateway::start(&api_config(
+        &[slow.addr],
+        r#"balance = "least_request""#,
+        "",
     ))
     .await;
     let v = admin_json(&gw, "/upstreams").await;
@@ -88,9 +64,8 @@ async fn upstreams_show_health_ejection_and_requests_in_flight() {
 #[tokio::test]
 async fn metrics_without_a_recorder_is_a_json_404() {
     let gw = TestGateway::start("").await;
-    let r = client().get(gw.admin_url("/metrics")).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    let v: serde_json::Value = r.json().await.unwrap();
+    let (status, v) = gw.admin_get("/metrics").await;
+    assert_eq!(status, 404);
     assert_eq!(v["error"]["code"], "no_metrics");
 }
 
@@ -100,24 +75,12 @@ async fn metrics_render_gateway_counters() {
         .install_recorder()
         .expect("the only recorder in this test binary");
     let up = TestUpstream::fixed("ok").await;
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.api]
-        targets = ["{}"]
-        [[routes]]
-        name = "api_route"
-        path_prefix = "/"
-        upstream = "api"
-        "#,
-        up.addr
-    ))
-    .await;
+    let gw = TestGateway::start(&api_config(&[up.addr], "", r#"name = "api_route""#)).await;
     gw.gw.set_metrics_handle(handle);
-    let c = client();
     for _ in 0..3 {
-        assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
+        assert_eq!(gw.get("/x").await.status(), 200);
     }
-    let r = c.get(gw.admin_url("/metrics")).send().await.unwrap();
+    let r = client().get(gw.admin_url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     let line = text
@@ -154,33 +117,22 @@ async fn a_configured_token_is_required() {
         "#,
     )
     .await;
-    let c = client();
+    let with_token =
+        |path: &str, token: &str| client().get(gw.admin_url(path)).bearer_auth(token).send();
     for path in ["/healthz", "/upstreams", "/readyz"] {
-        let r = c.get(gw.admin_url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 401, "{path} without a token");
-        let v: serde_json::Value = r.json().await.unwrap();
+        let (status, v) = gw.admin_get(path).await;
+        assert_eq!(status, 401, "{path} without a token");
         assert_eq!(v["error"]["code"], "unauthorized");
-        let r = c
-            .get(gw.admin_url(path))
-            .bearer_auth("wrong")
-            .send()
-            .await
-            .unwrap();
+        let r = with_token(path, "wrong").await.unwrap();
         assert_eq!(r.status(), 401, "{path} with a wrong token");
-        let r = c
-            .get(gw.admin_url(path))
-            .bearer_auth("s3cret")
-            .send()
-            .await
-            .unwrap();
+        let r = with_token(path, "s3cret").await.unwrap();
         assert_eq!(r.status(), 200, "{path} with the token");
     }
-    let r = c.post(gw.admin_url("/reload")).send().await.unwrap();
-    assert_eq!(r.status(), 401, "reload needs the token too");
-}
-
-async fn readyz_status(gw: &TestGateway) -> u16 {
-    gw.admin_get("/readyz").await.0
+    assert_eq!(
+        gw.admin_post("/reload").await.0,
+        401,
+        "reload needs the token too"
+    );
 }
 
 #[tokio::test]
@@ -221,7 +173,7 @@ async fn readyz_follows_passive_ejection_of_a_used_upstream() {
     }
     assert!(
         eventually(Duration::from_secs(2), || async {
-            readyz_status(&gw).await == 503
+            gw.admin_status("/readyz").await == 503
         })
         .await,
         "two refused connections eject api's only target"
@@ -250,12 +202,12 @@ async fn readyz_follows_a_real_upstream_going_down_and_coming_back() {
         "",
     ))
     .await;
-    assert_eq!(readyz_status(&gw).await, 200);
+    assert_eq!(gw.admin_status("/readyz").await, 200);
 
     drop(up);
     assert!(
         eventually(Duration::from_secs(5), || async {
-            readyz_status(&gw).await == 503
+            gw.admin_status("/readyz").await == 503
         })
         .await,
         "/readyz turns 503 when the only target stops"
@@ -283,7 +235,7 @@ async fn readyz_follows_a_real_upstream_going_down_and_coming_back() {
     let _back = TestUpstream::start_on(listener, |_req| async { respond(200, "back") }).await;
     assert!(
         eventually(Duration::from_secs(5), || async {
-            readyz_status(&gw).await == 200
+            gw.admin_status("/readyz").await == 200
         })
         .await,
         "/readyz turns 200 when the target answers its checks again"
@@ -354,7 +306,7 @@ async fn readyz_requires_upstreams_can_be_switched_off() {
         .apply(sluice_gateway::Config::parse(&config(true), "on.toml").unwrap());
     assert!(
         eventually(Duration::from_secs(5), || async {
-            readyz_status(&gw).await == 503
+            gw.admin_status("/readyz").await == 503
         })
         .await,
         "required again after a reload"
@@ -363,11 +315,7 @@ async fn readyz_requires_upstreams_can_be_switched_off() {
 
 #[tokio::test]
 async fn not_ready_until_the_listener_accepts_nor_once_it_stops() {
-    let slow = TestUpstream::start(|_req| async {
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        respond(200, "slow")
-    })
-    .await;
+    let slow = TestUpstream::delayed(Duration::from_millis(600), "slow").await;
     let config =
         sluice_gateway::Config::parse(&api_config(&[slow.addr], "", ""), "t.toml").unwrap();
     let whole = CancellationToken::new();

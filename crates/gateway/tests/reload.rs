@@ -11,7 +11,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sluice_gateway::{Config, ConfigError, Gateway};
-use support::{TestGateway, TestUpstream, client, eventually, respond};
+use support::{
+    ConfigFile, TestGateway, TestUpstream, admin_json, api_config, client, closed_addr, eventually,
+    respond,
+};
 use tokio_util::sync::CancellationToken;
 
 /// A config whose route `/r` answers `body` itself.
@@ -39,32 +42,28 @@ async fn apply_switches_routes() {
 
 #[tokio::test]
 async fn admin_reload_reads_the_file_and_refuses_an_invalid_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, fixed("one")).unwrap();
-    let gw = TestGateway::start_file(&path).await;
+    let file = ConfigFile::new(&fixed("one"));
+    let gw = TestGateway::start_file(&file.path).await;
     assert_eq!(gw.get_text("/r").await, (200, "one".into()));
 
-    std::fs::write(&path, fixed("two")).unwrap();
+    file.write(&fixed("two"));
     let (status, v) = gw.admin_post("/reload").await;
     assert_eq!(status, 200);
     assert_eq!(v["reloaded"], true);
     assert_eq!(gw.get_text("/r").await, (200, "two".into()));
 
     // Two problems: a route naming a missing upstream and a bad duration.
-    std::fs::write(
-        &path,
+    file.write(
         r#"
         [[routes]]
         path = "/r"
         upstream = "nowhere"
         "#,
-    )
-    .unwrap();
+    );
     let (status, v) = gw.admin_post("/reload").await;
     assert_eq!(status, 422);
     assert_eq!(v["error"]["code"], "reload_refused");
-    assert_eq!(v["error"]["file"], path.display().to_string());
+    assert_eq!(v["error"]["file"], file.name());
     let message = v["error"]["message"].as_str().unwrap();
     assert!(message.contains("routes[0].upstream"), "{message}");
     assert!(message.contains("nowhere"), "{message}");
@@ -76,7 +75,7 @@ async fn admin_reload_reads_the_file_and_refuses_an_invalid_one() {
         "old config stays"
     );
 
-    std::fs::write(&path, "[server]\nidle_timeout = \"soon\"\n").unwrap();
+    file.write("[server]\nidle_timeout = \"soon\"\n");
     let (status, v) = gw.admin_post("/reload").await;
     assert_eq!(status, 422);
     let message = v["error"]["message"].as_str().unwrap();
@@ -90,15 +89,13 @@ async fn admin_reload_reads_the_file_and_refuses_an_invalid_one() {
 
 #[tokio::test]
 async fn a_changed_file_is_reloaded_and_an_invalid_one_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, fixed("one")).unwrap();
-    let gw = TestGateway::start_file(&path).await;
+    let file = ConfigFile::new(&fixed("one"));
+    let gw = TestGateway::start_file(&file.path).await;
     gw.gw.watch_config_file();
     // Let the watcher register before the first write.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    std::fs::write(&path, fixed("two")).unwrap();
+    file.write(&fixed("two"));
     assert!(
         eventually(Duration::from_secs(5), || async {
             gw.get_text("/r").await.1 == "two"
@@ -107,7 +104,7 @@ async fn a_changed_file_is_reloaded_and_an_invalid_one_ignored() {
         "the file change is picked up"
     );
 
-    std::fs::write(&path, "[[routes]]\npath = \"/r\"\nupstream = \"nowhere\"\n").unwrap();
+    file.write("[[routes]]\npath = \"/r\"\nupstream = \"nowhere\"\n");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
         gw.get_text("/r").await,
@@ -117,15 +114,15 @@ async fn a_changed_file_is_reloaded_and_an_invalid_one_ignored() {
 
     // A truncated (empty) file is a write in progress, not a config without routes.
     for blank in ["", " \n\t\n"] {
-        std::fs::write(&path, blank).unwrap();
+        file.write(blank);
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert_eq!(gw.get_text("/r").await.1, "two", "{blank:?} ignored");
     }
 
     // Editors replace the file by renaming a new one over it.
-    let tmp = dir.path().join("gateway.toml.swp");
+    let tmp = file.path.with_extension("toml.swp");
     std::fs::write(&tmp, fixed("three")).unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
+    std::fs::rename(&tmp, &file.path).unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
             gw.get_text("/r").await.1 == "three"
@@ -139,22 +136,28 @@ async fn a_changed_file_is_reloaded_and_an_invalid_one_ignored() {
 const BLANK: [&str; 3] = ["", "\n", "  \n\t\r\n  "];
 
 #[tokio::test]
-async fn admin_reload_refuses_an_empty_file_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, fixed("one")).unwrap();
-    let gw = TestGateway::start_file(&path).await;
+async fn every_reload_path_refuses_an_empty_file_naming_it() {
+    let file = ConfigFile::new(&fixed("one"));
+    let gw = TestGateway::start_file(&file.path).await;
     for blank in BLANK {
-        std::fs::write(&path, blank).unwrap();
+        file.write(blank);
+        // The admin API.
         let (status, v) = gw.admin_post("/reload").await;
         assert_eq!(status, 422, "{blank:?}: {v}");
         assert_eq!(v["error"]["code"], "reload_refused");
-        assert_eq!(v["error"]["file"], path.display().to_string());
+        assert_eq!(v["error"]["file"], file.name());
         let message = v["error"]["message"].as_str().unwrap();
         assert!(
-            message.contains(&path.display().to_string()) && message.contains("empty"),
+            message.contains(&file.name()) && message.contains("empty"),
             "{message}"
         );
+        // `Gateway::reload`, which SIGHUP calls.
+        match gw.gw.reload() {
+            Err(sluice_gateway::Error::Config(ConfigError::Empty { path })) => {
+                assert_eq!(path, file.name());
+            }
+            other => panic!("{blank:?}: expected an empty-file error, got {other:?}"),
+        }
         assert_eq!(
             gw.get_text("/r").await,
             (200, "one".into()),
@@ -162,33 +165,13 @@ async fn admin_reload_refuses_an_empty_file_naming_it() {
         );
     }
     assert_eq!(gw.gw.reload_count(), 0);
+    // Nor does a gateway start from one.
+    let err = Gateway::from_file(&file.path, CancellationToken::new()).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
     // The file is read again on the next call: a real config goes in.
-    std::fs::write(&path, fixed("two")).unwrap();
+    file.write(&fixed("two"));
     assert_eq!(gw.admin_post("/reload").await.0, 200);
     assert_eq!(gw.get_text("/r").await, (200, "two".into()));
-}
-
-#[tokio::test]
-async fn reload_refuses_an_empty_file() {
-    // `Gateway::reload` is what SIGHUP calls.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, fixed("one")).unwrap();
-    let gw = TestGateway::start_file(&path).await;
-    for blank in BLANK {
-        std::fs::write(&path, blank).unwrap();
-        match gw.gw.reload() {
-            Err(sluice_gateway::Error::Config(ConfigError::Empty { path: p })) => {
-                assert_eq!(p, path.display().to_string());
-            }
-            other => panic!("{blank:?}: expected an empty-file error, got {other:?}"),
-        }
-        assert_eq!(gw.get_text("/r").await, (200, "one".into()));
-    }
-    assert_eq!(gw.gw.reload_count(), 0);
-    // Nor does a gateway start from one.
-    let err = Gateway::from_file(&path, CancellationToken::new()).unwrap_err();
-    assert!(err.to_string().contains("empty"), "{err}");
 }
 
 #[tokio::test]
@@ -199,27 +182,15 @@ async fn admin_reload_of_a_gateway_without_a_file_is_a_conflict() {
     assert_eq!(v["error"]["code"], "reload_refused");
 }
 
-fn proxied(addr: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-        [upstreams.api]
-        targets = ["{addr}"]
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        "#
-    )
-}
-
 #[tokio::test]
 async fn reloads_under_traffic_fail_no_request() {
     let one = TestUpstream::fixed("one").await;
     let two = TestUpstream::fixed("two").await;
     let configs = [
-        Config::parse(&proxied(one.addr), "one.toml").unwrap(),
-        Config::parse(&proxied(two.addr), "two.toml").unwrap(),
+        Config::parse(&api_config(&[one.addr], "", ""), "one.toml").unwrap(),
+        Config::parse(&api_config(&[two.addr], "", ""), "two.toml").unwrap(),
     ];
-    let gw = TestGateway::start(&proxied(one.addr)).await;
+    let gw = TestGateway::start(&api_config(&[one.addr], "", "")).await;
     let stop = CancellationToken::new();
     let ok = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
@@ -266,22 +237,8 @@ async fn reloads_under_traffic_fail_no_request() {
 
 #[tokio::test]
 async fn requests_in_flight_finish_on_the_old_config() {
-    let old = TestUpstream::start(|_req| async {
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        respond(200, "old")
-    })
-    .await;
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.old]
-        targets = ["{}"]
-        [[routes]]
-        path = "/r"
-        upstream = "old"
-        "#,
-        old.addr
-    ))
-    .await;
+    let old = TestUpstream::delayed(Duration::from_millis(800), "old").await;
+    let gw = TestGateway::proxy_to(&[old.addr]).await;
     let in_flight = tokio::spawn({
         let url = gw.url("/r");
         async move {
@@ -307,16 +264,10 @@ async fn a_reload_stops_the_old_health_checks() {
         }
     })
     .await;
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.api]
-        targets = ["{}"]
-        health = {{ path = "/healthz", interval = "50ms" }}
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        "#,
-        up.addr
+    let gw = TestGateway::start(&api_config(
+        &[up.addr],
+        r#"health = { path = "/healthz", interval = "50ms" }"#,
+        "",
     ))
     .await;
     assert!(
@@ -340,33 +291,26 @@ async fn a_reload_stops_the_old_health_checks() {
 #[tokio::test]
 async fn a_reload_keeps_what_is_known_about_unchanged_upstreams() {
     let ok = TestUpstream::fixed("ok").await;
-    let dead = support::closed_addr();
-    let text = format!(
-        r#"
-        [upstreams.api]
-        targets = ["{dead}", "{}"]
-        health = {{ path = "/", interval = "100ms", rise = 2, fall = 1 }}
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        "#,
-        ok.addr
+    let dead = closed_addr();
+    let text = api_config(
+        &[dead, ok.addr],
+        r#"health = { path = "/", interval = "100ms", rise = 2, fall = 1 }"#,
+        "",
     );
     let gw = TestGateway::start(&text).await;
     let down = || async {
-        let v = support::admin_json(&gw, "/upstreams").await;
+        let v = admin_json(&gw, "/upstreams").await;
         v["upstreams"][0]["targets"][0]["healthy"] == false
     };
     assert!(
         eventually(Duration::from_secs(3), down).await,
         "the dead target goes down"
     );
-    let c = client();
     for _ in 0..5 {
         gw.gw.apply(Config::parse(&text, "same.toml").unwrap());
         // No retries: a request sent to the dead target would fail.
         for _ in 0..4 {
-            let r = c.get(gw.url("/x")).send().await.unwrap();
+            let r = gw.get("/x").await;
             assert_eq!(
                 r.status(),
                 200,

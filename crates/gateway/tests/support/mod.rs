@@ -53,7 +53,8 @@ impl TestGateway {
     }
 
     /// Serve `gw` and its admin API on `127.0.0.1:0`; returns once the proxy
-    /// listener is accepting, so that `/readyz` needs no waiting.
+    /// listener is accepting (or serving ended), so that `/readyz` needs no
+    /// waiting.
     async fn serve(gw: Gateway, shutdown: CancellationToken) -> TestGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -69,11 +70,12 @@ impl TestGateway {
             let shutdown = shutdown.clone();
             async move { gw.serve(listener, shutdown).await }
         });
-        let accepting = eventually(Duration::from_secs(5), || async {
-            gw.readiness().accepting
+        // A serve that fails at once (say, on TLS set-up) is the test's to see in `task`.
+        let started = eventually(Duration::from_secs(5), || async {
+            gw.readiness().accepting || task.is_finished()
         })
         .await;
-        assert!(accepting, "the gateway's listener starts accepting");
+        assert!(started, "the gateway's listener starts accepting");
         TestGateway {
             addr,
             admin,
@@ -90,13 +92,47 @@ impl TestGateway {
 
     /// GET `path` on the proxy listener.
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        client().get(self.url(path)).send().await.unwrap()
+        self.get_with(path, &[]).await
+    }
+
+    /// GET `path` on the proxy listener with extra request headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        get_with(&self.url(path), headers).await
+    }
+
+    /// POST `body` to `path` on the proxy listener.
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        client()
+            .post(self.url(path))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// What an [`TestUpstream::echo_request`] upstream saw of a GET of
+    /// `path` with `headers`; the answer must be 200.
+    pub async fn echo(&self, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+        let r = self.get_with(path, headers).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// Send a raw HTTP/1.1 request to the proxy listener; what came back
+    /// within 5 s (see [`raw_exchange`]).
+    pub async fn raw(&self, request: &str) -> String {
+        raw_exchange(self.addr, request.as_bytes(), Duration::from_secs(5)).await
     }
 
     /// GET `path` on the proxy listener: status and body text.
     pub async fn get_text(&self, path: &str) -> (u16, String) {
         let r = self.get(path).await;
         (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// GET an admin path: the status.
+    pub async fn admin_status(&self, path: &str) -> u16 {
+        self.admin_get(path).await.0
     }
 
     /// GET an admin path: status and JSON body (`Null` when it is not JSON).
@@ -194,6 +230,15 @@ impl TestUpstream {
         }
     }
 
+    /// An upstream that answers 200 with `body` to everything after `delay`.
+    pub async fn delayed(delay: Duration, body: &'static str) -> TestUpstream {
+        Self::start(move |_req| async move {
+            tokio::time::sleep(delay).await;
+            respond(200, body)
+        })
+        .await
+    }
+
     /// An upstream that answers 200 with `body` to everything.
     pub async fn fixed(body: &'static str) -> TestUpstream {
         Self::start(move |_req| async move {
@@ -215,6 +260,45 @@ impl TestUpstream {
 impl Drop for TestUpstream {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// GET `url` with extra request headers.
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("the gateway answers")
+}
+
+/// A config file in a temporary directory (removed on drop), for the tests
+/// that start from a file and reload it.
+pub struct ConfigFile {
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ConfigFile {
+    /// A file `gateway.toml` holding `text`.
+    pub fn new(text: &str) -> ConfigFile {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile {
+            path: dir.path().join("gateway.toml"),
+            _dir: dir,
+        };
+        file.write(text);
+        file
+    }
+
+    /// Replace the file's contents.
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).unwrap();
+    }
+
+    /// The path as the gateway names it in errors.
+    pub fn name(&self) -> String {
+        self.path.display().to_string()
     }
 }
 
