@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ConfigError;
 use crate::gateway::{Error, Gateway};
 
 /// Serve the admin API until `shutdown`.
@@ -76,24 +77,26 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// 200 with the readiness as JSON, or 503 with the same body and an
+/// `error` saying why (see [`Gateway::readiness`] for the rule).
 async fn readyz(State(gw): State<Gateway>) -> Response {
-    let state = gw.shared.state();
-    // Ready when every upstream has at least one target that is up.
-    let down: Vec<_> = state
-        .upstreams
-        .values()
-        .filter(|u| !u.targets().is_empty() && !u.targets().iter().any(|t| t.is_healthy()))
-        .map(|u| u.name.clone())
-        .collect();
-    if down.is_empty() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
-            &format!("no healthy target in: {}", down.join(", ")),
-        )
+    let r = gw.readiness();
+    let mut body = serde_json::to_value(&r).unwrap_or_default();
+    if r.ready {
+        return (StatusCode::OK, axum::Json(body)).into_response();
     }
+    let why = if r.shutting_down {
+        "the gateway is shutting down".to_owned()
+    } else if !r.accepting {
+        "the proxy listener is not accepting connections".to_owned()
+    } else {
+        format!(
+            "no available target (healthy and not ejected) in upstream {}",
+            r.unavailable.join(", ")
+        )
+    };
+    body["error"] = serde_json::json!({"code": "not_ready", "message": why});
+    (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
 async fn metrics(State(gw): State<Gateway>) -> Response {
@@ -128,16 +131,43 @@ async fn config(State(gw): State<Gateway>) -> Response {
     .into_response()
 }
 
+/// `POST /reload`: 200, or an error naming the file and every problem:
+/// 422 for a file that is empty or invalid, 500 when it cannot be read, 409
+/// for a gateway not started from a file.
 async fn reload(State(gw): State<Gateway>) -> Response {
-    match gw.reload() {
-        Ok(()) => axum::Json(serde_json::json!({"reloaded": true, "reloads": gw.reload_count()}))
-            .into_response(),
-        Err(e) => json_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
+    let Some(path) = gw.config_path().map(|p| p.display().to_string()) else {
+        return json_error(
+            StatusCode::CONFLICT,
             "reload_refused",
-            &e.to_string(),
-        ),
-    }
+            "this gateway was not started from a config file, so there is nothing to reload",
+        );
+    };
+    let e = match gw.reload() {
+        Ok(()) => {
+            return axum::Json(serde_json::json!({"reloaded": true, "reloads": gw.reload_count()}))
+                .into_response();
+        }
+        Err(e) => e,
+    };
+    let (status, problems) = match &e {
+        Error::Config(ConfigError::Read { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, &[][..]),
+        Error::Config(c) => (StatusCode::UNPROCESSABLE_ENTITY, c.problems()),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, &[][..]),
+    };
+    let problems: Vec<_> = problems
+        .iter()
+        .map(|p| serde_json::json!({"path": p.path, "line": p.line, "message": p.message}))
+        .collect();
+    (
+        status,
+        axum::Json(serde_json::json!({"error": {
+            "code": "reload_refused",
+            "message": e.to_string(),
+            "file": path,
+            "problems": problems,
+        }})),
+    )
+        .into_response()
 }
 
 async fn cache_stats(State(gw): State<Gateway>) -> Response {

@@ -2,9 +2,11 @@
 //! behind an `ArcSwap`, swapped whole on reload so that requests in flight
 //! finish on the state they started with.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
@@ -73,6 +75,8 @@ pub(crate) struct Shared {
     redis: RedisSlot,
     /// The response cache; kept across reloads unless `cache.max_size` changes.
     cache: ArcSwap<HttpCache>,
+    /// Proxy listeners now accepting connections (see [`Gateway::serve`]).
+    accepting: AtomicUsize,
 }
 
 impl Shared {
@@ -161,6 +165,7 @@ impl Gateway {
                 metrics: Default::default(),
                 redis,
                 cache,
+                accepting: AtomicUsize::new(0),
             }),
         }
     }
@@ -209,7 +214,9 @@ impl Gateway {
         tracing::info!("configuration reloaded");
     }
 
-    /// Read the config file again; on any problem keep the running config and return why.
+    /// Read the config file again; on any problem (unreadable, empty or
+    /// whitespace-only, invalid) keep the running config, log why and return
+    /// it. SIGHUP, `POST /reload` and the file watcher all come here.
     pub fn reload(&self) -> Result<(), Error> {
         let Some(path) = self.config_path() else {
             return Err(Error::Io {
@@ -224,7 +231,7 @@ impl Gateway {
             }
             Err(e) => {
                 metrics::counter!("sluice_gateway_reloads_total", "result" => "error").increment(1);
-                tracing::error!(error = %e, "reload refused; the previous configuration stays in force");
+                tracing::error!(path = %path.display(), error = %e, "reload refused; the previous configuration stays in force");
                 Err(e.into())
             }
         }
@@ -246,12 +253,69 @@ impl Gateway {
     }
 
     /// Serve the proxy on `listener` until `shutdown` is cancelled, then drain.
+    /// While it accepts connections the gateway counts as accepting for
+    /// [`Gateway::readiness`].
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: CancellationToken,
     ) -> Result<(), Error> {
-        crate::listener::serve(Arc::clone(&self.shared), listener, shutdown).await
+        let accepting = Accepting::start(&self.shared);
+        let serve = crate::listener::serve(Arc::clone(&self.shared), listener, shutdown.clone());
+        tokio::pin!(serve);
+        // The listener stops accepting the moment `shutdown` fires and then
+        // drains, which may take `drain_timeout`: readiness must fall at the
+        // first moment, so that a load balancer stops sending new requests.
+        tokio::select! {
+            biased;
+            result = &mut serve => return result,
+            () = shutdown.cancelled() => drop(accepting),
+        }
+        serve.await
+    }
+
+    /// Whether this gateway can serve now, and why not (what `/readyz` answers).
+    ///
+    /// Ready when a proxy listener is accepting, shutdown has not begun and,
+    /// unless `admin.readyz_requires_upstreams` is off, every upstream that a
+    /// route of the config in force uses has at least one available target
+    /// (healthy by active checks and not ejected). The config is always
+    /// loaded: a gateway is built from one, and a refused reload keeps it.
+    pub fn readiness(&self) -> Readiness {
+        let state = self.shared.state();
+        let now = Instant::now();
+        // Only upstreams that traffic can reach count; fixed-response routes need none.
+        let used: BTreeSet<&str> = state
+            .config
+            .routes
+            .iter()
+            .filter_map(|r| r.upstream.as_deref())
+            .collect();
+        let upstreams: Vec<UpstreamReadiness> = used
+            .into_iter()
+            .filter_map(|name| state.upstreams.get(name))
+            .map(|u| UpstreamReadiness {
+                name: u.name.clone(),
+                targets: u.targets().len(),
+                available: u.targets().iter().filter(|t| t.is_available(now)).count(),
+            })
+            .collect();
+        let unavailable: Vec<String> = upstreams
+            .iter()
+            .filter(|u| u.available == 0)
+            .map(|u| u.name.clone())
+            .collect();
+        let accepting = self.shared.accepting.load(Ordering::Acquire) > 0;
+        let shutting_down = self.shared.shutdown.is_cancelled();
+        let requires_upstreams = state.config.admin.readyz_requires_upstreams;
+        Readiness {
+            ready: accepting && !shutting_down && (unavailable.is_empty() || !requires_upstreams),
+            accepting,
+            shutting_down,
+            requires_upstreams,
+            upstreams,
+            unavailable,
+        }
     }
 
     /// Serve the admin API on `listener` until `shutdown` is cancelled.
@@ -262,6 +326,50 @@ impl Gateway {
     ) -> Result<(), Error> {
         crate::admin::serve(self.clone(), listener, shutdown).await
     }
+}
+
+/// Counts one accepting listener until dropped.
+struct Accepting(Arc<Shared>);
+
+impl Accepting {
+    fn start(shared: &Arc<Shared>) -> Accepting {
+        shared.accepting.fetch_add(1, Ordering::AcqRel);
+        Accepting(Arc::clone(shared))
+    }
+}
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        self.0.accepting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The answer of [`Gateway::readiness`], serialized as `/readyz`'s body.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Readiness {
+    /// Ready to take traffic.
+    pub ready: bool,
+    /// A proxy listener is accepting connections.
+    pub accepting: bool,
+    /// Shutdown has begun: the gateway drains and takes no new connections.
+    pub shutting_down: bool,
+    /// `admin.readyz_requires_upstreams`: whether `unavailable` makes the gateway unready.
+    pub requires_upstreams: bool,
+    /// Each upstream a route uses, by name.
+    pub upstreams: Vec<UpstreamReadiness>,
+    /// Names of the upstreams in `upstreams` without an available target.
+    pub unavailable: Vec<String>,
+}
+
+/// One upstream's part of [`Readiness`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct UpstreamReadiness {
+    /// Name from the config.
+    pub name: String,
+    /// Targets configured.
+    pub targets: usize,
+    /// Targets healthy by active checks and not ejected by passive ones.
+    pub available: usize,
 }
 
 /// Run the proxy on `listener` with `config` until `shutdown`; the shape every sluice server shares.

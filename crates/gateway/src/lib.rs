@@ -32,4 +32,4 @@ mod watch;
 
 pub use body::{Body, BoxError};
 pub use config::{Config, ConfigError, Problem};
-pub use gateway::{Error, Gateway, run};
+pub use gateway::{Error, Gateway, Readiness, UpstreamReadiness, run};

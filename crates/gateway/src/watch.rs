@@ -52,11 +52,11 @@ pub(crate) fn spawn(gw: Gateway, path: &Path, shutdown: CancellationToken) {
             // Let a burst of writes settle before reading the file.
             tokio::time::sleep(Duration::from_millis(200)).await;
             while rx.try_recv().is_ok() {}
-            // An empty file parses as a valid config with no routes; what we
-            // see is far more likely a write caught half way (truncated, not
-            // yet filled), so wait for the next change instead.
-            if std::fs::metadata(&watched).is_ok_and(|m| m.len() == 0) {
-                tracing::warn!(path = %watched.display(), "config file is empty; not reloading");
+            // A reload would refuse an empty file too, but here it is most
+            // likely a write caught half way (truncated, not yet filled): say
+            // so quietly and wait for the next change rather than log an error.
+            if std::fs::read_to_string(&watched).is_ok_and(|t| crate::config::is_blank(&t)) {
+                tracing::warn!(path = %watched.display(), "config file is empty; not reloading until it changes again");
                 continue;
             }
             let _ = gw.reload();

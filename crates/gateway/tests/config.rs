@@ -540,6 +540,29 @@ fn unreadable_file() {
     assert!(matches!(err, ConfigError::Read { .. }), "{err}");
 }
 
+#[test]
+fn an_empty_or_blank_file_is_refused_but_empty_text_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    for blank in ["", "\n\n", " \t\r\n "] {
+        std::fs::write(&path, blank).unwrap();
+        let err = Config::load(&path).unwrap_err();
+        assert!(matches!(err, ConfigError::Empty { .. }), "{blank:?}: {err}");
+        assert_eq!(err.file(), path.display().to_string());
+        assert!(err.problems().is_empty());
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&path.display().to_string()) && message.contains("empty"),
+            "{message}"
+        );
+        // Text given in code is no half-written file: it stays a config without routes.
+        assert!(Config::parse(blank, "t.toml").unwrap().routes.is_empty());
+    }
+    // Comments make a file deliberate: it loads.
+    std::fs::write(&path, "# nothing routed yet\n").unwrap();
+    assert!(Config::load(&path).unwrap().routes.is_empty());
+}
+
 /// A line of TOML-ish text: section headers, known and unknown keys, good and bad values.
 fn toml_line() -> impl Strategy<Value = String> {
     let header = prop::sample::select(vec![

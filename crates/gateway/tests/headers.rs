@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Response};
 use http_body_util::Full;
-use support::{TestGateway, TestUpstream, client, raw_exchange};
+use support::{TestGateway, TestUpstream, raw_exchange};
 
 fn config(up: &TestUpstream) -> String {
     format!(
@@ -45,21 +45,20 @@ fn split_response(raw: &str) -> (Vec<String>, String) {
 async fn hop_by_hop_request_headers_are_removed() {
     let up = TestUpstream::echo_request().await;
     let gw = TestGateway::start(&config(&up)).await;
-    let raw = raw_exchange(
-        gw.addr,
-        b"GET /x HTTP/1.1\r\n\
-          Host: gw.test\r\n\
-          Connection: close, X-Secret, x-other\r\n\
-          X-Secret: s3cret\r\n\
-          X-Other: 1\r\n\
-          Keep-Alive: timeout=5\r\n\
-          Proxy-Connection: keep-alive\r\n\
-          TE: trailers\r\n\
-          Upgrade: h2c\r\n\
-          X-Kept: yes\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .await;
+    let raw = gw
+        .raw(
+            "GET /x HTTP/1.1\r\n\
+             Host: gw.test\r\n\
+             Connection: close, X-Secret, x-other\r\n\
+             X-Secret: s3cret\r\n\
+             X-Other: 1\r\n\
+             Keep-Alive: timeout=5\r\n\
+             Proxy-Connection: keep-alive\r\n\
+             TE: trailers\r\n\
+             Upgrade: h2c\r\n\
+             X-Kept: yes\r\n\r\n",
+        )
+        .await;
     let (_, body) = split_response(&raw);
     let seen: serde_json::Value = serde_json::from_str(&body).expect(&raw);
     for gone in [
@@ -103,12 +102,9 @@ async fn hop_by_hop_response_headers_are_removed() {
     })
     .await;
     let gw = TestGateway::start(&config(&up)).await;
-    let raw = raw_exchange(
-        gw.addr,
-        b"GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .await;
+    let raw = gw
+        .raw("GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        .await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     let (headers, body) = split_response(&raw);
     assert_eq!(body, "hi");
@@ -135,30 +131,23 @@ async fn hop_by_hop_response_headers_are_removed() {
 async fn forwarding_headers_and_via_are_added() {
     let up = TestUpstream::echo_request().await;
     let gw = TestGateway::start(&config(&up)).await;
-    let c = client();
-    let r = c
-        .get(gw.url("/x"))
-        .header("host", "shop.test")
-        .header("x-forwarded-for", "203.0.113.9")
-        .header("via", "1.1 edge")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let seen: serde_json::Value = r.json().await.unwrap();
+    let seen = gw
+        .echo(
+            "/x",
+            &[
+                ("host", "shop.test"),
+                ("x-forwarded-for", "203.0.113.9"),
+                ("via", "1.1 edge"),
+            ],
+        )
+        .await;
     // Appended: the peer is not a trusted proxy, but the chain is kept for the app.
     assert_eq!(header(&seen, "x-forwarded-for"), ["203.0.113.9, 127.0.0.1"]);
     assert_eq!(header(&seen, "x-forwarded-proto"), ["http"]);
     assert_eq!(header(&seen, "x-forwarded-host"), ["shop.test"]);
     assert_eq!(header(&seen, "via"), ["1.1 edge, 1.1 sluice"]);
 
-    let r = c
-        .get(gw.url("/x"))
-        .header("host", "shop.test")
-        .send()
-        .await
-        .unwrap();
-    let seen: serde_json::Value = r.json().await.unwrap();
+    let seen = gw.echo("/x", &[("host", "shop.test")]).await;
     assert_eq!(header(&seen, "x-forwarded-for"), ["127.0.0.1"]);
     assert_eq!(header(&seen, "via"), ["1.1 sluice"]);
 }
@@ -167,23 +156,10 @@ async fn forwarding_headers_and_via_are_added() {
 async fn host_is_kept_or_rewritten() {
     let up = TestUpstream::echo_request().await;
     let gw = TestGateway::start(&config(&up)).await;
-    let c = client();
-    let r = c
-        .get(gw.url("/x"))
-        .header("host", "shop.test:8443")
-        .send()
-        .await
-        .unwrap();
-    let seen: serde_json::Value = r.json().await.unwrap();
+    let seen = gw.echo("/x", &[("host", "shop.test:8443")]).await;
     assert_eq!(header(&seen, "host"), ["shop.test:8443"]);
 
-    let r = c
-        .get(gw.url("/rewrite/y"))
-        .header("host", "shop.test")
-        .send()
-        .await
-        .unwrap();
-    let seen: serde_json::Value = r.json().await.unwrap();
+    let seen = gw.echo("/rewrite/y", &[("host", "shop.test")]).await;
     assert_eq!(header(&seen, "host"), ["internal.svc"]);
     // The client's host still travels, as X-Forwarded-Host.
     assert_eq!(header(&seen, "x-forwarded-host"), ["shop.test"]);
@@ -193,22 +169,18 @@ async fn host_is_kept_or_rewritten() {
 async fn request_id_is_generated_or_passed_through() {
     let up = TestUpstream::echo_request().await;
     let gw = TestGateway::start(&config(&up)).await;
-    let c = client();
-    let r = c.get(gw.url("/x")).send().await.unwrap();
+    let r = gw.get("/x").await;
     let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     let seen: serde_json::Value = r.json().await.unwrap();
     assert!(uuid_like(&id), "{id}");
     assert_eq!(header(&seen, "x-request-id"), [id.as_str()]);
     // A second request gets a different id.
-    let r = c.get(gw.url("/x")).send().await.unwrap();
+    let r = gw.get("/x").await;
     assert_ne!(r.headers()["x-request-id"].to_str().unwrap(), id);
 
-    let r = c
-        .get(gw.url("/x"))
-        .header("x-request-id", "client-chosen-42")
-        .send()
-        .await
-        .unwrap();
+    let r = gw
+        .get_with("/x", &[("x-request-id", "client-chosen-42")])
+        .await;
     assert_eq!(r.headers()["x-request-id"], "client-chosen-42");
     let seen: serde_json::Value = r.json().await.unwrap();
     assert_eq!(header(&seen, "x-request-id"), ["client-chosen-42"]);
@@ -228,12 +200,7 @@ async fn request_id_on_local_answers_too() {
         up.addr
     ))
     .await;
-    let r = client()
-        .get(gw.url("/missing"))
-        .header("x-request-id", "abc")
-        .send()
-        .await
-        .unwrap();
+    let r = gw.get_with("/missing", &[("x-request-id", "abc")]).await;
     assert_eq!(r.status(), 404);
     assert_eq!(r.headers()["x-request-id"], "abc");
 }

@@ -5,11 +5,14 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::{TestGateway, TestUpstream, admin_json, client, closed_addr, eventually, respond};
+use support::{
+    TestGateway, TestUpstream, admin_json, api_config, closed_addr, eventually, respond,
+};
 
 /// An upstream whose `/healthz` answer can be switched, counting probes and
 /// other requests apart.
@@ -52,7 +55,7 @@ async fn switchable(name: &'static str) -> Switchable {
 }
 
 /// `healthy`/`ejected` of the target at `addr` in the admin API's `/upstreams`.
-async fn target_state(gw: &TestGateway, addr: std::net::SocketAddr, field: &str) -> bool {
+async fn target_state(gw: &TestGateway, addr: SocketAddr, field: &str) -> bool {
     let v = admin_json(gw, "/upstreams").await;
     let ups = v["upstreams"].as_array().unwrap();
     for u in ups {
@@ -69,21 +72,14 @@ async fn target_state(gw: &TestGateway, addr: std::net::SocketAddr, field: &str)
 async fn active_checks_take_a_target_out_after_fall_and_back_after_rise() {
     let a = switchable("a").await;
     let b = switchable("b").await;
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.api]
-        targets = ["{}", "{}"]
-        health = {{ path = "/healthz", interval = "100ms", timeout = "500ms", rise = 2, fall = 3 }}
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        "#,
-        a.up.addr, b.up.addr
+    let gw = TestGateway::start(&api_config(
+        &[a.up.addr, b.up.addr],
+        r#"health = { path = "/healthz", interval = "100ms", timeout = "500ms", rise = 2, fall = 3 }"#,
+        "",
     ))
     .await;
-    let c = client();
     for _ in 0..4 {
-        assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
+        assert_eq!(gw.get("/x").await.status(), 200);
     }
     assert!(
         a.traffic.load(Ordering::SeqCst) > 0,
@@ -108,8 +104,7 @@ async fn active_checks_take_a_target_out_after_fall_and_back_after_rise() {
 
     let before = a.traffic.load(Ordering::SeqCst);
     for _ in 0..20 {
-        let r = c.get(gw.url("/x")).send().await.unwrap();
-        assert_eq!(r.text().await.unwrap(), "b");
+        assert_eq!(gw.get_text("/x").await, (200, "b".into()));
     }
     assert_eq!(
         a.traffic.load(Ordering::SeqCst),
@@ -133,7 +128,7 @@ async fn active_checks_take_a_target_out_after_fall_and_back_after_rise() {
         "up only after rise=2 passing probes, saw {passes}"
     );
     for _ in 0..10 {
-        assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
+        assert_eq!(gw.get("/x").await.status(), 200);
     }
     assert!(
         a.traffic.load(Ordering::SeqCst) > before,
@@ -146,64 +141,34 @@ async fn active_checks_take_a_target_out_after_fall_and_back_after_rise() {
 async fn readyz_reports_an_upstream_without_a_healthy_target() {
     let a = switchable("a").await;
     a.healthy.store(false, Ordering::SeqCst);
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.solo]
-        targets = ["{}"]
-        health = {{ path = "/healthz", interval = "100ms", rise = 1, fall = 1 }}
-        [[routes]]
-        path_prefix = "/"
-        upstream = "solo"
-        "#,
-        a.up.addr
+    let gw = TestGateway::start(&api_config(
+        &[a.up.addr],
+        r#"health = { path = "/healthz", interval = "100ms", rise = 1, fall = 1 }"#,
+        "",
     ))
     .await;
-    let c = client();
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            c.get(gw.admin_url("/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 503
-        })
-        .await,
-        "/readyz turns 503"
-    );
-    let r = c.get(gw.admin_url("/readyz")).send().await.unwrap();
-    let body: serde_json::Value = r.json().await.unwrap();
+    let readyz_turns = |status: u16| {
+        let gw = &gw;
+        async move {
+            eventually(Duration::from_secs(5), || async {
+                gw.admin_status("/readyz").await == status
+            })
+            .await
+        }
+    };
+    assert!(readyz_turns(503).await, "/readyz turns 503");
+    let (_, body) = gw.admin_get("/readyz").await;
     assert_eq!(body["error"]["code"], "not_ready");
-    assert!(body["error"]["message"].as_str().unwrap().contains("solo"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("api"));
+    assert_eq!(body["unavailable"], serde_json::json!(["api"]));
 
     a.healthy.store(true, Ordering::SeqCst);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            c.get(gw.admin_url("/readyz"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                == 200
-        })
-        .await,
-        "/readyz turns 200 again"
-    );
+    assert!(readyz_turns(200).await, "/readyz turns 200 again");
 }
 
-fn eject_config(targets: &[String], eject: &str) -> String {
-    let t: Vec<String> = targets.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        r#"
-        [upstreams.api]
-        targets = [{}]
-        eject = {{ {eject} }}
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        "#,
-        t.join(", ")
-    )
+/// One upstream `api` over `targets` with `eject = { <eject> }`.
+fn eject_config(targets: &[SocketAddr], eject: &str) -> String {
+    api_config(targets, &format!("eject = {{ {eject} }}"), "")
 }
 
 #[tokio::test]
@@ -211,16 +176,15 @@ async fn consecutive_503s_eject_a_target_until_base_time_passes() {
     let bad = TestUpstream::start(|_req| async { respond(503, "bad") }).await;
     let ok1 = TestUpstream::fixed("ok1").await;
     let ok2 = TestUpstream::fixed("ok2").await;
-    let targets = [bad.addr, ok1.addr, ok2.addr].map(|a| a.to_string());
+    let targets = [bad.addr, ok1.addr, ok2.addr];
     let gw = TestGateway::start(&eject_config(
         &targets,
         r#"consecutive_failures = 3, base_time = "2s", max_percent = 34"#,
     ))
     .await;
-    let c = client();
     let mut failed = 0;
     for _ in 0..30 {
-        if c.get(gw.url("/x")).send().await.unwrap().status() == 503 {
+        if gw.get("/x").await.status() == 503 {
             failed += 1;
         }
     }
@@ -237,7 +201,7 @@ async fn consecutive_503s_eject_a_target_until_base_time_passes() {
         "ejection ends after base_time"
     );
     for _ in 0..6 {
-        c.get(gw.url("/x")).send().await.unwrap();
+        gw.get("/x").await;
     }
     assert!(
         bad.hits() > 3,
@@ -248,16 +212,15 @@ async fn consecutive_503s_eject_a_target_until_base_time_passes() {
 #[tokio::test]
 async fn connect_refused_ejects_a_target() {
     let ok = TestUpstream::fixed("ok").await;
-    let targets = [closed_addr().to_string(), ok.addr.to_string()];
+    let targets = [closed_addr(), ok.addr];
     let gw = TestGateway::start(&eject_config(
         &targets,
         r#"consecutive_failures = 2, base_time = "10s", max_percent = 50"#,
     ))
     .await;
-    let c = client();
     let mut bad_gateway = 0;
     for _ in 0..20 {
-        match c.get(gw.url("/x")).send().await.unwrap().status().as_u16() {
+        match gw.get("/x").await.status().as_u16() {
             200 => {}
             502 => bad_gateway += 1,
             s => panic!("unexpected status {s}"),
@@ -272,7 +235,7 @@ async fn max_percent_caps_how_many_targets_are_ejected() {
     let bad1 = TestUpstream::start(|_req| async { respond(503, "bad1") }).await;
     let bad2 = TestUpstream::start(|_req| async { respond(503, "bad2") }).await;
     let ok = TestUpstream::fixed("ok").await;
-    let targets = [bad1.addr, bad2.addr, ok.addr].map(|a| a.to_string());
+    let targets = [bad1.addr, bad2.addr, ok.addr];
 
     // A third of three targets: only one of the two bad ones may be out.
     let gw = TestGateway::start(&eject_config(
@@ -280,9 +243,8 @@ async fn max_percent_caps_how_many_targets_are_ejected() {
         r#"consecutive_failures = 2, base_time = "30s", max_percent = 34"#,
     ))
     .await;
-    let c = client();
     for _ in 0..30 {
-        c.get(gw.url("/x")).send().await.unwrap();
+        gw.get("/x").await;
     }
     let ejected = [
         target_state(&gw, bad1.addr, "ejected").await,
@@ -296,7 +258,7 @@ async fn max_percent_caps_how_many_targets_are_ejected() {
     let still_in = if ejected[0] { &bad2 } else { &bad1 };
     let hits = still_in.hits();
     for _ in 0..6 {
-        c.get(gw.url("/x")).send().await.unwrap();
+        gw.get("/x").await;
     }
     assert!(
         still_in.hits() > hits,
@@ -311,13 +273,13 @@ async fn max_percent_caps_how_many_targets_are_ejected() {
     ))
     .await;
     for _ in 0..30 {
-        c.get(gw.url("/x")).send().await.unwrap();
+        gw.get("/x").await;
     }
     assert!(target_state(&gw, bad1.addr, "ejected").await);
     assert!(target_state(&gw, bad2.addr, "ejected").await);
     let (h1, h2) = (bad1.hits(), bad2.hits());
     for _ in 0..10 {
-        assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
+        assert_eq!(gw.get("/x").await.status(), 200);
     }
     assert_eq!((bad1.hits(), bad2.hits()), (h1, h2));
 }

@@ -11,7 +11,7 @@ mod support;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use support::{TestGateway, TestUpstream, client, service_url};
+use support::{TestGateway, TestUpstream, api_config, get_with, service_url};
 
 /// One Prometheus recorder for this test binary (a process has one).
 fn recorder() -> PrometheusHandle {
@@ -38,19 +38,11 @@ fn counter(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
         .sum()
 }
 
-async fn get(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut req = client().get(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.send().await.expect("gateway answers")
-}
-
 /// Send `n` GETs one after another; return how many got 200 and how many 429.
 async fn count(url: &str, n: usize, headers: &[(&str, &str)]) -> (usize, usize) {
     let (mut ok, mut limited) = (0, 0);
     for _ in 0..n {
-        match get(url, headers).await.status().as_u16() {
+        match get_with(url, headers).await.status().as_u16() {
             200 => ok += 1,
             429 => limited += 1,
             other => panic!("unexpected status {other}"),
@@ -63,17 +55,11 @@ async fn count(url: &str, n: usize, headers: &[(&str, &str)]) -> (usize, usize) 
 async fn admits_exactly_burst_plus_one_then_429_with_headers() {
     let metrics = recorder();
     let up = TestUpstream::fixed("ok").await;
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.api]
-        targets = ["{}"]
-        [[routes]]
-        name = "exact"
-        path_prefix = "/"
-        upstream = "api"
-        rate_limit = {{ key = "client_ip", rate = "1/m", burst = 4 }}
-        "#,
-        up.addr
+    let gw = TestGateway::start(&api_config(
+        &[up.addr],
+        "",
+        r#"name = "exact"
+        rate_limit = { key = "client_ip", rate = "1/m", burst = 4 }"#,
     ))
     .await;
     gw.gw.set_metrics_handle(metrics.clone());
@@ -81,7 +67,7 @@ async fn admits_exactly_burst_plus_one_then_429_with_headers() {
 
     let mut seen = Vec::new();
     for _ in 0..20 {
-        let r = get(&url, &[]).await;
+        let r = get_with(&url, &[]).await;
         let status = r.status().as_u16();
         let h = r.headers().clone();
         assert_eq!(h["ratelimit-policy"], "\"exact\";q=1;w=60;sluice-burst=4");
@@ -116,18 +102,18 @@ async fn admits_exactly_burst_plus_one_then_429_with_headers() {
     );
 }
 
+/// A route limited per `x-api-key`, one request an hour with a burst of one.
+const PER_API_KEY: &str = r#"
+    [[routes]]
+    name = "keys"
+    path_prefix = "/"
+    respond = { body = "ok" }
+    rate_limit = { key = "header:x-api-key", rate = "1/h", burst = 1 }
+    "#;
+
 #[tokio::test]
 async fn api_keys_get_separate_buckets_and_a_missing_key_falls_back_to_the_ip() {
-    let gw = TestGateway::start(
-        r#"
-        [[routes]]
-        name = "keys"
-        path_prefix = "/"
-        respond = { body = "ok" }
-        rate_limit = { key = "header:x-api-key", rate = "1/h", burst = 1 }
-        "#,
-    )
-    .await;
+    let gw = TestGateway::start(PER_API_KEY).await;
     let url = gw.url("/");
     assert_eq!(count(&url, 5, &[("x-api-key", "alpha")]).await, (2, 3));
     assert_eq!(count(&url, 5, &[("x-api-key", "beta")]).await, (2, 3));
@@ -135,6 +121,22 @@ async fn api_keys_get_separate_buckets_and_a_missing_key_falls_back_to_the_ip() 
     assert_eq!(count(&url, 5, &[]).await, (2, 3));
     // And the header's buckets are still empty.
     assert_eq!(count(&url, 1, &[("x-api-key", "alpha")]).await, (0, 1));
+}
+
+/// Two 8 KiB API keys that differ only in their last byte.
+fn long_keys() -> [String; 2] {
+    let base = "k".repeat(8 << 10);
+    [format!("{base}a"), format!("{base}b")]
+}
+
+#[tokio::test]
+async fn long_api_keys_are_stored_hashed_yet_told_apart() {
+    let gw = TestGateway::start(PER_API_KEY).await;
+    let url = gw.url("/");
+    let [a, b] = long_keys();
+    assert_eq!(count(&url, 3, &[("x-api-key", &a)]).await, (2, 1));
+    assert_eq!(count(&url, 3, &[("x-api-key", &b)]).await, (2, 1));
+    assert_eq!(count(&url, 1, &[("x-api-key", &a)]).await, (0, 1));
 }
 
 #[tokio::test]
@@ -237,6 +239,23 @@ fn shared_config(redis: &str, prefix: &str, rate: &str, burst: u32, mode: &str) 
     )
 }
 
+/// A connection to the test Redis and the keys under `prefix`.
+async fn redis_keys(url: &str, prefix: &str) -> (redis::aio::MultiplexedConnection, Vec<Vec<u8>>) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    (conn, keys)
+}
+
+/// Remove what a test left in Redis.
+async fn redis_del(conn: &mut redis::aio::MultiplexedConnection, keys: &[Vec<u8>]) {
+    let _: () = redis::cmd("DEL").arg(keys).query_async(conn).await.unwrap();
+}
+
 #[tokio::test]
 async fn two_instances_share_one_limit_through_redis() {
     let Some(url) = service_url("SLUICE_TEST_REDIS_URL") else {
@@ -248,7 +267,7 @@ async fn two_instances_share_one_limit_through_redis() {
     let b = TestGateway::start(&config).await;
     for i in 0..10 {
         let gw = if i % 2 == 0 { &a } else { &b };
-        let r = get(&gw.url("/"), &[]).await;
+        let r = gw.get("/").await;
         assert_eq!(r.status(), 200, "request {i} is within rate + burst");
         let left = 9 - i;
         assert_eq!(
@@ -257,7 +276,7 @@ async fn two_instances_share_one_limit_through_redis() {
         );
     }
     for gw in [&a, &b] {
-        let r = get(&gw.url("/"), &[]).await;
+        let r = gw.get("/").await;
         assert_eq!(r.status(), 429);
         let retry: u64 = r.headers()["retry-after"]
             .to_str()
@@ -268,13 +287,7 @@ async fn two_instances_share_one_limit_through_redis() {
     }
 
     // One key in Redis, expiring when the bucket is cold again (10 minutes).
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let (mut conn, keys) = redis_keys(&url, &prefix).await;
     assert_eq!(keys.len(), 1);
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&keys[0])
@@ -282,11 +295,31 @@ async fn two_instances_share_one_limit_through_redis() {
         .await
         .unwrap();
     assert!(ttl > 500_000 && ttl <= 600_000, "ttl {ttl}");
-    let _: () = redis::cmd("DEL")
-        .arg(&keys[0])
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    redis_del(&mut conn, &keys).await;
+}
+
+#[tokio::test]
+async fn redis_keys_are_bounded_whatever_the_client_sends() {
+    let Some(url) = service_url("SLUICE_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = format!("sluice-test:{}:", uuid::Uuid::new_v4());
+    let config = shared_config(&url, &prefix, "1/m", 1, "closed")
+        .replace(r#"key = "client_ip""#, r#"key = "header:x-api-key""#);
+    let gw = TestGateway::start(&config).await;
+    let [a, b] = long_keys();
+    assert_eq!(count(&gw.url("/"), 3, &[("x-api-key", &a)]).await, (2, 1));
+    assert_eq!(count(&gw.url("/"), 1, &[("x-api-key", &b)]).await, (1, 0));
+
+    let (mut conn, keys) = redis_keys(&url, &prefix).await;
+    assert_eq!(keys.len(), 2, "one bucket per API key");
+    for key in &keys {
+        // <prefix><route>\x1f<32 hex digits>: nothing of the client's 8 KiB.
+        assert_eq!(key.len(), prefix.len() + "shared".len() + 1 + 32);
+        let hash = &key[prefix.len() + "shared".len() + 1..];
+        assert!(hash.iter().all(u8::is_ascii_hexdigit), "{key:?}");
+    }
+    redis_del(&mut conn, &keys).await;
 }
 
 /// A port on loopback where nothing listens.
@@ -340,7 +373,7 @@ async fn redis_away_fails_closed_with_503() {
     let gw = TestGateway::start(&config).await;
     gw.gw.set_metrics_handle(metrics.clone());
     for _ in 0..3 {
-        let r = get(&gw.url("/"), &[]).await;
+        let r = gw.get("/").await;
         assert_eq!(r.status(), 503);
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["error"]["code"], "rate_limiter_unavailable");

@@ -1,18 +1,20 @@
 //! Hot reload over real sockets: `Gateway::apply`, the admin `POST /reload`
 //! and a change of the config file all swap routes atomically; an invalid
-//! file keeps the running config; reloads under traffic fail no request;
-//! requests in flight finish on the config they started with.
+//! file, and an empty or whitespace-only one, keeps the running config on
+//! every reload path; reloads under traffic fail no request; requests in
+//! flight finish on the config they started with.
 
 mod support;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use sluice_gateway::{Config, Gateway};
-use support::{TestGateway, TestUpstream, client, eventually, respond};
-use tokio::net::TcpListener;
+use sluice_gateway::{Config, ConfigError, Gateway};
+use support::{
+    ConfigFile, TestGateway, TestUpstream, admin_json, api_config, client, closed_addr, eventually,
+    respond,
+};
 use tokio_util::sync::CancellationToken;
 
 /// A config whose route `/r` answers `body` itself.
@@ -28,153 +30,156 @@ fn fixed(body: &str) -> String {
     )
 }
 
-/// Start a gateway from a config file, as the binary does.
-async fn start_from_file(path: &Path) -> TestGateway {
-    let shutdown = CancellationToken::new();
-    let gw = Gateway::from_file(path, shutdown.clone()).expect("gateway builds from file");
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = admin_listener.local_addr().unwrap();
-    tokio::spawn({
-        let (gw, shutdown) = (gw.clone(), shutdown.clone());
-        async move { gw.serve_admin(admin_listener, shutdown).await }
-    });
-    let task = tokio::spawn({
-        let (gw, shutdown) = (gw.clone(), shutdown.clone());
-        async move { gw.serve(listener, shutdown).await }
-    });
-    TestGateway {
-        addr,
-        admin,
-        gw,
-        shutdown,
-        task,
-    }
-}
-
-async fn get_text(gw: &TestGateway, path: &str) -> (u16, String) {
-    let r = client().get(gw.url(path)).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 #[tokio::test]
 async fn apply_switches_routes() {
     let gw = TestGateway::start(&fixed("one")).await;
-    assert_eq!(get_text(&gw, "/r").await, (200, "one".into()));
+    assert_eq!(gw.get_text("/r").await, (200, "one".into()));
     gw.gw
         .apply(Config::parse(&fixed("two"), "two.toml").unwrap());
-    assert_eq!(get_text(&gw, "/r").await, (200, "two".into()));
+    assert_eq!(gw.get_text("/r").await, (200, "two".into()));
     assert_eq!(gw.gw.reload_count(), 1);
 }
 
 #[tokio::test]
 async fn admin_reload_reads_the_file_and_refuses_an_invalid_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, fixed("one")).unwrap();
-    let gw = start_from_file(&path).await;
-    let c = client();
-    assert_eq!(get_text(&gw, "/r").await, (200, "one".into()));
+    let file = ConfigFile::new(&fixed("one"));
+    let gw = TestGateway::start_file(&file.path).await;
+    assert_eq!(gw.get_text("/r").await, (200, "one".into()));
 
-    std::fs::write(&path, fixed("two")).unwrap();
-    let r = c.post(gw.admin_url("/reload")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let v: serde_json::Value = r.json().await.unwrap();
+    file.write(&fixed("two"));
+    let (status, v) = gw.admin_post("/reload").await;
+    assert_eq!(status, 200);
     assert_eq!(v["reloaded"], true);
-    assert_eq!(get_text(&gw, "/r").await, (200, "two".into()));
+    assert_eq!(gw.get_text("/r").await, (200, "two".into()));
 
     // Two problems: a route naming a missing upstream and a bad duration.
-    std::fs::write(
-        &path,
+    file.write(
         r#"
         [[routes]]
         path = "/r"
         upstream = "nowhere"
         "#,
-    )
-    .unwrap();
-    let r = c.post(gw.admin_url("/reload")).send().await.unwrap();
-    assert_eq!(r.status(), 422);
-    let v: serde_json::Value = r.json().await.unwrap();
+    );
+    let (status, v) = gw.admin_post("/reload").await;
+    assert_eq!(status, 422);
     assert_eq!(v["error"]["code"], "reload_refused");
+    assert_eq!(v["error"]["file"], file.name());
     let message = v["error"]["message"].as_str().unwrap();
     assert!(message.contains("routes[0].upstream"), "{message}");
     assert!(message.contains("nowhere"), "{message}");
+    assert_eq!(v["error"]["problems"][0]["path"], "routes[0].upstream");
+    assert_eq!(v["error"]["problems"][0]["line"], 4);
     assert_eq!(
-        get_text(&gw, "/r").await,
+        gw.get_text("/r").await,
         (200, "two".into()),
         "old config stays"
     );
 
-    std::fs::write(&path, "[server]\nidle_timeout = \"soon\"\n").unwrap();
-    let r = c.post(gw.admin_url("/reload")).send().await.unwrap();
-    assert_eq!(r.status(), 422);
-    let v: serde_json::Value = r.json().await.unwrap();
+    file.write("[server]\nidle_timeout = \"soon\"\n");
+    let (status, v) = gw.admin_post("/reload").await;
+    assert_eq!(status, 422);
     let message = v["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("gateway.toml:2: server.idle_timeout"),
         "the problem has its line: {message}"
     );
-    assert_eq!(get_text(&gw, "/r").await, (200, "two".into()));
+    assert_eq!(gw.get_text("/r").await, (200, "two".into()));
     assert_eq!(gw.gw.reload_count(), 1);
 }
 
 #[tokio::test]
 async fn a_changed_file_is_reloaded_and_an_invalid_one_ignored() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, fixed("one")).unwrap();
-    let gw = start_from_file(&path).await;
+    let file = ConfigFile::new(&fixed("one"));
+    let gw = TestGateway::start_file(&file.path).await;
     gw.gw.watch_config_file();
     // Let the watcher register before the first write.
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    std::fs::write(&path, fixed("two")).unwrap();
+    file.write(&fixed("two"));
     assert!(
         eventually(Duration::from_secs(5), || async {
-            get_text(&gw, "/r").await.1 == "two"
+            gw.get_text("/r").await.1 == "two"
         })
         .await,
         "the file change is picked up"
     );
 
-    std::fs::write(&path, "[[routes]]\npath = \"/r\"\nupstream = \"nowhere\"\n").unwrap();
+    file.write("[[routes]]\npath = \"/r\"\nupstream = \"nowhere\"\n");
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
-        get_text(&gw, "/r").await,
+        gw.get_text("/r").await,
         (200, "two".into()),
         "invalid file ignored"
     );
 
     // A truncated (empty) file is a write in progress, not a config without routes.
-    std::fs::write(&path, "").unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(get_text(&gw, "/r").await.1, "two", "empty file ignored");
+    for blank in ["", " \n\t\n"] {
+        file.write(blank);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(gw.get_text("/r").await.1, "two", "{blank:?} ignored");
+    }
 
     // Editors replace the file by renaming a new one over it.
-    let tmp = dir.path().join("gateway.toml.swp");
+    let tmp = file.path.with_extension("toml.swp");
     std::fs::write(&tmp, fixed("three")).unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
+    std::fs::rename(&tmp, &file.path).unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            get_text(&gw, "/r").await.1 == "three"
+            gw.get_text("/r").await.1 == "three"
         })
         .await,
         "a file renamed over the config is picked up"
     );
 }
 
-fn proxied(addr: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-        [upstreams.api]
-        targets = ["{addr}"]
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        "#
-    )
+/// Files that would parse as a config with no routes, which every reload path refuses.
+const BLANK: [&str; 3] = ["", "\n", "  \n\t\r\n  "];
+
+#[tokio::test]
+async fn every_reload_path_refuses_an_empty_file_naming_it() {
+    let file = ConfigFile::new(&fixed("one"));
+    let gw = TestGateway::start_file(&file.path).await;
+    for blank in BLANK {
+        file.write(blank);
+        // The admin API.
+        let (status, v) = gw.admin_post("/reload").await;
+        assert_eq!(status, 422, "{blank:?}: {v}");
+        assert_eq!(v["error"]["code"], "reload_refused");
+        assert_eq!(v["error"]["file"], file.name());
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(&file.name()) && message.contains("empty"),
+            "{message}"
+        );
+        // `Gateway::reload`, which SIGHUP calls.
+        match gw.gw.reload() {
+            Err(sluice_gateway::Error::Config(ConfigError::Empty { path })) => {
+                assert_eq!(path, file.name());
+            }
+            other => panic!("{blank:?}: expected an empty-file error, got {other:?}"),
+        }
+        assert_eq!(
+            gw.get_text("/r").await,
+            (200, "one".into()),
+            "old config stays"
+        );
+    }
+    assert_eq!(gw.gw.reload_count(), 0);
+    // Nor does a gateway start from one.
+    let err = Gateway::from_file(&file.path, CancellationToken::new()).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    // The file is read again on the next call: a real config goes in.
+    file.write(&fixed("two"));
+    assert_eq!(gw.admin_post("/reload").await.0, 200);
+    assert_eq!(gw.get_text("/r").await, (200, "two".into()));
+}
+
+#[tokio::test]
+async fn admin_reload_of_a_gateway_without_a_file_is_a_conflict() {
+    let gw = TestGateway::start(&fixed("one")).await;
+    let (status, v) = gw.admin_post("/reload").await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "reload_refused");
 }
 
 #[tokio::test]
@@ -182,10 +187,10 @@ async fn reloads_under_traffic_fail_no_request() {
     let one = TestUpstream::fixed("one").await;
     let two = TestUpstream::fixed("two").await;
     let configs = [
-        Config::parse(&proxied(one.addr), "one.toml").unwrap(),
-        Config::parse(&proxied(two.addr), "two.toml").unwrap(),
+        Config::parse(&api_config(&[one.addr], "", ""), "one.toml").unwrap(),
+        Config::parse(&api_config(&[two.addr], "", ""), "two.toml").unwrap(),
     ];
-    let gw = TestGateway::start(&proxied(one.addr)).await;
+    let gw = TestGateway::start(&api_config(&[one.addr], "", "")).await;
     let stop = CancellationToken::new();
     let ok = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
@@ -232,22 +237,8 @@ async fn reloads_under_traffic_fail_no_request() {
 
 #[tokio::test]
 async fn requests_in_flight_finish_on_the_old_config() {
-    let old = TestUpstream::start(|_req| async {
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        respond(200, "old")
-    })
-    .await;
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.old]
-        targets = ["{}"]
-        [[routes]]
-        path = "/r"
-        upstream = "old"
-        "#,
-        old.addr
-    ))
-    .await;
+    let old = TestUpstream::delayed(Duration::from_millis(800), "old").await;
+    let gw = TestGateway::proxy_to(&[old.addr]).await;
     let in_flight = tokio::spawn({
         let url = gw.url("/r");
         async move {
@@ -258,7 +249,7 @@ async fn requests_in_flight_finish_on_the_old_config() {
     assert!(eventually(Duration::from_secs(3), || async { old.hits() == 1 }).await);
     gw.gw
         .apply(Config::parse(&fixed("new"), "new.toml").unwrap());
-    assert_eq!(get_text(&gw, "/r").await, (200, "new".into()));
+    assert_eq!(gw.get_text("/r").await, (200, "new".into()));
     assert_eq!(in_flight.await.unwrap(), (200, "old".into()));
 }
 
@@ -273,16 +264,10 @@ async fn a_reload_stops_the_old_health_checks() {
         }
     })
     .await;
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.api]
-        targets = ["{}"]
-        health = {{ path = "/healthz", interval = "50ms" }}
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        "#,
-        up.addr
+    let gw = TestGateway::start(&api_config(
+        &[up.addr],
+        r#"health = { path = "/healthz", interval = "50ms" }"#,
+        "",
     ))
     .await;
     assert!(
@@ -306,33 +291,26 @@ async fn a_reload_stops_the_old_health_checks() {
 #[tokio::test]
 async fn a_reload_keeps_what_is_known_about_unchanged_upstreams() {
     let ok = TestUpstream::fixed("ok").await;
-    let dead = support::closed_addr();
-    let text = format!(
-        r#"
-        [upstreams.api]
-        targets = ["{dead}", "{}"]
-        health = {{ path = "/", interval = "100ms", rise = 2, fall = 1 }}
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        "#,
-        ok.addr
+    let dead = closed_addr();
+    let text = api_config(
+        &[dead, ok.addr],
+        r#"health = { path = "/", interval = "100ms", rise = 2, fall = 1 }"#,
+        "",
     );
     let gw = TestGateway::start(&text).await;
     let down = || async {
-        let v = support::admin_json(&gw, "/upstreams").await;
+        let v = admin_json(&gw, "/upstreams").await;
         v["upstreams"][0]["targets"][0]["healthy"] == false
     };
     assert!(
         eventually(Duration::from_secs(3), down).await,
         "the dead target goes down"
     );
-    let c = client();
     for _ in 0..5 {
         gw.gw.apply(Config::parse(&text, "same.toml").unwrap());
         // No retries: a request sent to the dead target would fail.
         for _ in 0..4 {
-            let r = c.get(gw.url("/x")).send().await.unwrap();
+            let r = gw.get("/x").await;
             assert_eq!(
                 r.status(),
                 200,

@@ -8,47 +8,21 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{TestGateway, TestUpstream, client, closed_addr, respond};
+use support::{TestGateway, TestUpstream, api_config, client, closed_addr, error_json, respond};
 
+/// One upstream `api` over `targets`, without passive ejection (so that
+/// every request meets the failures these tests set up), and extra lines.
 fn config(targets: &[SocketAddr], upstream_extra: &str, route_extra: &str) -> String {
-    let t: Vec<String> = targets.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        r#"
-        [upstreams.api]
-        targets = [{}]
-        eject = {{ consecutive_failures = 0 }}
-        {upstream_extra}
-        [[routes]]
-        path_prefix = "/"
-        upstream = "api"
-        {route_extra}
-        "#,
-        t.join(", ")
-    )
-}
-
-async fn slow(delay: Duration, body: &'static str) -> TestUpstream {
-    TestUpstream::start(move |_req| async move {
-        tokio::time::sleep(delay).await;
-        respond(200, body)
-    })
-    .await
-}
-
-async fn error_json(r: reqwest::Response) -> (u16, String, String) {
-    let status = r.status().as_u16();
-    assert_eq!(r.headers()["content-type"], "application/json");
-    let v: serde_json::Value = r.json().await.unwrap();
-    (
-        status,
-        v["error"]["code"].as_str().unwrap().to_owned(),
-        v["error"]["message"].as_str().unwrap().to_owned(),
+    api_config(
+        targets,
+        &format!("eject = {{ consecutive_failures = 0 }}\n{upstream_extra}"),
+        route_extra,
     )
 }
 
 #[tokio::test]
 async fn per_try_timeout_retries_on_another_target() {
-    let stuck = slow(Duration::from_secs(5), "stuck").await;
+    let stuck = TestUpstream::delayed(Duration::from_secs(5), "stuck").await;
     let fast = TestUpstream::fixed("fast").await;
     let gw = TestGateway::start(&config(
         &[stuck.addr, fast.addr],
@@ -59,9 +33,8 @@ async fn per_try_timeout_retries_on_another_target() {
         retry_backoff = "1ms""#,
     ))
     .await;
-    let c = client();
     for _ in 0..6 {
-        let r = c.get(gw.url("/x")).send().await.unwrap();
+        let r = gw.get("/x").await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), "fast");
     }
@@ -74,7 +47,7 @@ async fn per_try_timeout_retries_on_another_target() {
 
 #[tokio::test]
 async fn total_timeout_answers_504_json() {
-    let stuck = slow(Duration::from_secs(5), "stuck").await;
+    let stuck = TestUpstream::delayed(Duration::from_secs(5), "stuck").await;
     let gw = TestGateway::start(&config(
         &[stuck.addr],
         "",
@@ -82,7 +55,7 @@ async fn total_timeout_answers_504_json() {
         retries = 2"#,
     ))
     .await;
-    let r = client().get(gw.url("/x")).send().await.unwrap();
+    let r = gw.get("/x").await;
     let (status, code, message) = error_json(r).await;
     assert_eq!(status, 504);
     assert_eq!(code, "upstream_timeout");
@@ -98,7 +71,7 @@ async fn upstream_down_answers_502_json_naming_the_upstream() {
         r#"timeout = "20s""#,
     ))
     .await;
-    let r = client().get(gw.url("/x")).send().await.unwrap();
+    let r = gw.get("/x").await;
     let (status, code, message) = error_json(r).await;
     assert_eq!(status, 502);
     assert_eq!(code, "upstream_unavailable");
@@ -147,10 +120,9 @@ async fn route_connect_timeout_overrides_the_upstream_one() {
         "#
     ))
     .await;
-    let c = client();
-    let (status, code, _) = error_json(c.get(gw.url("/short/x")).send().await.unwrap()).await;
+    let (status, code, _) = error_json(gw.get("/short/x").await).await;
     assert_eq!((status, code.as_str()), (502, "upstream_unavailable"));
-    let (status, code, _) = error_json(c.get(gw.url("/long/x")).send().await.unwrap()).await;
+    let (status, code, _) = error_json(gw.get("/long/x").await).await;
     assert_eq!((status, code.as_str()), (504, "upstream_timeout"));
 }
 
@@ -183,10 +155,9 @@ async fn get_is_retried_on_502_503_504_and_connect_errors() {
         retry_backoff = "1ms""#,
     ))
     .await;
-    let c = client();
     for status in [502, 503, 504] {
         for _ in 0..4 {
-            let r = c.get(gw.url(&format!("/s/{status}"))).send().await.unwrap();
+            let r = gw.get(&format!("/s/{status}")).await;
             assert_eq!(r.status(), 200, "a {status} is retried on the other target");
             assert_eq!(r.text().await.unwrap(), "good");
         }
@@ -198,8 +169,8 @@ async fn get_is_retried_on_502_503_504_and_connect_errors() {
     );
 
     // Other errors (here 500) are answers, not retried.
-    let r = c.get(gw.url("/s/500")).send().await.unwrap();
-    let r2 = c.get(gw.url("/s/500")).send().await.unwrap();
+    let r = gw.get("/s/500").await;
+    let r2 = gw.get("/s/500").await;
     assert!(r.status() == 500 || r2.status() == 500);
 
     // Connection refused: retried on the other target.
@@ -211,7 +182,7 @@ async fn get_is_retried_on_502_503_504_and_connect_errors() {
     ))
     .await;
     for _ in 0..6 {
-        let r = c.get(gw.url("/x")).send().await.unwrap();
+        let r = gw.get("/x").await;
         assert_eq!(r.status(), 200);
     }
 }
@@ -226,16 +197,10 @@ async fn post_is_retried_only_when_the_route_allows_it() {
         retry_backoff = "1ms""#,
     ))
     .await;
-    let c = client();
-    let r = c
-        .post(gw.url("/s/503"))
-        .body("payload")
-        .send()
-        .await
-        .unwrap();
+    let r = gw.post("/s/503", "payload").await;
     assert_eq!(r.status(), 503);
     assert_eq!(bad.hits(), 1, "POST is not retried by default");
-    let r = c.get(gw.url("/s/503")).send().await.unwrap();
+    let r = gw.get("/s/503").await;
     assert_eq!(r.status(), 503);
     assert_eq!(bad.hits(), 4, "GET is tried 1 + 2 times");
 
@@ -249,12 +214,7 @@ async fn post_is_retried_only_when_the_route_allows_it() {
         retry_non_idempotent = true"#,
     ))
     .await;
-    let r = c
-        .post(gw.url("/s/503"))
-        .body("payload")
-        .send()
-        .await
-        .unwrap();
+    let r = gw.post("/s/503", "payload").await;
     assert_eq!(r.status(), 503);
     assert_eq!(bad.hits(), 3, "POST tried 1 + 2 times");
 }
@@ -271,15 +231,9 @@ async fn retried_post_replays_its_body() {
         retry_non_idempotent = true"#,
     ))
     .await;
-    let c = client();
     for i in 0..4 {
         let body = format!("payload-{i}");
-        let r = c
-            .post(gw.url("/x"))
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let r = gw.post("/x", &body).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), body);
     }
@@ -304,7 +258,7 @@ async fn retries_wait_a_jittered_exponential_backoff() {
         retry_backoff = "200ms""#,
     ))
     .await;
-    let r = client().get(gw.url("/x")).send().await.unwrap();
+    let r = gw.get("/x").await;
     assert_eq!(r.status(), 503);
     let s = stamps.lock().unwrap().clone();
     assert_eq!(s.len(), 3);
@@ -366,7 +320,7 @@ async fn retry_budget_bounds_upstream_load_in_an_outage() {
 
 #[tokio::test]
 async fn max_concurrent_sheds_with_503_and_retry_after() {
-    let up = slow(Duration::from_millis(800), "slow").await;
+    let up = TestUpstream::delayed(Duration::from_millis(800), "slow").await;
     let gw = TestGateway::start(&config(&[up.addr], "max_concurrent = 2", "")).await;
     let c = client();
     let held: Vec<_> = (0..2)
@@ -379,7 +333,7 @@ async fn max_concurrent_sheds_with_503_and_retry_after() {
         support::eventually(Duration::from_secs(3), || async { up.hits() == 2 }).await,
         "two requests reach the upstream"
     );
-    let r = c.get(gw.url("/x")).send().await.unwrap();
+    let r = gw.get("/x").await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
     let (_, code, message) = error_json(r).await;
@@ -390,6 +344,6 @@ async fn max_concurrent_sheds_with_503_and_retry_after() {
         assert_eq!(h.await.unwrap(), 200);
     }
     // The slots are free again.
-    let r = c.get(gw.url("/x")).send().await.unwrap();
+    let r = gw.get("/x").await;
     assert_eq!(r.status(), 200);
 }

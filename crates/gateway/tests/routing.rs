@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{TestGateway, TestUpstream, client, raw_exchange};
+use support::{TestGateway, TestUpstream, api_config, client, error_json, raw_exchange};
 
 fn config(up: &TestUpstream) -> String {
     format!(
@@ -82,81 +82,43 @@ fn config(up: &TestUpstream) -> String {
     )
 }
 
-async fn seen(r: reqwest::Response) -> serde_json::Value {
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn matches_host_exact_and_suffix() {
     let up = TestUpstream::echo_request().await;
     let gw = TestGateway::start(&config(&up)).await;
-    let c = client();
-    let get = |host: &'static str| c.get(gw.url("/ping")).header("host", host).send();
-    assert_eq!(get("a.test").await.unwrap().text().await.unwrap(), "host a");
-    assert_eq!(
-        get("A.Test:8080").await.unwrap().text().await.unwrap(),
-        "host a"
-    );
-    assert_eq!(
-        get("x.wild.test").await.unwrap().text().await.unwrap(),
-        "wild"
-    );
-    assert_eq!(
-        get("x.y.wild.test").await.unwrap().text().await.unwrap(),
-        "wild"
-    );
-    // `*.wild.test` needs a label before the suffix, and is no substring match.
-    assert_eq!(
-        get("wild.test").await.unwrap().text().await.unwrap(),
-        "pong"
-    );
-    assert_eq!(
-        get("notwild.test").await.unwrap().text().await.unwrap(),
-        "pong"
-    );
-    assert_eq!(get("b.test").await.unwrap().text().await.unwrap(), "pong");
+    for (host, answer) in [
+        ("a.test", "host a"),
+        ("A.Test:8080", "host a"),
+        ("x.wild.test", "wild"),
+        ("x.y.wild.test", "wild"),
+        // `*.wild.test` needs a label before the suffix, and is no substring match.
+        ("wild.test", "pong"),
+        ("notwild.test", "pong"),
+        ("b.test", "pong"),
+    ] {
+        let r = gw.get_with("/ping", &[("host", host)]).await;
+        assert_eq!(r.text().await.unwrap(), answer, "host {host}");
+    }
 }
 
 #[tokio::test]
 async fn matches_path_method_and_header_in_file_order() {
     let up = TestUpstream::echo_request().await;
     let gw = TestGateway::start(&config(&up)).await;
-    let c = client();
     // Exact path: /ping only.
-    assert_eq!(
-        c.get(gw.url("/ping"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "pong"
-    );
-    assert_eq!(c.get(gw.url("/ping/x")).send().await.unwrap().status(), 404);
-    assert_eq!(c.get(gw.url("/pingx")).send().await.unwrap().status(), 404);
+    assert_eq!(gw.get_text("/ping").await, (200, "pong".into()));
+    assert_eq!(gw.get("/ping/x").await.status(), 404);
+    assert_eq!(gw.get("/pingx").await.status(), 404);
     // Method match comes first in the file.
-    let r = c.delete(gw.url("/items/1")).send().await.unwrap();
+    let r = client().delete(gw.url("/items/1")).send().await.unwrap();
     assert_eq!(r.status(), 403);
     // Header match.
-    let r = c
-        .get(gw.url("/items/1"))
-        .header("x-beta", "1")
-        .send()
-        .await
-        .unwrap();
+    let r = gw.get_with("/items/1", &[("x-beta", "1")]).await;
     assert_eq!(r.text().await.unwrap(), "beta items");
-    let r = c
-        .get(gw.url("/items/1"))
-        .header("x-beta", "2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(seen(r).await["path"], "/items/1");
+    let seen = gw.echo("/items/1", &[("x-beta", "2")]).await;
+    assert_eq!(seen["path"], "/items/1");
     // Neither: the first plain prefix route wins over the later identical one.
-    let r = c.get(gw.url("/items/2?x=1")).send().await.unwrap();
-    let s = seen(r).await;
+    let s = gw.echo("/items/2?x=1", &[]).await;
     assert_eq!(s["path"], "/items/2?x=1");
     assert_eq!(s["method"], "GET");
     assert_eq!(up.hits(), 2);
@@ -166,23 +128,21 @@ async fn matches_path_method_and_header_in_file_order() {
 async fn strips_and_rewrites_the_prefix() {
     let up = TestUpstream::echo_request().await;
     let gw = TestGateway::start(&config(&up)).await;
-    let c = client();
-    let s = seen(c.get(gw.url("/strip/users/7?full=1")).send().await.unwrap()).await;
-    assert_eq!(s["path"], "/users/7?full=1");
-    let s = seen(c.get(gw.url("/strip/")).send().await.unwrap()).await;
-    assert_eq!(s["path"], "/");
-    let s = seen(c.get(gw.url("/v1/users/7")).send().await.unwrap()).await;
-    assert_eq!(s["path"], "/internal/v2/users/7");
-    let s = seen(c.get(gw.url("/api/users/7")).send().await.unwrap()).await;
-    assert_eq!(s["path"], "/api/users/7");
+    for (path, upstream_path) in [
+        ("/strip/users/7?full=1", "/users/7?full=1"),
+        ("/strip/", "/"),
+        ("/v1/users/7", "/internal/v2/users/7"),
+        ("/api/users/7", "/api/users/7"),
+    ] {
+        assert_eq!(gw.echo(path, &[]).await["path"], upstream_path, "{path}");
+    }
 }
 
+/// GET `target` as written (no client normalizes it on the way).
 async fn raw_get(gw: &TestGateway, target: &str) -> String {
-    raw_exchange(
-        gw.addr,
-        format!("GET {target} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n").as_bytes(),
-        Duration::from_secs(5),
-    )
+    gw.raw(&format!(
+        "GET {target} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n"
+    ))
     .await
 }
 
@@ -214,17 +174,9 @@ async fn paths_are_normalized_before_matching() {
 async fn no_route_is_404_json() {
     let up = TestUpstream::echo_request().await;
     let gw = TestGateway::start(&config(&up)).await;
-    let r = client().get(gw.url("/nothing/here")).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(r.headers()["content-type"], "application/json");
-    let body: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "no_route");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("/nothing/here")
-    );
+    let (status, code, message) = error_json(gw.get("/nothing/here").await).await;
+    assert_eq!((status, code.as_str()), (404, "no_route"));
+    assert!(message.contains("/nothing/here"), "{message}");
 }
 
 #[tokio::test]
@@ -232,42 +184,24 @@ async fn absolute_form_for_unrouted_host_is_refused() {
     let up = TestUpstream::echo_request().await;
     // A catch-all route: any origin-form request goes upstream.
     let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.api]
-        targets = ["{}"]
-        [[routes]]
-        host = "a.test"
-        respond = {{ body = "host a" }}
-        [[routes]]
-        upstream = "api"
-        "#,
-        up.addr
+        "[[routes]]\nhost = \"a.test\"\nrespond = {{ body = \"host a\" }}\n{}",
+        api_config(&[up.addr], "", "")
     ))
     .await;
-    let r = raw_exchange(
-        gw.addr,
-        b"GET http://evil.example/ HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .await;
+    let absolute = |target: &str, host: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+    };
+    let r = gw
+        .raw(&absolute("http://evil.example/", "evil.example"))
+        .await;
     assert!(r.starts_with("HTTP/1.1 421"), "{r}");
     assert!(r.contains("not_routed"), "{r}");
     // The Host header cannot launder an absolute-form target either.
-    let r = raw_exchange(
-        gw.addr,
-        b"GET http://evil.example/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .await;
+    let r = gw.raw(&absolute("http://evil.example/", "a.test")).await;
     assert!(r.starts_with("HTTP/1.1 421"), "{r}");
     assert_eq!(up.hits(), 0, "never forwarded");
     // Absolute form for a host the gateway does route is served.
-    let r = raw_exchange(
-        gw.addr,
-        b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
-        Duration::from_secs(5),
-    )
-    .await;
+    let r = gw.raw(&absolute("http://a.test/", "a.test")).await;
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert!(r.ends_with("host a"), "{r}");
 }
@@ -275,16 +209,7 @@ async fn absolute_form_for_unrouted_host_is_refused() {
 #[tokio::test]
 async fn connect_is_refused() {
     let up = TestUpstream::echo_request().await;
-    let gw = TestGateway::start(&format!(
-        r#"
-        [upstreams.api]
-        targets = ["{}"]
-        [[routes]]
-        upstream = "api"
-        "#,
-        up.addr
-    ))
-    .await;
+    let gw = TestGateway::proxy_to(&[up.addr]).await;
     let r = raw_exchange(
         gw.addr,
         b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
@@ -300,7 +225,7 @@ async fn connect_is_refused() {
 async fn fixed_response_with_status_headers_and_body() {
     let up = TestUpstream::echo_request().await;
     let gw = TestGateway::start(&config(&up)).await;
-    let r = client().get(gw.url("/teapot")).send().await.unwrap();
+    let r = gw.get("/teapot").await;
     assert_eq!(r.status(), 418);
     assert_eq!(r.headers()["x-fixed"], "yes");
     assert_eq!(r.headers()["content-type"], "text/plain");

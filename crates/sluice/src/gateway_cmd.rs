@@ -47,7 +47,7 @@ enum GatewayAction {
     /// ranges, listen addresses, TLS files. Each problem is printed on
     /// standard output as `FILE:LINE: KEY.PATH: message`, in file order.
     ///
-    /// Exit status: 0 valid, 1 invalid, 2 the file cannot be read.
+    /// Exit status: 0 valid, 1 invalid (or empty), 2 the file cannot be read.
     #[command(after_help = "\
 Examples:
   sluice gateway check --config examples/gateway.toml
@@ -68,7 +68,7 @@ impl GatewayArgs {
 /// Exit status of `check` when the file cannot be read.
 const EXIT_UNREADABLE: u8 = 2;
 
-/// `sluice gateway check`: 0 valid, 1 invalid (problems on stdout), 2 unreadable.
+/// `sluice gateway check`: 0 valid, 1 invalid or empty (problems on stdout), 2 unreadable.
 pub(crate) fn check(args: &GatewayArgs) -> ExitCode {
     match Config::load(&args.config) {
         Ok(cfg) => {
@@ -88,6 +88,10 @@ pub(crate) fn check(args: &GatewayArgs) -> ExitCode {
                 args.config.display(),
                 if n == 1 { "" } else { "s" }
             );
+            ExitCode::FAILURE
+        }
+        Err(e @ ConfigError::Empty { .. }) => {
+            println!("{e}");
             ExitCode::FAILURE
         }
         Err(e @ ConfigError::Read { .. }) => {

@@ -53,6 +53,16 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is empty or holds only whitespace. Such a file would parse as
+    /// a config with no routes, but it is far more likely a write caught half
+    /// way (truncated, not yet filled) or a mistake, so it is refused.
+    #[error(
+        "{path} is empty (or only whitespace): refused, since it is far more likely a file being written than a config without routes"
+    )]
+    Empty {
+        /// The file.
+        path: String,
+    },
     /// The file was read but is not a valid config: every problem, in file
     /// order, one per line as `FILE:LINE: KEY.PATH: message`.
     #[error("{}", render(file, problems))]
@@ -76,26 +86,48 @@ fn render(file: &str, problems: &[Problem]) -> String {
 }
 
 impl ConfigError {
-    /// The problems, if the file was readable.
+    /// The problems, if the file was readable and not empty.
     pub fn problems(&self) -> &[Problem] {
         match self {
-            ConfigError::Read { .. } => &[],
+            ConfigError::Read { .. } | ConfigError::Empty { .. } => &[],
             ConfigError::Invalid { problems, .. } => problems,
+        }
+    }
+
+    /// The file (or `<string>`) the error is about.
+    pub fn file(&self) -> &str {
+        match self {
+            ConfigError::Read { path, .. } | ConfigError::Empty { path } => path,
+            ConfigError::Invalid { file, .. } => file,
         }
     }
 }
 
+/// Whether config text is empty or only whitespace, which [`Config::load`] refuses.
+pub(crate) fn is_blank(text: &str) -> bool {
+    text.trim().is_empty()
+}
+
 impl Config {
-    /// Read, parse and validate a config file.
+    /// Read, parse and validate a config file. An empty or whitespace-only
+    /// file is refused ([`ConfigError::Empty`]): at start, on `check` and on
+    /// every reload path alike.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
+        if is_blank(&text) {
+            return Err(ConfigError::Empty {
+                path: path.display().to_string(),
+            });
+        }
         Config::parse(&text, &path.display().to_string())
     }
 
-    /// Parse and validate config text; `file` names it in errors.
+    /// Parse and validate config text; `file` names it in errors. Empty text
+    /// is a valid config with no routes here: only files are refused when
+    /// empty, since only a file can be caught half written.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         match check(text) {
             (Some(config), problems) if problems.is_empty() => Ok(config),

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub(crate) use load::is_blank;
 pub use load::{ConfigError, Problem};
 pub use units::{ByteSize, Dur, Rate};
 
@@ -135,6 +136,11 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// When set, every admin request needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// `/readyz` answers 503 while an upstream that a route uses has no
+    /// available target. Off: upstream state is reported but never makes the
+    /// gateway unready (for fleets whose instances share every upstream, where
+    /// one upstream's outage would otherwise take every instance out at once).
+    pub readyz_requires_upstreams: bool,
 }
 
 impl Default for AdminConfig {
@@ -143,6 +149,7 @@ impl Default for AdminConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9901)),
             token: None,
+            readyz_requires_upstreams: true,
         }
     }
 }

@@ -1,10 +1,21 @@
 //! Which bucket a request falls into: the route's `key` spec (`client_ip`,
-//! `header:NAME`, `route`, or several joined by `+`) turned into bytes.
+//! `header:NAME`, `route`, or several joined by `+`) turned into bytes, and
+//! those bytes hashed to a fixed size before anything stores them.
 //!
 //! Each part is tagged (`ip=`, `h:NAME=`, `route`) and parts are joined by
 //! the unit separator 0x1F, which `http` never admits in a header value, so
 //! two different requests can only share a bucket when every part agrees.
+//!
+//! Why hash: a key taken from a header is as long as the client makes it
+//! (up to `max_header_size`), so a table bounded by key count alone would
+//! not be bounded in bytes. Stored keys are therefore 128-bit hashes:
+//! [`KeyHasher`] (keyed SipHash with random keys, per table) for the local
+//! table, [`stable_digest`] (SHA-256, the same on every instance) for Redis.
+//! Both resist crafted collisions, which could otherwise put a client into
+//! another's bucket (for instance a header value aimed at the bucket of a
+//! known client IP).
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 
 use http::{HeaderMap, HeaderName};
@@ -83,6 +94,35 @@ impl KeySpec {
     }
 }
 
+/// A 128-bit keyed hash of bucket keys: two SipHash-1-3 instances with
+/// independent random keys. Unpredictable to clients, so they cannot aim a
+/// key at another's bucket, and only ever the same within one process.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct KeyHasher {
+    high: RandomState,
+    low: RandomState,
+}
+
+impl KeyHasher {
+    /// The stored form of `key`.
+    pub(crate) fn hash(&self, key: &[u8]) -> u128 {
+        (u128::from(self.high.hash_one(key)) << 64) | u128::from(self.low.hash_one(key))
+    }
+}
+
+/// Bytes of [`stable_digest`].
+pub(crate) const DIGEST_LEN: usize = 16;
+
+/// A digest of `key` that every gateway instance computes alike (they must
+/// agree on Redis key names): SHA-256, truncated to 128 bits. A collision
+/// cannot be crafted without breaking SHA-256.
+pub(crate) fn stable_digest(key: &[u8]) -> [u8; DIGEST_LEN] {
+    let full = ring::digest::digest(&ring::digest::SHA256, key);
+    let mut out = [0u8; DIGEST_LEN];
+    out.copy_from_slice(&full.as_ref()[..DIGEST_LEN]);
+    out
+}
+
 fn push_ip(key: &mut Vec<u8>, ip: IpAddr) {
     // An IPv4-mapped IPv6 peer is the same client as its IPv4 address.
     let ip = match ip {
@@ -97,6 +137,58 @@ fn push_ip(key: &mut Vec<u8>, ip: IpAddr) {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn keyed_hashes_are_stable_and_tell_keys_apart(
+            a in prop::collection::vec(any::<u8>(), 0..2048),
+            b in prop::collection::vec(any::<u8>(), 0..2048),
+        ) {
+            let h = KeyHasher::default();
+            prop_assert_eq!(h.hash(&a), h.hash(&a));
+            prop_assert_eq!(stable_digest(&a), stable_digest(&a));
+            if a != b {
+                prop_assert_ne!(h.hash(&a), h.hash(&b));
+                prop_assert_ne!(stable_digest(&a), stable_digest(&b));
+            }
+        }
+
+        #[test]
+        fn a_one_byte_change_anywhere_in_a_long_key_changes_both_hashes(
+            key in prop::collection::vec(any::<u8>(), 1..9000),
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let mut other = key.clone();
+            let i = at.index(key.len());
+            other[i] ^= flip;
+            let h = KeyHasher::default();
+            prop_assert_ne!(h.hash(&key), h.hash(&other));
+            prop_assert_ne!(stable_digest(&key), stable_digest(&other));
+        }
+    }
+
+    #[test]
+    fn keyed_hashes_differ_between_hashers() {
+        // Random keys: what one process (or table) computes says nothing about another's.
+        let key = b"h:x-api-key=k1";
+        assert_ne!(
+            KeyHasher::default().hash(key),
+            KeyHasher::default().hash(key)
+        );
+    }
+
+    #[test]
+    fn the_stable_digest_is_truncated_sha256() {
+        // Known answer: instances of any version must agree on Redis key names.
+        // printf 'ip=192.0.2.7' | sha256sum | cut -c1-32
+        let hex: String = stable_digest(b"ip=192.0.2.7")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, "49dd87659b85791cdbcebc5a897e1e3b");
+    }
 
     fn ip() -> IpAddr {
         "192.0.2.7".parse().unwrap()

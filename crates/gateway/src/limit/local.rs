@@ -1,6 +1,11 @@
 //! The in-process limiter: one GCRA state (a TAT in an `AtomicU64`) per key
 //! in a `moka` cache bounded to `max_keys` entries with LRU eviction.
 //!
+//! Keys are stored as their 128-bit [`KeyHasher`] hash, never as the bytes a
+//! client sent, so an entry costs the same whatever the key's length and the
+//! table is bounded in bytes as well as in count. Two keys share a state only
+//! if their keyed hashes collide, which a client cannot arrange.
+//!
 //! Forgetting a key is always safe in one direction only: its next request
 //! starts cold, which is at most as strict as the state it lost. Keys also
 //! expire once idle for the limit's horizon, after which their state would
@@ -15,6 +20,7 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::gcra::{Gcra, Outcome};
+use super::key::KeyHasher;
 
 /// Longest idle expiry handed to moka (which refuses absurd durations);
 /// a key idle longer than this restarts cold, which only loosens its limit.
@@ -34,7 +40,8 @@ pub(crate) fn now_ns() -> u64 {
 #[derive(Debug)]
 pub(crate) struct LocalTable {
     gcra: Gcra,
-    keys: Cache<Vec<u8>, Arc<AtomicU64>>,
+    hasher: KeyHasher,
+    keys: Cache<u128, Arc<AtomicU64>>,
 }
 
 impl LocalTable {
@@ -46,17 +53,23 @@ impl LocalTable {
             .eviction_policy(EvictionPolicy::lru())
             .time_to_idle(idle)
             .build();
-        LocalTable { gcra, keys }
+        LocalTable {
+            gcra,
+            hasher: KeyHasher::default(),
+            keys,
+        }
     }
 
     /// Check one request for `key` now.
-    pub(crate) fn check(&self, key: Vec<u8>) -> Outcome {
+    pub(crate) fn check(&self, key: &[u8]) -> Outcome {
         self.check_at(key, now_ns())
     }
 
     /// Check one request for `key` at `now` (nanoseconds of [`now_ns`]).
-    pub(crate) fn check_at(&self, key: Vec<u8>, now: u64) -> Outcome {
-        let state = self.keys.get_with(key, || Arc::new(AtomicU64::new(0)));
+    pub(crate) fn check_at(&self, key: &[u8], now: u64) -> Outcome {
+        let state = self
+            .keys
+            .get_with(self.hasher.hash(key), || Arc::new(AtomicU64::new(0)));
         let mut tat = state.load(Ordering::Acquire);
         loop {
             let (next, outcome) = self.gcra.check(tat, now);
@@ -86,7 +99,7 @@ mod tests {
     fn table_never_grows_beyond_max_keys() {
         let table = LocalTable::new(Gcra::new(1_000_000_000, 0), 50);
         for i in 0..5_000u32 {
-            let out = table.check_at(format!("client-{i}").into_bytes(), 10);
+            let out = table.check_at(format!("client-{i}").as_bytes(), 10);
             // Every new key starts cold, so it passes.
             assert!(out.allowed);
             if i % 500 == 0 {
@@ -100,13 +113,13 @@ mod tests {
     #[test]
     fn a_key_is_limited_until_evicted_then_starts_cold() {
         let table = LocalTable::new(Gcra::new(1_000_000_000, 1), 2);
-        let hot = b"hot".to_vec();
-        assert!(table.check_at(hot.clone(), 10).allowed);
-        assert!(table.check_at(hot.clone(), 10).allowed);
-        assert!(!table.check_at(hot.clone(), 10).allowed);
+        let hot = b"hot";
+        assert!(table.check_at(hot, 10).allowed);
+        assert!(table.check_at(hot, 10).allowed);
+        assert!(!table.check_at(hot, 10).allowed);
         // Push the hot key out with other keys.
         for i in 0..100u32 {
-            table.check_at(i.to_be_bytes().to_vec(), 10);
+            table.check_at(&i.to_be_bytes(), 10);
             table.key_count();
         }
         // Evicted: the key is allowed again (more permissive, never stricter).
@@ -121,7 +134,7 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     for _ in 0..100 {
-                        if table.check_at(b"k".to_vec(), 5).allowed {
+                        if table.check_at(b"k", 5).allowed {
                             allowed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -129,6 +142,42 @@ mod tests {
             }
         });
         assert_eq!(allowed.load(Ordering::Relaxed), 10);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn keys_of_any_length_get_their_own_exact_burst(
+            a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..9000),
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..9000),
+            burst in 0u32..5,
+        ) {
+            proptest::prop_assume!(a != b);
+            let table = LocalTable::new(Gcra::new(1_000_000_000_000, burst), 8);
+            let admitted = |key: &[u8]| (0..burst + 3).filter(|_| table.check_at(key, 5).allowed).count();
+            proptest::prop_assert_eq!(admitted(&a), burst as usize + 1);
+            // Hashing merges no buckets: b starts cold, whatever a did.
+            proptest::prop_assert_eq!(admitted(&b), burst as usize + 1);
+            proptest::prop_assert_eq!(admitted(&a), 0);
+        }
+    }
+
+    #[test]
+    fn an_entry_costs_the_same_for_any_key_length() {
+        // What the table keeps per key: a fixed-size hash, not the client's bytes.
+        fn stored_key<K, V>(_: &Cache<K, V>) -> usize
+        where
+            K: std::hash::Hash + Eq + Send + Sync + 'static,
+            V: Clone + Send + Sync + 'static,
+        {
+            std::mem::size_of::<K>()
+        }
+        let table = LocalTable::new(Gcra::new(1_000_000_000, 0), 4);
+        assert_eq!(stored_key(&table.keys), 16);
+        // An 8 KiB key lands in the table like a short one.
+        let long = vec![b'k'; 8 << 10];
+        assert!(table.check_at(&long, 10).allowed);
+        assert!(!table.check_at(&long, 10).allowed);
+        assert_eq!(table.key_count(), 1);
     }
 
     #[test]

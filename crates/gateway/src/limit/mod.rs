@@ -130,7 +130,7 @@ impl RouteLimiter {
     ) -> Decision {
         let key = self.spec.extract(headers, client_ip);
         let (outcome, tick) = match &self.shared {
-            None => (self.local.check(key), 1),
+            None => (self.local.check(&key), 1),
             Some(shared) => {
                 let bucket = shared.link.bucket(&self.route, &key);
                 match shared.link.check(&bucket, shared.gcra).await {
@@ -147,7 +147,7 @@ impl RouteLimiter {
                                 self.count("error");
                                 return Decision::Unavailable;
                             }
-                            FailureMode::Open => (self.local.check(key), 1),
+                            FailureMode::Open => (self.local.check(&key), 1),
                         }
                     }
                 }

@@ -8,6 +8,9 @@
 //! request passed and the backlog (TAT − now); [`Gcra::outcome`] turns that
 //! into remaining quota and waits, exactly as locally.
 //!
+//! Bucket keys are hashed ([`stable_digest`]) into the Redis key name, so
+//! no client can make a Redis key larger than the config's own names.
+//!
 //! Each decision is bounded by `redis_timeout`. After a failure, Redis is
 //! left alone for [`BACKOFF`] (decisions fail at once instead of each
 //! waiting out the timeout), and a warning is logged at most every
@@ -20,6 +23,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::gcra::Gcra;
+use super::key::{DIGEST_LEN, stable_digest};
 use super::local::now_ns;
 
 /// How long Redis is skipped after a failed decision.
@@ -129,13 +133,21 @@ impl RedisLink {
         self.url == url && self.timeout == timeout && self.prefix == prefix
     }
 
-    /// The Redis key of one bucket of one route.
+    /// The Redis key of one bucket of one route:
+    /// `<prefix><route>\x1f<hex of stable_digest(key)>`. The client-chosen
+    /// part is hashed to 32 hex digits, so a key's size in Redis is bounded
+    /// by the config (prefix and route name), never by the request.
     pub(crate) fn bucket(&self, route: &str, key: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.prefix.len() + route.len() + 1 + key.len());
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = stable_digest(key);
+        let mut k = Vec::with_capacity(self.prefix.len() + route.len() + 1 + 2 * DIGEST_LEN);
         k.extend_from_slice(self.prefix.as_bytes());
         k.extend_from_slice(route.as_bytes());
         k.push(0x1f);
-        k.extend_from_slice(key);
+        for b in digest {
+            k.push(HEX[usize::from(b >> 4)]);
+            k.push(HEX[usize::from(b & 0xf)]);
+        }
         k
     }
 
@@ -238,5 +250,29 @@ impl RedisSlot {
                 link
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bucket_names_are_bounded_and_stable() {
+        // Lazy: nothing listens here, and nothing connects.
+        let link = RedisLink::new("redis://127.0.0.1:1", Duration::from_millis(50), "rl:");
+        let named = link.bucket("api", b"ip=192.0.2.7");
+        assert_eq!(named, b"rl:api\x1f49dd87659b85791cdbcebc5a897e1e3b");
+        let fixed_len = "rl:api".len() + 1 + 2 * DIGEST_LEN;
+        for len in [0, 1, 100, 8 << 10, 64 << 10] {
+            let key = vec![b'k'; len];
+            assert_eq!(
+                link.bucket("api", &key).len(),
+                fixed_len,
+                "key of {len} bytes"
+            );
+        }
+        assert_ne!(link.bucket("api", b"a"), link.bucket("api", b"b"));
+        assert_ne!(link.bucket("api", b"a"), link.bucket("web", b"a"));
     }
 }

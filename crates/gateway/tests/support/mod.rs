@@ -5,8 +5,10 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -39,6 +41,21 @@ impl TestGateway {
     pub async fn start_config(config: Config) -> TestGateway {
         let shutdown = CancellationToken::new();
         let gw = Gateway::new(config, shutdown.clone()).expect("gateway builds");
+        Self::serve(gw, shutdown).await
+    }
+
+    /// Start from a config file, as the binary does, so that `reload` (and
+    /// `POST /reload`) read it again. The file's `listen` keys are ignored.
+    pub async fn start_file(path: &Path) -> TestGateway {
+        let shutdown = CancellationToken::new();
+        let gw = Gateway::from_file(path, shutdown.clone()).expect("gateway builds from file");
+        Self::serve(gw, shutdown).await
+    }
+
+    /// Serve `gw` and its admin API on `127.0.0.1:0`; returns once the proxy
+    /// listener is accepting (or serving ended), so that `/readyz` needs no
+    /// waiting.
+    async fn serve(gw: Gateway, shutdown: CancellationToken) -> TestGateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -53,6 +70,12 @@ impl TestGateway {
             let shutdown = shutdown.clone();
             async move { gw.serve(listener, shutdown).await }
         });
+        // A serve that fails at once (say, on TLS set-up) is the test's to see in `task`.
+        let started = eventually(Duration::from_secs(5), || async {
+            gw.readiness().accepting || task.is_finished()
+        })
+        .await;
+        assert!(started, "the gateway's listener starts accepting");
         TestGateway {
             addr,
             admin,
@@ -60,6 +83,66 @@ impl TestGateway {
             shutdown,
             task,
         }
+    }
+
+    /// Start a gateway whose one route sends everything to `targets` (see [`api_config`]).
+    pub async fn proxy_to(targets: &[SocketAddr]) -> TestGateway {
+        Self::start(&api_config(targets, "", "")).await
+    }
+
+    /// GET `path` on the proxy listener.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.get_with(path, &[]).await
+    }
+
+    /// GET `path` on the proxy listener with extra request headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        get_with(&self.url(path), headers).await
+    }
+
+    /// POST `body` to `path` on the proxy listener.
+    pub async fn post(&self, path: &str, body: &str) -> reqwest::Response {
+        client()
+            .post(self.url(path))
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// What an [`TestUpstream::echo_request`] upstream saw of a GET of
+    /// `path` with `headers`; the answer must be 200.
+    pub async fn echo(&self, path: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+        let r = self.get_with(path, headers).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// Send a raw HTTP/1.1 request to the proxy listener; what came back
+    /// within 5 s (see [`raw_exchange`]).
+    pub async fn raw(&self, request: &str) -> String {
+        raw_exchange(self.addr, request.as_bytes(), Duration::from_secs(5)).await
+    }
+
+    /// GET `path` on the proxy listener: status and body text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let r = self.get(path).await;
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// GET an admin path: the status.
+    pub async fn admin_status(&self, path: &str) -> u16 {
+        self.admin_get(path).await.0
+    }
+
+    /// GET an admin path: status and JSON body (`Null` when it is not JSON).
+    pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        status_and_json(client().get(self.admin_url(path)).send().await.unwrap()).await
+    }
+
+    /// POST to an admin path with no body: status and JSON body.
+    pub async fn admin_post(&self, path: &str) -> (u16, serde_json::Value) {
+        status_and_json(client().post(self.admin_url(path)).send().await.unwrap()).await
     }
 
     /// `http://127.0.0.1:PORT{path}`.
@@ -147,6 +230,15 @@ impl TestUpstream {
         }
     }
 
+    /// An upstream that answers 200 with `body` to everything after `delay`.
+    pub async fn delayed(delay: Duration, body: &'static str) -> TestUpstream {
+        Self::start(move |_req| async move {
+            tokio::time::sleep(delay).await;
+            respond(200, body)
+        })
+        .await
+    }
+
     /// An upstream that answers 200 with `body` to everything.
     pub async fn fixed(body: &'static str) -> TestUpstream {
         Self::start(move |_req| async move {
@@ -168,6 +260,45 @@ impl TestUpstream {
 impl Drop for TestUpstream {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// GET `url` with extra request headers.
+pub async fn get_with(url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = client().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.expect("the gateway answers")
+}
+
+/// A config file in a temporary directory (removed on drop), for the tests
+/// that start from a file and reload it.
+pub struct ConfigFile {
+    pub path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ConfigFile {
+    /// A file `gateway.toml` holding `text`.
+    pub fn new(text: &str) -> ConfigFile {
+        let dir = tempfile::tempdir().unwrap();
+        let file = ConfigFile {
+            path: dir.path().join("gateway.toml"),
+            _dir: dir,
+        };
+        file.write(text);
+        file
+    }
+
+    /// Replace the file's contents.
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).unwrap();
+    }
+
+    /// The path as the gateway names it in errors.
+    pub fn name(&self) -> String {
+        self.path.display().to_string()
     }
 }
 
@@ -235,6 +366,46 @@ pub async fn admin_json(gw: &TestGateway, path: &str) -> serde_json::Value {
         .json()
         .await
         .unwrap()
+}
+
+/// A config with one upstream `api` over `targets` and one catch-all route
+/// to it; `upstream_extra` and `route_extra` are TOML lines added to the
+/// `[upstreams.api]` table and to the route.
+pub fn api_config(targets: &[SocketAddr], upstream_extra: &str, route_extra: &str) -> String {
+    let t: Vec<String> = targets.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        r#"
+        [upstreams.api]
+        targets = [{}]
+        {upstream_extra}
+        [[routes]]
+        path_prefix = "/"
+        upstream = "api"
+        {route_extra}
+        "#,
+        t.join(", ")
+    )
+}
+
+/// A response's status and JSON body (`Null` when the body is not JSON).
+pub async fn status_and_json(r: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// A JSON error answer (`{"error":{"code","message"}}`, as the proxy and
+/// the admin API write them): status, code and message.
+pub async fn error_json(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: serde_json::Value = r.json().await.unwrap();
+    let field = |k: &str| {
+        v["error"][k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.{k} in {v}"))
+            .to_owned()
+    };
+    (status, field("code"), field("message"))
 }
 
 // ---- helpers for listener/routing/headers/streaming/websocket/tls tests ----
