@@ -7,7 +7,7 @@
 //! routes and upstreams hold their handles, and per-status counters are
 //! registered once, the first time each status is seen.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use metrics::{
     Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
@@ -24,6 +24,8 @@ const UPSTREAM_REQUESTS: &str = "sluice_gateway_upstream_requests_total";
 const UPSTREAM_DURATION: &str = "sluice_gateway_upstream_duration_seconds";
 /// Requests in flight to an upstream.
 const UPSTREAM_IN_FLIGHT: &str = "sluice_gateway_upstream_in_flight";
+/// Cache lookups, by route and result.
+const CACHE_REQUESTS: &str = "sluice_gateway_cache_requests_total";
 /// Idle keep-alive connections pooled for a target.
 const POOL_IDLE: &str = "sluice_gateway_upstream_pool_idle";
 /// Connections opened to a target.
@@ -98,17 +100,30 @@ impl StatusCounters {
 /// Handles for one route (or for requests no route matched).
 #[derive(Debug)]
 pub(crate) struct RouteMetrics {
+    route: String,
     requests: StatusCounters,
     duration: Histogram,
+    /// Registered on first use, so routes without a cache add no series.
+    cache: OnceLock<Arc<CacheCounters>>,
 }
 
 impl RouteMetrics {
     /// Register the handles for `route`.
     pub(crate) fn new(route: &str) -> RouteMetrics {
         RouteMetrics {
+            route: route.to_owned(),
             requests: StatusCounters::new(REQUESTS, "route", route, "status"),
             duration: histogram!(REQUEST_DURATION, "route" => route.to_owned()),
+            cache: OnceLock::new(),
         }
+    }
+
+    /// The route's cache counters.
+    pub(crate) fn cache(&self) -> Arc<CacheCounters> {
+        Arc::clone(
+            self.cache
+                .get_or_init(|| Arc::new(CacheCounters::new(&self.route))),
+        )
     }
 
     /// Count one answered request.
@@ -166,6 +181,34 @@ impl UpstreamMetrics {
             TryOutcome::Timeout => self.timeout.increment(1),
         }
         self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+/// Cache lookups of one route, by result.
+#[derive(Debug)]
+pub(crate) struct CacheCounters {
+    /// Served fresh from the cache.
+    pub(crate) hit: Counter,
+    /// Served stale (stale-while-revalidate, stale-if-error).
+    pub(crate) stale: Counter,
+    /// Fetched from the upstream (not stored, or stored now).
+    pub(crate) miss: Counter,
+    /// Stored response confirmed by a 304.
+    pub(crate) revalidated: Counter,
+    /// Not eligible for the cache (method, body, directives).
+    pub(crate) bypass: Counter,
+}
+
+impl CacheCounters {
+    fn new(route: &str) -> CacheCounters {
+        let c = |result: &'static str| counter!(CACHE_REQUESTS, "route" => route.to_owned(), "result" => result);
+        CacheCounters {
+            hit: c("hit"),
+            stale: c("stale"),
+            miss: c("miss"),
+            revalidated: c("revalidated"),
+            bypass: c("bypass"),
+        }
     }
 }
 

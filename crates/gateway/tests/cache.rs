@@ -650,6 +650,16 @@ async fn head_conditionals_ranges_and_request_no_cache() {
     let cs = cache_status(&r);
     assert!(cs.starts_with("sluice; fwd=request"), "{cs}");
     assert_eq!(up.hits(), 3);
+    // So does HTTP/1.0's `Pragma: no-cache` without a Cache-Control.
+    let r = c
+        .get(gw.url("/r"))
+        .header("pragma", "no-cache")
+        .send()
+        .await
+        .unwrap();
+    let cs = cache_status(&r);
+    assert!(cs.starts_with("sluice; fwd=request"), "{cs}");
+    assert_eq!(up.hits(), 4);
 }
 
 #[tokio::test]

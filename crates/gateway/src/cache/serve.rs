@@ -23,6 +23,7 @@ use super::flight::{self, FlightGuard, Join, Landing};
 use super::status::{CacheStatus, Fwd};
 use super::{Found, HttpCache, key};
 use crate::body::{self, Body};
+use crate::metrics::CacheCounters;
 
 /// The upstream, reachable after the request that found it has ended
 /// (background refreshes outlive their request).
@@ -62,8 +63,8 @@ pub(crate) struct Lookup {
     pub(crate) host: String,
     /// The normalized path and query: with `host`, the cache key.
     pub(crate) target: String,
-    /// The route, for metrics.
-    pub(crate) route: String,
+    /// The route's cache counters.
+    pub(crate) counters: Arc<CacheCounters>,
     /// `cache.max_object_size`.
     pub(crate) max_object_size: u64,
     /// `cache.lock_timeout`.
@@ -93,7 +94,7 @@ pub(crate) fn bypass_reason(
 /// method (RFC 9111 §4.4), add `Cache-Status`, count it.
 pub(crate) fn after_forward(
     cache: &HttpCache,
-    route: &str,
+    counters: &CacheCounters,
     method: &Method,
     host: &str,
     target: &str,
@@ -121,7 +122,7 @@ pub(crate) fn after_forward(
     cs.fwd_status = Some(status.as_u16());
     cs.detail = why.1;
     cs.append_to(resp.headers_mut());
-    count(route, "bypass");
+    counters.bypass.increment(1);
 }
 
 /// The path and query of a `Location`/`Content-Location` on the same host
@@ -144,13 +145,10 @@ fn same_origin_target(v: &HeaderValue, host: &str) -> Option<String> {
     Some(t)
 }
 
-fn count(route: &str, result: &'static str) {
-    metrics::counter!(
-        "sluice_gateway_cache_requests_total",
-        "route" => route.to_owned(),
-        "result" => result
-    )
-    .increment(1);
+/// Whether the request carries directives that can change a fresh hit
+/// (`Cache-Control`, `Pragma`).
+fn has_cache_directives(headers: &HeaderMap) -> bool {
+    headers.contains_key(CACHE_CONTROL) || headers.contains_key(http::header::PRAGMA)
 }
 
 /// Whether the request's own `Cache-Control` asks for a response fresh
@@ -268,7 +266,10 @@ pub(crate) async fn serve(
     origin: Arc<dyn Origin>,
 ) -> Fetched {
     let primary = key::primary(&lookup.host, &lookup.target);
-    let preq = entry::policy_request(&lookup.target, &lookup.head.headers);
+    // The policy's view of the request is a copy of its head: made only
+    // when a lookup needs more than the fast fresh-hit check.
+    let mut preq: Option<request::Parts> = None;
+    let plain = !has_cache_directives(&lookup.head.headers);
     let mut collapsed = false;
     // Each round either answers or follows one flight; a bounded number of
     // rounds keeps a flapping key from looping.
@@ -277,11 +278,24 @@ pub(crate) async fn serve(
         let (fwd, flight_key, stale) = match cache.find(&primary, &lookup.head.headers) {
             Found::UriMiss => (Fwd::UriMiss, primary.clone(), None),
             Found::VaryMiss(k) => (Fwd::VaryMiss, k, None),
-            Found::Entry(k, e) => match e.policy.before_request(&preq, now) {
+            // The common hit: fresh by the stored lifetime and a request with
+            // no directives of its own. The policy would answer "fresh" too
+            // (key and Vary already matched); asking it costs more than the
+            // rest of the hit, as it rebuilds the response head.
+            Found::Entry(_, e) if plain && now < e.fresh_until => {
+                let mut cs = CacheStatus::hit(e.ttl_secs(now));
+                cs.collapsed = collapsed;
+                lookup.counters.hit.increment(1);
+                return Fetched::local(from_entry(&e, now, &lookup.head, &cs));
+            }
+            Found::Entry(k, e) => match e
+                .policy
+                .before_request(policy_request(&mut preq, &lookup), now)
+            {
                 BeforeRequest::Fresh(_) => {
                     let mut cs = CacheStatus::hit(e.ttl_secs(now));
                     cs.collapsed = collapsed;
-                    count(&lookup.route, "hit");
+                    lookup.counters.hit.increment(1);
                     return Fetched::local(from_entry(&e, now, &lookup.head, &cs));
                 }
                 BeforeRequest::Stale { matches: false, .. } => (Fwd::Miss, k, None),
@@ -292,11 +306,19 @@ pub(crate) async fn serve(
                     {
                         // One refresh at a time: skip when a flight for the key is already up.
                         if let Some(guard) = cache.flights.try_lead(&k) {
-                            spawn_refresh(&cache, &lookup, &primary, &preq, &e, &origin, guard);
+                            spawn_refresh(
+                                &cache,
+                                &lookup,
+                                &primary,
+                                policy_request(&mut preq, &lookup),
+                                &e,
+                                &origin,
+                                guard,
+                            );
                         }
                         let mut cs = CacheStatus::hit(e.ttl_secs(now));
                         cs.detail = Some("stale-while-revalidate");
-                        count(&lookup.route, "stale");
+                        lookup.counters.stale.increment(1);
                         return Fetched::local(from_entry(&e, now, &lookup.head, &cs));
                     }
                     (Fwd::Stale, k, Some(e))
@@ -306,7 +328,7 @@ pub(crate) async fn serve(
         if lookup.head.method == Method::HEAD {
             // A HEAD response has no body to store: pass it through.
             let out = Arc::clone(&origin).fetch(copy_head(&lookup.head)).await;
-            return finish_uncached(out, fwd, None, &lookup.route);
+            return finish_uncached(out, fwd, None, &lookup.counters);
         }
         match cache.flights.join(&flight_key) {
             Join::Leader(guard) => {
@@ -315,7 +337,7 @@ pub(crate) async fn serve(
                     &lookup,
                     &origin,
                     &primary,
-                    &preq,
+                    policy_request(&mut preq, &lookup),
                     fwd,
                     stale,
                     Some(guard),
@@ -327,7 +349,15 @@ pub(crate) async fn serve(
                 Landing::Stored => collapsed = true,
                 Landing::NotStored | Landing::InFlight => {
                     return fill(
-                        &cache, &lookup, &origin, &primary, &preq, fwd, stale, None, collapsed,
+                        &cache,
+                        &lookup,
+                        &origin,
+                        &primary,
+                        policy_request(&mut preq, &lookup),
+                        fwd,
+                        stale,
+                        None,
+                        collapsed,
                     )
                     .await;
                 }
@@ -339,7 +369,7 @@ pub(crate) async fn serve(
         &lookup,
         &origin,
         &primary,
-        &preq,
+        policy_request(&mut preq, &lookup),
         Fwd::Miss,
         None,
         None,
@@ -348,17 +378,22 @@ pub(crate) async fn serve(
     .await
 }
 
+/// The policy's request head, made on first use.
+fn policy_request<'a>(slot: &'a mut Option<request::Parts>, lookup: &Lookup) -> &'a request::Parts {
+    slot.get_or_insert_with(|| entry::policy_request(&lookup.target, &lookup.head.headers))
+}
+
 fn finish_uncached(
     mut out: Fetched,
     fwd: Fwd,
     detail: Option<&'static str>,
-    route: &str,
+    counters: &CacheCounters,
 ) -> Fetched {
     let mut cs = CacheStatus::fwd(fwd);
     cs.fwd_status = Some(out.response.status().as_u16());
     cs.detail = detail;
     cs.append_to(out.response.headers_mut());
-    count(route, "miss");
+    counters.miss.increment(1);
     out
 }
 
@@ -396,7 +431,7 @@ async fn fill(
                 if let Some(g) = guard {
                     g.land(true);
                 }
-                count(&lookup.route, "revalidated");
+                lookup.counters.revalidated.increment(1);
                 cs.ttl = Some(fresh.ttl_secs(now));
                 out.response = from_entry(&fresh, now, &lookup.head, &cs);
                 return out;
@@ -410,7 +445,7 @@ async fn fill(
             && e.directives.allows_sie(e.stale_for(now))
             && !request_wants_fresh(&lookup.head.headers)
         {
-            count(&lookup.route, "stale");
+            lookup.counters.stale.increment(1);
             cs.ttl = Some(e.ttl_secs(now));
             cs.detail = Some("stale-if-error");
             let Fetched { target, tries, .. } = out;
@@ -421,7 +456,7 @@ async fn fill(
             };
         }
     }
-    count(&lookup.route, "miss");
+    lookup.counters.miss.increment(1);
     let status = out.response.status();
     let mut headers = out.response.headers().clone();
     crate::proxy::headers::strip_hop_by_hop(&mut headers, false);

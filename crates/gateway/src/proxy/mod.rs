@@ -343,7 +343,7 @@ async fn serve_cached(
         let mut out = forward::forward(fwd, parts, req_body).await;
         cache::after_forward(
             &cache,
-            &route.name,
+            &route.metrics.cache(),
             &method,
             &host,
             &target,
@@ -372,7 +372,7 @@ async fn serve_cached(
         head: parts,
         host,
         target,
-        route: route.name.clone(),
+        counters: route.metrics.cache(),
         max_object_size: cfg.max_object_size.0,
         lock_timeout: cfg.lock_timeout.0,
     };
