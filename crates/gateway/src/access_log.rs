@@ -78,30 +78,179 @@ impl AccessLog {
 
 fn write_loop(mut rx: mpsc::Receiver<AccessRecord>, out: Box<dyn Write + Send>) {
     let mut out = std::io::BufWriter::new(out);
+    let mut line = Vec::with_capacity(512);
+    let mut clock = Clock::default();
     while let Some(rec) = rx.blocking_recv() {
-        let _ = writeln!(out, "{}", to_json(&rec));
+        write_line(&mut out, &mut line, &mut clock, &rec);
         // Flush when the queue is empty: batches under load, prompt when idle.
         while let Ok(rec) = rx.try_recv() {
-            let _ = writeln!(out, "{}", to_json(&rec));
+            write_line(&mut out, &mut line, &mut clock, &rec);
         }
         let _ = out.flush();
     }
 }
 
-fn to_json(r: &AccessRecord) -> String {
-    let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-    serde_json::json!({
-        "ts": ts.to_string(),
-        "request_id": r.request_id.to_str().unwrap_or("-"),
-        "client": r.client.to_string(),
-        "method": r.method.as_str(),
-        "path": r.path,
-        "status": r.status,
-        "route": r.route,
-        "upstream": r.upstream,
-        "target": r.target,
-        "tries": r.tries,
-        "duration_ms": r.duration.as_secs_f64() * 1000.0,
-    })
-    .to_string()
+fn write_line(out: &mut impl Write, line: &mut Vec<u8>, clock: &mut Clock, rec: &AccessRecord) {
+    line.clear();
+    encode(line, clock.now(), rec);
+    line.push(b'\n');
+    let _ = out.write_all(line);
+}
+
+/// RFC 3339 timestamps with milliseconds; the part up to the second is
+/// formatted once per second.
+#[derive(Default)]
+struct Clock {
+    second: u64,
+    prefix: String,
+    text: String,
+}
+
+impl Clock {
+    fn now(&mut self) -> &str {
+        let now = std::time::SystemTime::now();
+        let since = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        if since.as_secs() != self.second || self.prefix.is_empty() {
+            self.second = since.as_secs();
+            let whole = humantime::format_rfc3339_seconds(now).to_string();
+            self.prefix = whole.trim_end_matches('Z').to_owned();
+        }
+        self.text.clear();
+        self.text.push_str(&self.prefix);
+        let ms = since.subsec_millis();
+        self.text.push('.');
+        for d in [ms / 100, ms / 10 % 10, ms % 10] {
+            self.text.push(char::from(b'0' + d as u8));
+        }
+        self.text.push('Z');
+        &self.text
+    }
+}
+
+/// One record as a JSON object. Written by hand rather than through a
+/// `serde_json::Value`: building and printing a map per request cost more
+/// than proxying the request.
+fn encode(out: &mut Vec<u8>, ts: &str, r: &AccessRecord) {
+    out.extend_from_slice(b"{\"ts\":\"");
+    out.extend_from_slice(ts.as_bytes());
+    out.extend_from_slice(b"\",\"request_id\":");
+    string(out, r.request_id.to_str().unwrap_or("-"));
+    out.extend_from_slice(b",\"client\":\"");
+    match r.client {
+        SocketAddr::V4(a) => {
+            crate::proxy::headers::write_ip(out, std::net::IpAddr::V4(*a.ip()));
+            out.push(b':');
+            number(out, u64::from(a.port()));
+        }
+        SocketAddr::V6(a) => out.extend_from_slice(a.to_string().as_bytes()),
+    }
+    out.extend_from_slice(b"\",\"method\":");
+    string(out, r.method.as_str());
+    out.extend_from_slice(b",\"path\":");
+    string(out, &r.path);
+    out.extend_from_slice(b",\"status\":");
+    number(out, u64::from(r.status));
+    for (key, value) in [
+        (&b",\"route\":"[..], &r.route),
+        (b",\"upstream\":", &r.upstream),
+        (b",\"target\":", &r.target),
+    ] {
+        out.extend_from_slice(key);
+        match value {
+            Some(v) => string(out, v),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    out.extend_from_slice(b",\"tries\":");
+    number(out, u64::from(r.tries));
+    // Milliseconds with microsecond precision, without float formatting.
+    let micros = u64::try_from(r.duration.as_micros()).unwrap_or(u64::MAX);
+    out.extend_from_slice(b",\"duration_ms\":");
+    number(out, micros / 1000);
+    let frac = micros % 1000;
+    out.push(b'.');
+    for d in [frac / 100, frac / 10 % 10, frac % 10] {
+        out.push(b'0' + d as u8);
+    }
+    out.push(b'}');
+}
+
+/// A JSON string, quoted and escaped.
+fn string(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn number(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> AccessRecord {
+        AccessRecord {
+            request_id: HeaderValue::from_static("0193-abc"),
+            client: "10.1.2.3:4567".parse().unwrap(),
+            method: Method::POST,
+            path: "/api/\"q\"\\\u{1}é".to_owned(),
+            status: 201,
+            route: Some("api".to_owned()),
+            upstream: None,
+            target: Some("127.0.0.1:8081".to_owned()),
+            tries: 2,
+            duration: Duration::from_micros(12_045_007),
+        }
+    }
+
+    #[test]
+    fn records_are_valid_json_with_every_field() {
+        let mut line = Vec::new();
+        encode(&mut line, "2026-11-29T01:02:03.004Z", &record());
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("valid JSON");
+        assert_eq!(v["ts"], "2026-11-29T01:02:03.004Z");
+        assert_eq!(v["request_id"], "0193-abc");
+        assert_eq!(v["client"], "10.1.2.3:4567");
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["path"], "/api/\"q\"\\\u{1}é");
+        assert_eq!(v["status"], 201);
+        assert_eq!(v["route"], "api");
+        assert!(v["upstream"].is_null());
+        assert_eq!(v["target"], "127.0.0.1:8081");
+        assert_eq!(v["tries"], 2);
+        assert_eq!(v["duration_ms"].as_f64(), Some(12045.007));
+    }
+
+    #[test]
+    fn ipv6_clients_and_zero_durations() {
+        let mut rec = record();
+        rec.client = "[2001:db8::1]:443".parse().unwrap();
+        rec.duration = Duration::ZERO;
+        let mut line = Vec::new();
+        encode(&mut line, "t", &rec);
+        let v: serde_json::Value = serde_json::from_slice(&line).expect("valid JSON");
+        assert_eq!(v["client"], "[2001:db8::1]:443");
+        assert_eq!(v["duration_ms"].as_f64(), Some(0.0));
+    }
+
+    #[test]
+    fn clock_text_is_rfc3339_with_millis() {
+        let mut clock = Clock::default();
+        let text = clock.now().to_owned();
+        assert_eq!(text.len(), "2026-11-29T01:02:03.004Z".len(), "{text}");
+        assert!(humantime::parse_rfc3339(&text).is_ok(), "{text}");
+    }
 }

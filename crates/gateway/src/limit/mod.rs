@@ -76,6 +76,10 @@ pub(crate) struct RouteLimiter {
     shared: Option<Shared>,
     policy: HeaderValue,
     max_keys: u64,
+    /// Decisions counted, registered once (a labelled `counter!` per
+    /// request would search the registry each time).
+    allowed: metrics::Counter,
+    denied: metrics::Counter,
 }
 
 impl RouteLimiter {
@@ -110,6 +114,8 @@ impl RouteLimiter {
             local,
             shared,
             max_keys: global.max_keys,
+            allowed: decisions(route, "allowed"),
+            denied: decisions(route, "denied"),
         })
     }
 
@@ -144,7 +150,7 @@ impl RouteLimiter {
                         .increment(1);
                         match shared.on_error {
                             FailureMode::Closed => {
-                                self.count("error");
+                                decisions(&self.route, "error").increment(1);
                                 return Decision::Unavailable;
                             }
                             FailureMode::Open => (self.local.check(&key), 1),
@@ -163,21 +169,12 @@ impl RouteLimiter {
             remaining: headers::remaining(&self.route, outcome.remaining, ticks(outcome.next_in)),
         };
         if outcome.allowed {
-            self.count("allowed");
+            self.allowed.increment(1);
             Decision::Allowed(allowance)
         } else {
-            self.count("denied");
+            self.denied.increment(1);
             Decision::Denied(allowance, ticks(outcome.retry_after))
         }
-    }
-
-    fn count(&self, decision: &'static str) {
-        metrics::counter!(
-            "sluice_gateway_ratelimit_decisions_total",
-            "route" => self.route.clone(),
-            "decision" => decision
-        )
-        .increment(1);
     }
 
     /// Keys in the local table (after pending evictions), for tests.
@@ -185,6 +182,15 @@ impl RouteLimiter {
     pub(crate) fn local_key_count(&self) -> u64 {
         self.local.key_count()
     }
+}
+
+/// The decision counter of `route` for `decision` (allowed, denied).
+fn decisions(route: &str, decision: &'static str) -> metrics::Counter {
+    metrics::counter!(
+        "sluice_gateway_ratelimit_decisions_total",
+        "route" => route.to_owned(),
+        "decision" => decision
+    )
 }
 
 /// Every route's limiter for one config, indexed like the routes.

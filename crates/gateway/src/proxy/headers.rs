@@ -182,7 +182,7 @@ pub(crate) fn add_forwarding(
 
 /// Write an address as text without the formatting machinery, which costs
 /// more than the rest of the header work for IPv4 on the hot path.
-fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+pub(crate) fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
