@@ -38,8 +38,33 @@ pub(crate) fn policy(name: &str, rate: &Rate, burst: u32) -> HeaderValue {
 
 /// The `RateLimit` value: `remaining` requests left, one more in `next_in`.
 pub(crate) fn remaining(name: &str, remaining: u64, next_in: Duration) -> HeaderValue {
-    let value = format!("{};r={remaining};t={}", sf_string(name), ceil_secs(next_in));
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("\"default\";r=0"))
+    remaining_for(&sf_string(name), remaining, next_in)
+}
+
+/// [`remaining`] for a name already quoted by `sf_string` (kept by each
+/// limiter, so the per-request work is two numbers and no formatter).
+pub(crate) fn remaining_for(quoted: &str, remaining: u64, next_in: Duration) -> HeaderValue {
+    let mut v = Vec::with_capacity(quoted.len() + 24);
+    v.extend_from_slice(quoted.as_bytes());
+    v.extend_from_slice(b";r=");
+    push_number(&mut v, remaining);
+    v.extend_from_slice(b";t=");
+    push_number(&mut v, ceil_secs(next_in));
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"default\";r=0"))
+}
+
+fn push_number(out: &mut Vec<u8>, n: u64) {
+    let start = out.len();
+    let mut n = n;
+    loop {
+        out.push(b'0' + (n % 10) as u8);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out[start..].reverse();
 }
 
 /// Add the policy and remaining-quota headers, keeping any an upstream set
@@ -64,7 +89,7 @@ pub(crate) fn ceil_secs(d: Duration) -> u64 {
 
 /// An RFC 8941 sf-string: quoted, `"` and `\` escaped, anything outside
 /// visible ASCII and space replaced by `_`.
-fn sf_string(s: &str) -> String {
+pub(crate) fn sf_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

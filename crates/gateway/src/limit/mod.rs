@@ -75,6 +75,8 @@ pub(crate) struct RouteLimiter {
     local: Arc<LocalTable>,
     shared: Option<Shared>,
     policy: HeaderValue,
+    /// The route's name as an RFC 8941 string, for the `RateLimit` header.
+    quoted_route: String,
     max_keys: u64,
     /// Decisions counted, registered once (a labelled `counter!` per
     /// request would search the registry each time).
@@ -113,6 +115,7 @@ impl RouteLimiter {
             spec,
             local,
             shared,
+            quoted_route: headers::sf_string(route),
             max_keys: global.max_keys,
             allowed: decisions(route, "allowed"),
             denied: decisions(route, "denied"),
@@ -166,7 +169,11 @@ impl RouteLimiter {
         let ticks = |n: u64| Duration::from_nanos(n.saturating_mul(tick_ns));
         let allowance = Allowance {
             policy: self.policy.clone(),
-            remaining: headers::remaining(&self.route, outcome.remaining, ticks(outcome.next_in)),
+            remaining: headers::remaining_for(
+                &self.quoted_route,
+                outcome.remaining,
+                ticks(outcome.next_in),
+            ),
         };
         if outcome.allowed {
             self.allowed.increment(1);
