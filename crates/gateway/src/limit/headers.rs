@@ -37,12 +37,8 @@ pub(crate) fn policy(name: &str, rate: &Rate, burst: u32) -> HeaderValue {
 }
 
 /// The `RateLimit` value: `remaining` requests left, one more in `next_in`.
-pub(crate) fn remaining(name: &str, remaining: u64, next_in: Duration) -> HeaderValue {
-    remaining_for(&sf_string(name), remaining, next_in)
-}
-
-/// [`remaining`] for a name already quoted by `sf_string` (kept by each
-/// limiter, so the per-request work is two numbers and no formatter).
+/// `quoted` is the policy name already quoted by [`sf_string`] (each
+/// limiter keeps it, so the per-request work is two numbers, no formatter).
 pub(crate) fn remaining_for(quoted: &str, remaining: u64, next_in: Duration) -> HeaderValue {
     let mut v = Vec::with_capacity(quoted.len() + 24);
     v.extend_from_slice(quoted.as_bytes());
@@ -126,11 +122,11 @@ mod tests {
     #[test]
     fn remaining_and_retry_after_round_up() {
         assert_eq!(
-            remaining("api", 3, Duration::from_millis(1)),
+            remaining_for(&sf_string("api"), 3, Duration::from_millis(1)),
             "\"api\";r=3;t=1"
         );
         assert_eq!(
-            remaining("api", 0, Duration::from_secs(60)),
+            remaining_for(&sf_string("api"), 0, Duration::from_secs(60)),
             "\"api\";r=0;t=60"
         );
         let mut h = HeaderMap::new();
