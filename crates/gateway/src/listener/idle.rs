@@ -185,6 +185,14 @@ impl Activity {
         self.0.started.load(Ordering::Relaxed) > 0
     }
 
+    /// Time since the last byte moved.
+    pub(super) fn idle_for(&self) -> Duration {
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.0.last_ms.load(Ordering::Relaxed)),
+        )
+    }
+
     /// When the last byte moved.
     pub(super) fn last(&self) -> Instant {
         self.at(self.0.last_ms.load(Ordering::Relaxed))

@@ -1,7 +1,7 @@
 //! The public listener: accepts TCP (and TLS) connections under global and
 //! per-client-IP caps, serves HTTP/1.1 and HTTP/2 on each with hyper, closes
-//! idle and slow connections, parks idle HTTP/1 keep-alive connections, and
-//! drains on shutdown.
+//! idle and slow connections, parks idle HTTP/1 keep-alive connections, runs
+//! upgraded (WebSocket) connections, and drains all of them on shutdown.
 //!
 //! Memory per idle connection is what decides how many a gateway can hold,
 //! so an idle HTTP/1 keep-alive connection keeps no hyper state: after
@@ -92,7 +92,7 @@ struct Listen {
     shutdown: CancellationToken,
     /// Cancelled when the drain deadline passes: close at once.
     hard_stop: CancellationToken,
-    /// Every connection task, for the drain to wait on.
+    /// Every connection task and upgraded connection, for the drain to wait on.
     tasks: TaskTracker,
 }
 
@@ -187,7 +187,8 @@ pub(crate) async fn serve(
     listen.tasks.close();
     let drain = cfg.drain_timeout.0;
     tracing::info!(deadline = ?drain, "draining connections");
-    // Connections finish their requests in flight, then close.
+    // Connections finish their requests in flight and close; upgraded
+    // connections run on until they end or the deadline passes.
     let drained = tokio::time::timeout(drain, listen.tasks.wait()).await;
     if drained.is_err() {
         tracing::warn!("drain deadline passed; closing remaining connections");
@@ -266,6 +267,61 @@ enum Ended {
     Parked,
 }
 
+/// What a request handler can reach of the connection it runs on.
+#[derive(Clone)]
+struct ConnScope {
+    listen: Arc<Listen>,
+    activity: Activity,
+}
+
+tokio::task_local! {
+    // Set around each request's handler, so that an upgrade started inside
+    // `proxy` runs under its connection's listener (drain, idle timeout).
+    static SCOPE: ConnScope;
+}
+
+/// Run an upgraded connection's `tunnel` (both sides joined) in the
+/// background. Under a listener, it is closed when its client side moves no
+/// byte for `idle_timeout` or when the drain deadline passes, and the drain
+/// waits for it until then.
+pub(crate) fn spawn_upgraded<F>(tunnel: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match SCOPE.try_with(ConnScope::clone) {
+        Ok(scope) => {
+            let tasks = scope.listen.tasks.clone();
+            tasks.spawn(scope.supervise(tunnel));
+        }
+        Err(_) => {
+            tokio::spawn(tunnel);
+        }
+    }
+}
+
+impl ConnScope {
+    async fn supervise<F: Future<Output = ()>>(self, tunnel: F) {
+        tokio::pin!(tunnel);
+        let idle_timeout = self.listen.limits.idle_timeout;
+        loop {
+            let deadline = self.activity.last() + idle_timeout;
+            tokio::select! {
+                () = &mut tunnel => return,
+                _ = self.listen.hard_stop.cancelled() => {
+                    tracing::debug!("drain deadline passed; closing upgraded connection");
+                    return;
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if self.activity.idle_for() >= idle_timeout {
+                        tracing::debug!("closing idle upgraded connection");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
 struct Conn {
     shared: Arc<Shared>,
     listen: Arc<Listen>,
@@ -311,15 +367,18 @@ impl Conn {
         };
         let svc = {
             let shared = Arc::clone(&self.shared);
-            let activity = activity.clone();
+            let scope = ConnScope {
+                listen: Arc::clone(&self.listen),
+                activity: activity.clone(),
+            };
             service_fn(move |req| -> HandlerFuture {
                 let shared = Arc::clone(&shared);
                 // In flight until hyper drops the response body: idle means no request at all.
-                let in_flight = activity.request();
-                Box::pin(async move {
+                let in_flight = scope.activity.request();
+                Box::pin(SCOPE.scope(scope.clone(), async move {
                     let resp = proxy::handle(shared, req, info).await;
                     Ok(resp.map(|b| Guarded::wrap(b, in_flight)))
-                })
+                }))
             })
         };
         metrics::gauge!("sluice_gateway_open_connections").increment(1.0);
