@@ -377,3 +377,160 @@ async fn max_connections_cap() {
     let _c = served_connection(&gw).await;
     refused(&gw).await;
 }
+
+/// Read one whole response (head and `Content-Length` body) from `s`.
+async fn read_response(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(|v| v.trim().parse::<usize>().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .unwrap();
+        assert!(n > 0, "connection closed mid-response: {text:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+const GET_FIXED: &[u8] = b"GET /fixed HTTP/1.1\r\nHost: gw.test\r\n\r\n";
+
+#[tokio::test]
+async fn idle_keep_alive_outlives_header_read_timeout() {
+    // The wait for the next request is bounded by idle_timeout alone; idle
+    // past 100 ms the connection is also parked (hyper's state dropped) and
+    // must still serve the next request.
+    let up = TestUpstream::fixed("hello").await;
+    let gw = TestGateway::start(&proxied(
+        &up,
+        r#"header_read_timeout = "300ms"
+        idle_timeout = "10s""#,
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    for i in 0..3 {
+        s.write_all(GET_FIXED).await.unwrap();
+        let resp = read_response(&mut s).await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "request {i}: {resp}");
+        assert!(resp.ends_with("ok"), "request {i}: {resp}");
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+    }
+    // A proxied request on the same connection, after the idle spells.
+    s.write_all(b"GET /up HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.ends_with("hello"), "{resp}");
+    assert_eq!(up.hits(), 1);
+}
+
+#[tokio::test]
+async fn idle_after_a_request_body_outlives_header_read_timeout() {
+    // After a body the connection is not parked (hyper keeps it), and the
+    // header read timeout must still not end the idle wait.
+    // The upstream reads the whole body before it answers.
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&proxied(
+        &up,
+        r#"header_read_timeout = "300ms"
+        idle_timeout = "10s""#,
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 5\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(b"abcde").await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.contains(r#""body_len":5"#), "{resp}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(GET_FIXED).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
+#[tokio::test]
+async fn half_sent_second_head_is_closed_after_header_read_timeout() {
+    let up = TestUpstream::fixed("hello").await;
+    for pause in [Duration::ZERO, Duration::from_millis(1300)] {
+        let gw = TestGateway::start(&proxied(
+            &up,
+            r#"header_read_timeout = "300ms"
+            idle_timeout = "60s""#,
+        ))
+        .await;
+        let mut s = TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(GET_FIXED).await.unwrap();
+        read_response(&mut s).await;
+        // Idle (and, after the pause, parked), then a head that never ends.
+        tokio::time::sleep(pause).await;
+        s.write_all(b"GET /up HTTP/1.1\r\nHost: gw.test\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
+        let got = got.unwrap_or_else(|| {
+            panic!("after {pause:?} idle: a head that never completes is not closed")
+        });
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "no normal response: {text:?}"
+        );
+    }
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn parked_connection_is_closed_after_idle_timeout() {
+    let up = TestUpstream::fixed("hello").await;
+    let gw = TestGateway::start(&proxied(&up, r#"idle_timeout = "2s""#)).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(GET_FIXED).await.unwrap();
+    read_response(&mut s).await;
+    // Parked after 100 ms; only idle_timeout ends it, not earlier.
+    assert!(
+        read_until_closed(&mut s, Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "closed before idle_timeout"
+    );
+    let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(
+        got.as_deref(),
+        Some(&b""[..]),
+        "an idle connection is closed after idle_timeout, with nothing sent"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_partial_head_survives_idle() {
+    // A complete request and the start of the next one in one write: the
+    // start sits in hyper's buffer, so the connection must not be parked
+    // (which would lose it) while the client pauses.
+    let up = TestUpstream::fixed("hello").await;
+    let gw = TestGateway::start(&proxied(&up, r#"idle_timeout = "10s""#)).await;
+    let mut s = TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /fixed HTTP/1.1\r\nHost: gw.test\r\n\r\nGET /up HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    assert!(read_response(&mut s).await.ends_with("ok"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(b"Host: gw.test\r\n\r\n").await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.ends_with("hello"), "{resp}");
+    assert_eq!(up.hits(), 1);
+}

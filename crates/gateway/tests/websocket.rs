@@ -171,3 +171,117 @@ async fn websocket_connections_count_against_the_per_ip_cap() {
     .expect("answered in time");
     assert!(second.is_err(), "a second connection got through the cap");
 }
+
+/// Open a WebSocket through `gw` and prove it works with one echo.
+async fn open_ws(
+    gw: &TestGateway,
+) -> WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(format!("ws://{}/ws/a", gw.addr)),
+    )
+    .await
+    .expect("handshake in time")
+    .unwrap();
+    echo(&mut ws, "first").await;
+    ws
+}
+
+async fn echo(
+    ws: &mut WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    text: &str,
+) {
+    ws.send(Message::text(text)).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, Message::text(format!("/a: {text}")));
+}
+
+/// Whether the gateway ends the WebSocket (close or error) within `wait`.
+async fn ended_within(
+    ws: &mut WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    wait: Duration,
+) -> bool {
+    tokio::time::timeout(wait, async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn idle_websocket_is_closed_after_idle_timeout() {
+    let up = ws_echo_upstream().await;
+    let gw = TestGateway::start(&format!(
+        "[server]\nidle_timeout = \"1500ms\"\n{}",
+        config(&up)
+    ))
+    .await;
+    let mut ws = open_ws(&gw).await;
+    assert!(
+        !ended_within(&mut ws, Duration::from_millis(700)).await,
+        "closed well before idle_timeout"
+    );
+    echo(&mut ws, "still there").await;
+    assert!(
+        ended_within(&mut ws, Duration::from_secs(5)).await,
+        "an idle WebSocket is closed after idle_timeout"
+    );
+}
+
+#[tokio::test]
+async fn drain_waits_for_a_websocket_until_it_closes() {
+    let up = ws_echo_upstream().await;
+    let mut gw = TestGateway::start(&format!(
+        "[server]\ndrain_timeout = \"30s\"\n{}",
+        config(&up)
+    ))
+    .await;
+    let mut ws = open_ws(&gw).await;
+    gw.shutdown.cancel();
+    // Draining: the WebSocket keeps working, and the drain waits for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    echo(&mut ws, "during drain").await;
+    assert!(
+        !gw.task.is_finished(),
+        "the drain did not wait for the WebSocket"
+    );
+    // Close both ways: the close handshake, then the socket.
+    ws.close(None).await.unwrap();
+    assert!(ended_within(&mut ws, Duration::from_secs(5)).await);
+    drop(ws);
+    let served = tokio::time::timeout(Duration::from_secs(5), &mut gw.task)
+        .await
+        .expect("serve returns once the WebSocket has closed, long before the deadline")
+        .unwrap();
+    assert!(served.is_ok());
+}
+
+#[tokio::test]
+async fn websocket_is_closed_at_the_drain_deadline() {
+    let up = ws_echo_upstream().await;
+    let mut gw = TestGateway::start(&format!(
+        "[server]\ndrain_timeout = \"500ms\"\nidle_timeout = \"60s\"\n{}",
+        config(&up)
+    ))
+    .await;
+    let mut ws = open_ws(&gw).await;
+    gw.shutdown.cancel();
+    let served = tokio::time::timeout(Duration::from_secs(5), &mut gw.task)
+        .await
+        .expect("serve returns at the drain deadline")
+        .unwrap();
+    assert!(served.is_ok());
+    assert!(
+        ended_within(&mut ws, Duration::from_secs(5)).await,
+        "the WebSocket still open at the drain deadline is closed"
+    );
+}
