@@ -216,7 +216,9 @@ fn http_builders(cfg: &ServerConfig) -> (http1::Builder, Option<http2::Builder<T
             .max_concurrent_streams(256)
             .max_pending_accept_reset_streams(64)
             .max_header_list_size(u32::try_from(cfg.max_header_size.0).unwrap_or(u32::MAX))
-            .keep_alive_interval(Some(Duration::from_secs(30)));
+            // No server PINGs: they are traffic, so an idle HTTP/2 connection
+            // would never reach idle_timeout; a dead peer is closed by it too.
+            .keep_alive_interval(None);
         h2
     });
     (h1, h2)
