@@ -1,0 +1,499 @@
+#!/usr/bin/env bash
+# bench/jobs.sh: the sluice jobs server side by side with Celery 5 on Redis (issue 3).
+#
+# The system under test (Celery's workers; later sluice's server) runs on CPU0, the
+# load generator (one Python producer) on CPU1, loopback only. Celery's broker and
+# result backend is the Redis on 127.0.0.1:6379 (started here, on CPU0, if none is
+# running), in a dedicated DB (--redis-db, default 13) that is flushed before and
+# after; no other DB is touched. Durable settings for Celery: task_acks_late +
+# task_reject_on_worker_lost, results stored in Redis, Redis with appendonly yes /
+# appendfsync everysec for the run (the previous values are restored on exit).
+# Scenarios:
+#   drain    N no-op jobs queued with no worker running, then one worker started:
+#            jobs/s from the first job taken to the queue and the unacked set empty,
+#            CPU seconds of the worker's processes (and of Redis) over that window
+#   enqueue  the same N jobs sent by one producer process: client-side jobs/s
+#   latency  open-loop probes at fixed fractions (default 25%, 50%) of the measured
+#            drain rate: enqueue-to-start p50/p99 (intended send time -> task start)
+#   async    probes at a fixed rate (default 100/s), first idle, then while
+#            CPU-burning jobs keep CPU0 busy: p50/p99 and the burn/idle ratio
+#
+# Printed: medians of --runs runs per scenario and system, sluice/peer ratios when
+# both ran, the targets of issue 3 and the exact commands. Raw output:
+# bench/out/jobs-<UTC stamp>/ (git-ignored). The Celery virtualenv lives in
+# bench/out/.venv-celery (also git-ignored) and is reused across runs.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bench/jobs.sh [--runs N] [--jobs N] [--quick] [--scenarios drain,enqueue,latency,async]
+                     [--peers celery,sluice] [--latency-secs S] [--fractions 0.25,0.5]
+                     [--max-rate R] [--async-rate R] [--burn-ms MS]
+                     [--celery-concurrency C] [--celery-prefetch P]
+                     [--redis-db N] [--redis-persistence aof|asis] [--build]
+  --runs N                measured runs per scenario and system; medians are reported (default 3)
+  --jobs N                jobs queued in the drain/enqueue scenarios (default 100000)
+  --quick                 smoke test: 1 run, 10,000 jobs, 5 s latency windows
+  --scenarios LIST        comma-separated subset of the scenarios
+  --peers LIST            comma-separated systems: celery, sluice (apalis: see bench/jobs/README.md)
+  --latency-secs S        length of one measured open-loop window (default 10)
+  --fractions LIST        latency rates as fractions of the drain rate (default 0.25,0.5)
+  --max-rate R            the rate the fractions apply to when drain is not run here
+                          (default: a calibration drain of min(N, 10000) jobs)
+  --async-rate R          probe rate of the async scenario, jobs/s (default 100)
+  --burn-ms MS            length of one CPU-burning job (default 20)
+  --celery-concurrency C  prefork processes of the Celery worker (default 2 = nproc, Celery's default)
+  --celery-prefetch P     worker_prefetch_multiplier (default 64, the optimizing guide's advice
+                          for many short tasks)
+  --redis-db N            the Redis DB used and flushed (default 13)
+  --redis-persistence M   aof: appendonly yes + appendfsync everysec for the run (default);
+                          asis: leave the server as it is (the report says what it was)
+  --build                 build sluice first (nice -n 19 cargo build --release -p sluice)
+EOF
+}
+
+RUNS=3
+JOBS_N=100000
+SCENARIOS=drain,enqueue,latency,async
+PEERS=celery,sluice
+LAT_SECS=10
+FRACTIONS=0.25,0.5
+MAX_RATE=""
+ASYNC_RATE=100
+BURN_MS=20
+CELERY_CONC=2
+CELERY_PREFETCH=64
+REDIS_DB=13
+REDIS_PERSIST=aof
+BUILD=0
+QUICK=0
+ARGS=("$@")
+while (($#)); do
+    case $1 in
+    --runs) RUNS=$2; shift 2 ;;
+    --jobs) JOBS_N=$2; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    --scenarios) SCENARIOS=$2; shift 2 ;;
+    --peers) PEERS=$2; shift 2 ;;
+    --latency-secs) LAT_SECS=$2; shift 2 ;;
+    --fractions) FRACTIONS=$2; shift 2 ;;
+    --max-rate) MAX_RATE=$2; shift 2 ;;
+    --async-rate) ASYNC_RATE=$2; shift 2 ;;
+    --burn-ms) BURN_MS=$2; shift 2 ;;
+    --celery-concurrency) CELERY_CONC=$2; shift 2 ;;
+    --celery-prefetch) CELERY_PREFETCH=$2; shift 2 ;;
+    --redis-db) REDIS_DB=$2; shift 2 ;;
+    --redis-persistence) REDIS_PERSIST=$2; shift 2 ;;
+    --build) BUILD=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+if ((QUICK)); then
+    RUNS=1
+    [[ " ${ARGS[*]} " == *" --jobs "* ]] || JOBS_N=10000
+    [[ " ${ARGS[*]} " == *" --latency-secs "* ]] || LAT_SECS=5
+fi
+for v in RUNS JOBS_N LAT_SECS ASYNC_RATE BURN_MS CELERY_CONC CELERY_PREFETCH REDIS_DB; do
+    [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || { echo "bad value for ${v,,}: ${!v}" >&2; exit 2; }
+done
+[[ $REDIS_PERSIST == aof || $REDIS_PERSIST == asis ]] || { echo "--redis-persistence is aof or asis" >&2; exit 2; }
+has() { [[ ",$1," == *",$2,"* ]]; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CONF=$ROOT/bench/jobs
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RUN_DIR=$ROOT/bench/out/jobs-$STAMP
+STATE=$RUN_DIR/state
+RESULTS=$RUN_DIR/results.jsonl
+CMDS=$RUN_DIR/commands.txt
+mkdir -p "$STATE"
+: >"$RESULTS"
+: >"$CMDS"
+SLUICE=${SLUICE_BIN:-$ROOT/target/release/sluice}
+VENV=$ROOT/bench/out/.venv-celery
+CELERY_VERSION=5.7.0 # pinned, with its [redis] extra (redis-py), for comparable runs
+REDIS_HOST=127.0.0.1
+REDIS_PORT=6379
+REDIS_URL=redis://$REDIS_HOST:$REDIS_PORT/$REDIS_DB
+
+say() { printf '\n== %s\n' "$*" >&2; }
+warn() { printf 'WARNING: %s\n' "$*" >&2; }
+json_str() { python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"; }
+note() { printf '{"note":%s}\n' "$(json_str "$1")" >>"$RESULTS"; }
+fail() {
+    printf 'FAIL: %s\n' "$*" >&2
+    : >"$RUN_DIR/FAILED"
+    note "FAIL: $*"
+}
+# Record a command line for the report (paths relative to the repository, $RUN for the run's directory).
+log_cmd() {
+    local c=${*//$RUN_DIR/\$RUN}
+    printf '%s\n' "${c//$ROOT\//}" >>"$CMDS"
+}
+# row SCENARIO SYSTEM RUN JSON [KEY=VALUE...]: the JSON object with its labels, to results.jsonl.
+row() {
+    local sc=$1 sys=$2 run=$3 js=$4
+    shift 4
+    python3 - "$sc" "$sys" "$run" "$js" "$@" >>"$RESULTS" <<'EOF'
+import json, sys
+sc, sys_, run, js = sys.argv[1:5]
+d = {"scenario": sc, "system": sys_, "run": int(run)}
+d.update(json.loads(js))
+for kv in sys.argv[5:]:
+    k, v = kv.split("=", 1)
+    try:
+        v = float(v)
+    except ValueError:
+        pass
+    d[k] = v
+print(json.dumps(d))
+EOF
+}
+jget() { python3 -c 'import json,sys; v=json.loads(sys.argv[1]).get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
+
+# ---------------------------------------------------------------- install
+install_deps() {
+    local missing=()
+    command -v python3 >/dev/null || missing+=(python3)
+    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    command -v redis-cli >/dev/null || missing+=(redis-tools)
+    command -v taskset >/dev/null || missing+=(util-linux)
+    if ! redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1; then
+        command -v redis-server >/dev/null || missing+=(redis-server)
+    fi
+    if ((${#missing[@]})); then
+        ((EUID == 0)) || { echo "missing: ${missing[*]}; run as root or: apt-get install -y ${missing[*]}" >&2; exit 1; }
+        say "installing ${missing[*]}"
+        timeout 300 apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if has "$PEERS" celery; then
+        if ! "$VENV/bin/python" -c "import celery, redis, sys; sys.exit(celery.__version__ != '$CELERY_VERSION')" 2>/dev/null; then
+            say "installing celery[redis]==$CELERY_VERSION into ${VENV#"$ROOT"/}"
+            rm -rf "$VENV"
+            python3 -m venv "$VENV"
+            timeout 600 "$VENV/bin/pip" install -q --disable-pip-version-check "celery[redis]==$CELERY_VERSION"
+        fi
+    fi
+}
+
+build_sluice() {
+    ((BUILD)) && has "$PEERS" sluice || return 0
+    say "building sluice (release, nice -n 19)"
+    (cd "$ROOT" && nice -n 19 cargo build --release -p sluice)
+}
+
+# ---------------------------------------------------------------- processes
+STARTED=() # session ids (= pids) of everything started here
+LAST_PID=""
+
+# start NAME CPU CMD...: run CMD in its own session pinned to CPU; sets LAST_PID.
+start() {
+    local name=$1 cpu=$2
+    shift 2
+    log_cmd "taskset -c $cpu $*"
+    setsid taskset -c "$cpu" "$@" >"$STATE/$name.log" 2>&1 </dev/null &
+    LAST_PID=$!
+    STARTED+=("$LAST_PID")
+}
+
+# stop PID: TERM its session, wait up to 10 s (a Celery warm shutdown), then KILL what is left.
+stop() {
+    local pid=$1 i p
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        [[ -n $(pgrep -s "$pid" 2>/dev/null) ]] || break
+        sleep 0.1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    for p in $(pgrep -s "$pid" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    wait "$pid" 2>/dev/null || true
+    local keep=()
+    for p in "${STARTED[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    STARTED=("${keep[@]}")
+}
+
+REDIS_OURS=0
+REDIS_RESTORE=() # CONFIG SET arguments that put the shared server back as it was
+rcli() { timeout 30 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" "$@"; }
+flush_db() { rcli -n "$REDIS_DB" flushdb >/dev/null; }
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    for pid in "${STARTED[@]}"; do stop "$pid"; done
+    if ((!REDIS_OURS)) && rcli ping >/dev/null 2>&1; then
+        flush_db || true
+        if ((${#REDIS_RESTORE[@]})); then
+            rcli config set "${REDIS_RESTORE[@]}" >/dev/null || warn "could not restore Redis settings ${REDIS_RESTORE[*]}"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- redis
+REDIS_PID=0
+setup_redis() {
+    if ! rcli ping >/dev/null 2>&1; then
+        say "no Redis on $REDIS_HOST:$REDIS_PORT: starting one on CPU0 (AOF everysec, data in \$RUN/state)"
+        start redis 0 redis-server --bind "$REDIS_HOST" --port "$REDIS_PORT" --save '' \
+            --appendonly yes --appendfsync everysec --dir "$STATE"
+        REDIS_OURS=1
+        local i
+        for ((i = 0; i < 100; i++)); do rcli ping >/dev/null 2>&1 && break; sleep 0.1; done
+        rcli ping >/dev/null 2>&1 || { echo "redis-server did not start ($STATE/redis.log)" >&2; exit 1; }
+        note "Redis: started by the script, pinned to CPU0 with the workers"
+    else
+        note "Redis: the server already running on $REDIS_HOST:$REDIS_PORT (not pinned by the script; its CPU is reported separately)"
+    fi
+    REDIS_PID=$(rcli info server | tr -d '\r' | awk -F: '$1 == "process_id" {print $2}')
+    local aof fsync
+    aof=$(rcli config get appendonly | sed -n 2p)
+    fsync=$(rcli config get appendfsync | sed -n 2p)
+    if [[ $REDIS_PERSIST == aof && ($aof != yes || $fsync != everysec) ]]; then
+        REDIS_RESTORE=(appendonly "$aof" appendfsync "$fsync")
+        rcli config set appendonly yes appendfsync everysec >/dev/null
+        local i
+        for ((i = 0; i < 300; i++)); do # the initial AOF rewrite, at most 30 s
+            rcli info persistence | tr -d '\r' | grep -q '^aof_rewrite_in_progress:0' && break
+            sleep 0.1
+        done
+        note "Redis: appendonly yes, appendfsync everysec for the run (was appendonly $aof, appendfsync $fsync; restored on exit)"
+    else
+        note "Redis: appendonly $aof, appendfsync $fsync (as found)"
+    fi
+    flush_db
+}
+
+# ---------------------------------------------------------------- celery
+# py SECONDS ARGS...: the load generator (celery_bench.py) on CPU1, bounded.
+py() {
+    local secs=$1
+    shift
+    log_cmd "taskset -c 1 env PYTHONPATH=$CONF BENCH_REDIS_URL=$REDIS_URL $VENV/bin/python $CONF/celery_bench.py $*"
+    timeout "$secs" taskset -c 1 env PYTHONPATH="$CONF" BENCH_REDIS_URL="$REDIS_URL" \
+        "$VENV/bin/python" "$CONF/celery_bench.py" "$@" 2>>"$STATE/loadgen.log"
+}
+
+# celery_worker NAME QUEUE CONCURRENCY PREFETCH: one worker on CPU0; sets LAST_PID.
+celery_worker() {
+    local name=$1 queue=$2 conc=$3 prefetch=$4
+    start "celery-$name" 0 env PYTHONPATH="$CONF" BENCH_REDIS_URL="$REDIS_URL" BENCH_PREFETCH="$prefetch" \
+        "$VENV/bin/celery" -A celery_app worker -P prefork -c "$conc" -Q "$queue" -n "$name@bench" \
+        --without-gossip --without-mingle --without-heartbeat -l WARNING
+}
+
+# celery_ready NAME PID: bounded wait (30 s) for the worker to answer a ping.
+celery_ready() {
+    if ! py 40 ping --name "$1@bench" --timeout 30 >/dev/null; then
+        fail "celery worker $1 did not come up (log: $STATE/celery-$1.log)"
+        tail -5 "$STATE/celery-$1.log" >&2 || true
+        stop "$2"
+        return 1
+    fi
+}
+
+DRAIN_RATES=()
+drain_timeout() { echo $((JOBS_N / 100 + 60)); } # bounded: assumes at least 100 jobs/s
+
+# celery_drain RUN [calibrate]: enqueue N (scenario enqueue), then drain them (scenario drain).
+celery_drain() {
+    local run=$1 mode=${2:-} n=$JOBS_N res pidf=$STATE/drain.pid ready=$STATE/drain.ready wpid dpid
+    [[ $mode == calibrate ]] && n=$((JOBS_N < 10000 ? JOBS_N : 10000))
+    flush_db
+    if ! res=$(py $((n / 50 + 60)) enqueue --n "$n" --queue jobs); then
+        fail "celery enqueue of $n jobs failed ($STATE/loadgen.log)"
+        return 1
+    fi
+    if [[ -z $mode ]] && has "$SCENARIOS" enqueue; then
+        row enqueue celery "$run" "$res"
+        printf '   enqueue  celery run %d: %8s jobs/s  (%s jobs, one producer)\n' "$run" "$(jget "$res" jobs_per_s)" "$n" >&2
+    fi
+    if [[ -z $mode ]] && ! has "$SCENARIOS" drain; then
+        flush_db
+        return 0
+    fi
+    rm -f "$pidf" "$ready"
+    py "$(drain_timeout)" drain --n "$n" --queue jobs --pid-file "$pidf" --ready-file "$ready" \
+        --redis-pid "$REDIS_PID" --timeout "$(drain_timeout)" >"$STATE/drain.json" &
+    dpid=$!
+    local i
+    for ((i = 0; i < 100; i++)); do # the watcher is in place within 10 s
+        [[ -e $ready ]] && break
+        sleep 0.1
+    done
+    celery_worker drain jobs "$CELERY_CONC" "$CELERY_PREFETCH"
+    wpid=$LAST_PID
+    echo "$wpid" >"$pidf"
+    local ok=1
+    wait "$dpid" || ok=0
+    stop "$wpid"
+    res=$(cat "$STATE/drain.json")
+    if ((!ok)) || [[ -z $(jget "$res" jobs_per_s) ]]; then
+        fail "celery drain of $n jobs failed: $res"
+        return 1
+    fi
+    DRAIN_RATES+=("$(jget "$res" jobs_per_s)")
+    if [[ -z $mode ]]; then
+        row drain celery "$run" "$res"
+        printf '   drain    celery run %d: %8s jobs/s  worker %s µs/job  Redis %s s CPU  results stored %s/%s\n' "$run" \
+            "$(jget "$res" jobs_per_s)" "$(jget "$res" worker_cpu_us_per_job)" "$(jget "$res" broker_cpu_s)" \
+            "$(jget "$res" results_stored)" "$n" >&2
+    else
+        note "celery: calibration drain of $n jobs: $(jget "$res" jobs_per_s) jobs/s (sets the latency rates)"
+    fi
+    flush_db
+}
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
+
+# latency_window SYSTEM SCENARIO RUN RATE [KEY=VALUE...]: one open-loop window; appends a row.
+latency_window() {
+    local sys=$1 sc=$2 run=$3 rate=$4
+    shift 4
+    local sink res
+    sink=$STATE/lat-$sc-$run-$rate-$RANDOM.txt
+    if ! res=$(py $((LAT_SECS + 100)) latency --rate "$rate" --secs "$LAT_SECS" --warm 1 --sink "$sink" --queue jobs --wait 60); then
+        fail "$sys $sc at $rate jobs/s: probes missing or the generator failed: ${res:-no output}"
+        [[ -n $res ]] || return 1
+    fi
+    row "$sc" "$sys" "$run" "$res" "$@"
+    printf '   %-8s %s run %d: %6s/s (sent at %s/s)  p50 %s ms  p99 %s ms  max %s ms  missing %s  %s\n' "$sc" "$sys" "$run" \
+        "$rate" "$(jget "$res" achieved_rate)" "$(jget "$res" p50_ms)" "$(jget "$res" p99_ms)" "$(jget "$res" max_ms)" \
+        "$(jget "$res" missing)" "$*" >&2
+    local ach
+    ach=$(jget "$res" achieved_rate)
+    if [[ -n $ach ]] && awk -v a="$ach" -v r="$rate" 'BEGIN {exit !(a < 0.95 * r)}'; then
+        note "$sys $sc run $run: the producer sent at $ach/s, below the intended $rate/s (its lag counts as latency)"
+    fi
+}
+
+celery_latency() {
+    local max=$MAX_RATE
+    if [[ -z $max ]]; then
+        if ((${#DRAIN_RATES[@]})); then
+            max=$(median "${DRAIN_RATES[@]}")
+        else
+            say "celery: calibration drain for the latency rates"
+            celery_drain 0 calibrate || return 1
+            max=${DRAIN_RATES[-1]}
+        fi
+    fi
+    note "celery: latency rates are fractions $FRACTIONS of $max jobs/s"
+    flush_db
+    celery_worker lat jobs "$CELERY_CONC" "$CELERY_PREFETCH"
+    local wpid=$LAST_PID frac rate run
+    celery_ready lat "$wpid" || return 1
+    for frac in ${FRACTIONS//,/ }; do
+        rate=$(awk -v m="$max" -v f="$frac" 'BEGIN {r = int(m * f + 0.5); print (r < 1 ? 1 : r)}')
+        for ((run = 1; run <= RUNS; run++)); do
+            latency_window celery latency "$run" "$rate" "fraction=$frac" "max_rate=$max"
+        done
+    done
+    stop "$wpid"
+    flush_db
+}
+
+celery_async() {
+    flush_db
+    celery_worker async jobs "$CELERY_CONC" "$CELERY_PREFETCH"
+    local npid=$LAST_PID
+    celery_ready async "$npid" || return 1
+    # Long CPU-bound jobs get their own worker with prefetch 1, as Celery's optimizing
+    # guide advises for a mix of short and long tasks; both share CPU0.
+    celery_worker burn burn "$CELERY_CONC" 1
+    local bpid=$LAST_PID run left k
+    celery_ready burn "$bpid" || { stop "$npid"; return 1; }
+    k=$(((LAT_SECS + 1 + 20) * 1000 / BURN_MS)) # CPU0 at most fully busy: enough for the window and slack
+    for ((run = 1; run <= RUNS; run++)); do
+        latency_window celery async "$run" "$ASYNC_RATE" phase=idle
+        rcli -n "$REDIS_DB" del burn >/dev/null
+        py 120 burn-fill --n "$k" --ms "$BURN_MS" --queue burn >/dev/null || { fail "celery burn-fill failed"; break; }
+        sleep 1 # let the burn worker fill its processes
+        latency_window celery async "$run" "$ASYNC_RATE" phase=burn "burn_ms=$BURN_MS"
+        left=$(rcli -n "$REDIS_DB" llen burn)
+        if ((left == 0)); then
+            note "celery async run $run: the burn queue ran dry during the window: CPU0 was not saturated throughout"
+        fi
+        rcli -n "$REDIS_DB" del burn >/dev/null
+        sleep $((BURN_MS * 2 * CELERY_CONC / 1000 + 1)) # the burn jobs already taken finish
+    done
+    stop "$bpid"
+    stop "$npid"
+    flush_db
+}
+
+run_celery() {
+    local run
+    if has "$SCENARIOS" drain || has "$SCENARIOS" enqueue; then
+        say "celery: enqueue and drain $JOBS_N no-op jobs"
+        for ((run = 1; run <= RUNS; run++)); do celery_drain "$run" || true; done
+    fi
+    if has "$SCENARIOS" latency; then
+        say "celery: enqueue-to-start latency at fractions $FRACTIONS of the drain rate"
+        celery_latency || true
+    fi
+    if has "$SCENARIOS" async; then
+        say "celery: no-op latency at $ASYNC_RATE/s, idle and with $BURN_MS ms burn jobs on CPU0"
+        celery_async || true
+    fi
+}
+
+# ---------------------------------------------------------------- sluice
+# ======================= SLUICE SIDE: fill in when crates/jobs lands =======================
+# run_sluice is the one place the sluice half of this benchmark goes. Until
+# `sluice server` exists it skips with a note, so the script runs today. To fill in
+# (same pinning, same scenarios, rows with system "sluice" and the same fields, and
+# report.py prints the ratios by itself):
+#   - start `sluice server --db sqlite://$STATE/sluice.db --listen 127.0.0.1:PORT`
+#     with start() on CPU0 (and once more with --db postgres://127.0.0.1:5432/<fresh db>);
+#     wait for GET /healthz, bounded;
+#   - enqueue: POST /v1/batches of 1,000 `noop` jobs from a generator on CPU1: jobs/s;
+#     also one job per POST /v1/jobs;
+#   - drain: queue N with the workers paused (or `--workers 0`, then a `sluice worker`),
+#     then time to all succeeded (GET /v1/batches/{id} counts), CPU from /proc as for Celery;
+#   - latency: open-loop POST /v1/jobs at the same fractions of sluice's own drain rate,
+#     start times from the job's started_at (or the SSE stream);
+#   - async: the same probes while `burn {ms}` jobs keep the rayon pool busy.
+run_sluice() {
+    if ! timeout 10 "$SLUICE" server --help >/dev/null 2>&1; then
+        say "sluice: sluice jobs server not built yet ($SLUICE server --help fails); skipped"
+        note "sluice: sluice jobs server not built yet"
+        return 0
+    fi
+    say "sluice: the sluice side of bench/jobs.sh is not written yet; skipped"
+    note "sluice: \`sluice server\` exists, but the sluice side of bench/jobs.sh is not written yet (run_sluice)"
+}
+# ===========================================================================================
+
+# ---------------------------------------------------------------- main
+install_deps
+build_sluice
+setup_redis
+
+{
+    echo "date:     $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "command:  bench/jobs.sh ${ARGS[*]}"
+    echo "machine:  $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
+    echo "versions: Celery $("$VENV/bin/python" -c 'import celery; print(celery.__version__)' 2>/dev/null || echo -), kombu $("$VENV/bin/python" -c 'import kombu; print(kombu.__version__)' 2>/dev/null || echo -), redis-py $("$VENV/bin/python" -c 'import redis; print(redis.__version__)' 2>/dev/null || echo -), Redis $(rcli info server | tr -d '\r' | awk -F: '$1 == "redis_version" {print $2}'), Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo -), sluice $(cd "$ROOT" && git rev-parse --short HEAD)"
+    echo "settings: $RUNS run(s), $JOBS_N jobs, latency windows ${LAT_SECS}s (+1 s warm-up) at fractions $FRACTIONS, async probes at ${ASYNC_RATE}/s with ${BURN_MS} ms burn jobs"
+    echo "celery:   prefork -c $CELERY_CONC, worker_prefetch_multiplier $CELERY_PREFETCH, task_acks_late, task_reject_on_worker_lost, results in Redis DB $REDIS_DB, --without-gossip --without-mingle --without-heartbeat, -l WARNING; worker on CPU0, producer on CPU1"
+    echo "redis:    appendonly $(rcli config get appendonly | sed -n 2p), appendfsync $(rcli config get appendfsync | sed -n 2p), save '$(rcli config get save | sed -n 2p)'"
+    echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start"
+} >"$RUN_DIR/header.txt"
+cat "$RUN_DIR/header.txt" >&2
+
+has "$PEERS" celery && run_celery
+has "$PEERS" sluice && run_sluice
+has "$PEERS" apalis && note "apalis: not wired into bench/jobs.sh yet (see bench/jobs/README.md)"
+echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at end" >>"$RUN_DIR/header.txt"
+
+python3 "$CONF/report.py" --header "$RUN_DIR/header.txt" --results "$RESULTS" --commands "$CMDS" | tee "$RUN_DIR/report.md"
+echo "raw output: ${RUN_DIR#"$ROOT"/}" >&2
+if [[ -e $RUN_DIR/FAILED ]]; then
+    echo "FAILED: see the FAIL lines above" >&2
+    exit 1
+fi

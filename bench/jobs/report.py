@@ -1,0 +1,203 @@
+"""Markdown report of a bench/jobs.sh run: medians per scenario and system, ratios of
+every sluice system (sluice, sluice-sqlite, sluice-postgres, ...) to Celery once both
+ran, the targets of issue 3, the notes and the exact commands."""
+
+import argparse
+import json
+import statistics
+from collections import OrderedDict, defaultdict
+
+PEER = "celery"
+
+
+def med(vals):
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float) and abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def spread(vals, digits=1):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "–"
+    m = statistics.median(vals)
+    if len(vals) == 1:
+        return fmt(m, digits)
+    return f"{fmt(m, digits)} ({fmt(min(vals), digits)}–{fmt(max(vals), digits)})"
+
+
+def ratio(a, b, digits=2):
+    if a is None or b in (None, 0):
+        return "–"
+    return f"{a / b:.{digits}f}×"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--header", required=True)
+    p.add_argument("--results", required=True)
+    p.add_argument("--commands", required=True)
+    a = p.parse_args()
+
+    rows, notes = [], []
+    with open(a.results) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            d = json.loads(line)
+            (notes.append(d["note"]) if "note" in d else rows.append(d))
+
+    by = defaultdict(list)
+    for r in rows:
+        by[(r["scenario"], r["system"])].append(r)
+    systems = list(OrderedDict.fromkeys(r["system"] for r in rows))
+
+    def col(sc, sys_, key, pred=None):
+        return [r.get(key) for r in by[(sc, sys_)] if pred is None or pred(r)]
+
+    out = []
+    with open(a.header) as f:
+        out.append("```\n" + f.read().rstrip() + "\n```\n")
+
+    if any(sc == "drain" for sc, _ in by):
+        n = next(r["n"] for r in rows if r["scenario"] == "drain")
+        out.append(f"#### Drain {int(n):,} queued no-op jobs\n")
+        out.append("| system | jobs/s (min–max) | worker CPU µs/job | broker CPU µs/job | results stored | jobs/s vs Celery |")
+        out.append("|---|--:|--:|--:|--:|--:|")
+        peer = med(col("drain", PEER, "jobs_per_s"))
+        for s in systems:
+            if not by[("drain", s)]:
+                continue
+            broker = [
+                (r["broker_cpu_s"] / r["n"] * 1e6) if r.get("broker_cpu_s") is not None else None
+                for r in by[("drain", s)]
+            ]
+            stored = col("drain", s, "results_stored")
+            out.append(
+                f"| {s} | {spread(col('drain', s, 'jobs_per_s'))} | {spread(col('drain', s, 'worker_cpu_us_per_job'), 0)} "
+                f"| {spread(broker, 0)} | {int(min(stored)):,}/{int(n):,} | "
+                f"{'–' if s == PEER else ratio(med(col('drain', s, 'jobs_per_s')), peer)} |"
+            )
+        out.append("")
+
+    if any(sc == "enqueue" for sc, _ in by):
+        out.append("#### Enqueue throughput (client side, one producer on CPU1)\n")
+        out.append("| system | jobs/s (min–max) | producer CPU µs/job | jobs/s vs Celery |")
+        out.append("|---|--:|--:|--:|")
+        peer = med(col("enqueue", PEER, "jobs_per_s"))
+        for s in systems:
+            if by[("enqueue", s)]:
+                out.append(
+                    f"| {s} | {spread(col('enqueue', s, 'jobs_per_s'))} | {spread(col('enqueue', s, 'producer_cpu_us_per_job'), 0)} "
+                    f"| {'–' if s == PEER else ratio(med(col('enqueue', s, 'jobs_per_s')), peer)} |"
+                )
+        out.append("")
+
+    if any(sc == "latency" for sc, _ in by):
+        out.append("#### Enqueue-to-start latency, open loop (intended send time to task start)\n")
+        out.append("| system | fraction of its drain rate | rate jobs/s (sent at) | p50 ms | p99 ms | max ms | missing |")
+        out.append("|---|--:|--:|--:|--:|--:|--:|")
+        for s in systems:
+            fr = sorted({r["fraction"] for r in by[("latency", s)]})
+            for f_ in fr:
+                rs = [r for r in by[("latency", s)] if r["fraction"] == f_]
+                out.append(
+                    f"| {s} | {f_:g} | {fmt(med([r['rate'] for r in rs]), 0)} ({fmt(med([r.get('achieved_rate') for r in rs]), 0)}) "
+                    f"| {spread([r.get('p50_ms') for r in rs], 2)} | {spread([r.get('p99_ms') for r in rs], 2)} "
+                    f"| {fmt(med([r.get('max_ms') for r in rs]), 2)} | {int(sum(r.get('missing', 0) for r in rs))} |"
+                )
+        out.append("")
+
+    if any(sc == "async" for sc, _ in by):
+        out.append("#### No-op latency while CPU-burning jobs saturate the system's CPU\n")
+        out.append("| system | phase | rate jobs/s | p50 ms | p99 ms | max ms | missing | p50 burn/idle | p99 burn/idle |")
+        out.append("|---|---|--:|--:|--:|--:|--:|--:|--:|")
+        for s in systems:
+            rs = by[("async", s)]
+            if not rs:
+                continue
+            idle = [r for r in rs if r.get("phase") == "idle"]
+            burn = [r for r in rs if r.get("phase") == "burn"]
+            for ph, grp in (("idle", idle), ("burn", burn)):
+                if not grp:
+                    continue
+                r50 = r99 = ""
+                if ph == "burn":
+                    r50 = ratio(med([r.get("p50_ms") for r in burn]), med([r.get("p50_ms") for r in idle]), 1)
+                    r99 = ratio(med([r.get("p99_ms") for r in burn]), med([r.get("p99_ms") for r in idle]), 1)
+                label = ph if ph == "idle" else f"burn ({fmt(grp[0].get('burn_ms'), 0)} ms jobs)"
+                out.append(
+                    f"| {s} | {label} | {fmt(med([r['rate'] for r in grp]), 0)} | {spread([r.get('p50_ms') for r in grp], 2)} "
+                    f"| {spread([r.get('p99_ms') for r in grp], 2)} | {fmt(med([r.get('max_ms') for r in grp]), 2)} "
+                    f"| {int(sum(r.get('missing', 0) for r in grp))} | {r50} | {r99} |"
+                )
+        out.append("")
+
+    # Targets of issue 3: judged only for sluice systems; Celery's figure is the reference.
+    out.append("#### Targets (issue 3)\n")
+    out.append("| target | Celery (reference) | sluice |")
+    out.append("|---|--:|---|")
+    sl = [s for s in systems if s.startswith("sluice")]
+    peer_drain = med(col("drain", PEER, "jobs_per_s"))
+
+    def per_sluice(fn):
+        return "; ".join(f"{s}: {fn(s)}" for s in sl) if sl else "not measured yet"
+
+    out.append(
+        f"| drain ≥ 10× Celery | {fmt(peer_drain)} jobs/s | "
+        + per_sluice(lambda s: ratio(med(col("drain", s, "jobs_per_s")), peer_drain, 1))
+        + " |"
+    )
+    out.append(
+        "| drain ≥ 5,000 jobs/s (SQLite), ≥ 8,000 jobs/s (PostgreSQL) | – | "
+        + per_sluice(lambda s: f"{fmt(med(col('drain', s, 'jobs_per_s')))} jobs/s")
+        + " |"
+    )
+
+    def p99_half(s):
+        rs = [r for r in by[("latency", s)] if abs(r.get("fraction", 0) - 0.5) < 1e-9]
+        return med([r.get("p99_ms") for r in rs])
+
+    out.append(
+        f"| p99 enqueue-to-start < 20 ms at half the max rate | {fmt(p99_half(PEER), 2)} ms | "
+        + per_sluice(lambda s: f"{fmt(p99_half(s), 2)} ms")
+        + " |"
+    )
+
+    def async_ratio(s):
+        rs = by[("async", s)]
+        return ratio(
+            med([r.get("p99_ms") for r in rs if r.get("phase") == "burn"]),
+            med([r.get("p99_ms") for r in rs if r.get("phase") == "idle"]),
+            1,
+        )
+
+    out.append(
+        f"| async p99 under CPU saturation within 2× of idle | {async_ratio(PEER)} | " + per_sluice(async_ratio) + " |"
+    )
+    out.append("")
+
+    if notes:
+        out.append("#### Notes\n")
+        out.extend(f"- {n}" for n in notes)
+        out.append("")
+
+    with open(a.commands) as f:
+        cmds = list(OrderedDict.fromkeys(line.rstrip("\n") for line in f if line.strip()))
+    out.append("#### Commands\n")
+    out.append("```")
+    out.extend(cmds)
+    out.append("```")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
