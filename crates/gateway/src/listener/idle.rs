@@ -53,9 +53,15 @@ struct Inner {
     /// The connection is being parked: the IO hands its stream back instead
     /// of shutting it down.
     parking: AtomicBool,
-    /// Wakes the connection task when a request ends or a head starts.
+    /// Wakes the connection task when a head starts and its timer is not
+    /// due soon enough to time it.
     waker: AtomicWaker,
     notified: AtomicBool,
+    /// The connection task's armed deadline (ms since `opened`; MAX: none)
+    /// and the head timeout it judges with, so that a starting head wakes
+    /// the task only when the armed timer would be too late for it.
+    armed_ms: AtomicU64,
+    head_timeout_ms: AtomicU64,
 }
 
 /// Counts one request as in flight until dropped (with its response body).
@@ -64,9 +70,11 @@ pub(super) struct InFlight(Activity);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if self.0.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.notify();
-        }
+        // No wake-up: while a request is in flight the connection task
+        // looks again every `PARK_AFTER`, which is soon enough for what the
+        // end of a request starts (the idle and park clocks). Waking it here
+        // cost a full poll of the connection per request.
+        self.0.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -105,6 +113,8 @@ impl Activity {
             parking: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             notified: AtomicBool::new(false),
+            armed_ms: AtomicU64::new(u64::MAX),
+            head_timeout_ms: AtomicU64::new(0),
         }))
     }
 
@@ -145,7 +155,10 @@ impl Activity {
             && a.started.load(Ordering::Relaxed) > 0
         {
             a.head_ms.store(now + 1, Ordering::Relaxed);
-            self.notify();
+            let head_deadline = now.saturating_add(a.head_timeout_ms.load(Ordering::Relaxed));
+            if a.armed_ms.load(Ordering::Relaxed) > head_deadline {
+                self.notify();
+            }
         }
     }
 
@@ -162,7 +175,21 @@ impl Activity {
         self.0.waker.wake();
     }
 
-    /// Resolves once a request ends or a request head starts arriving.
+    /// Record the connection task's armed deadline and head timeout.
+    pub(super) fn arm(&self, at: Option<Instant>, head_timeout: Duration) {
+        let ms = at.map_or(u64::MAX, |at| {
+            u64::try_from(at.saturating_duration_since(self.0.opened).as_millis())
+                .unwrap_or(u64::MAX)
+        });
+        self.0.armed_ms.store(ms, Ordering::Relaxed);
+        self.0.head_timeout_ms.store(
+            u64::try_from(head_timeout.as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Resolves once a request head starts arriving while the armed timer
+    /// is later than its deadline.
     pub(super) async fn changed(&self) {
         std::future::poll_fn(|cx| {
             self.0.waker.register(cx.waker());
@@ -248,8 +275,9 @@ impl Activity {
                 return Verdict::Close("no request in time");
             }
         } else if a.in_flight.load(Ordering::Relaxed) > 0 {
-            // A request in flight keeps its connection open; its end notifies.
-            return Verdict::Wait(None);
+            // A request in flight keeps its connection open. Look again
+            // soon: its end is not signalled (see `InFlight`).
+            return Verdict::Wait(Some(now + PARK_AFTER));
         }
         let head = a.head_ms.load(Ordering::Relaxed);
         if http1 && head > 0 && due(self.at(head - 1) + limits.header_read_timeout) {
@@ -396,10 +424,46 @@ mod tests {
     }
 
     #[test]
-    fn a_request_in_flight_has_no_deadline() {
+    fn a_request_in_flight_is_only_looked_at_again_soon() {
         let a = Activity::new();
-        let _r = a.request();
-        assert_eq!(a.verdict(LIMITS, true), Verdict::Wait(None));
+        let r = a.request();
+        // No idle or head deadline while in flight, however long it takes;
+        // only the periodic look that replaces a wake-up at its end.
+        match a.verdict(LIMITS, true) {
+            Verdict::Wait(Some(at)) => assert!(at <= Instant::now() + PARK_AFTER),
+            v => panic!("{v:?}"),
+        }
+        drop(r);
+        assert!(
+            !a.0.notified.load(Ordering::Relaxed),
+            "the end of a request wakes nobody"
+        );
+    }
+
+    #[test]
+    fn a_starting_head_wakes_the_task_only_when_its_timer_is_too_late() {
+        let a = Activity::new();
+        drop(a.request());
+        a.arm(
+            Some(Instant::now() + PARK_AFTER),
+            LIMITS.header_read_timeout,
+        );
+        a.on_read(b"GET");
+        assert!(
+            !a.0.notified.load(Ordering::Relaxed),
+            "the armed timer comes first"
+        );
+        let b = Activity::new();
+        drop(b.request());
+        b.arm(
+            Some(Instant::now() + LIMITS.header_read_timeout * 3),
+            LIMITS.header_read_timeout,
+        );
+        b.on_read(b"GET");
+        assert!(
+            b.0.notified.load(Ordering::Relaxed),
+            "the head deadline comes first"
+        );
     }
 
     #[test]

@@ -483,6 +483,7 @@ impl Conn {
                     timer.as_mut().reset(at.into());
                 }
                 armed = deadline;
+                activity.arm(armed, self.listen.limits.header_read_timeout);
             }
             tokio::select! {
                 res = conn.as_mut() => {
