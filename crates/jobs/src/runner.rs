@@ -1,0 +1,718 @@
+//! The runner: claims jobs from a [`Store`] and runs them.
+//!
+//! - Concurrency: one `Semaphore` for the whole runner and one per queue;
+//!   permits are taken *before* claiming, so a runner never holds a lease
+//!   on a job it has no slot for.
+//! - Claims come in batches (up to `claim_batch`), best priority first; an
+//!   idle runner wakes on the store's notification or its poll interval
+//!   (which is also how `run_at` and retry delays come due).
+//! - Async kinds run on the tokio runtime and are dropped on timeout or
+//!   cancel. CPU kinds run on a dedicated rayon pool, bridged by a oneshot,
+//!   so they never occupy a runtime worker; on timeout or cancel their
+//!   cooperative flag is raised and the job is recorded at once, while the
+//!   slot stays taken until the thread actually returns.
+//! - One heartbeat task extends every running job's lease in one store
+//!   call and stops jobs whose lease was lost (cancelled, or rescued after
+//!   a stall).
+//! - A maintenance task rescues expired leases and prunes old jobs.
+//! - [`Runner::shutdown`] is the SIGTERM path: stop claiming, let running
+//!   jobs finish within a deadline, release the rest.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::kinds::{CpuContext, Executor, JobContext, JobError, ProgressCell, Registry};
+use crate::model::{BatchId, DEFAULT_QUEUE, ErrorKind, JobId, Timestamp};
+use crate::store::{
+    CancelResult, ClaimRequest, ClaimedJob, Completion, Heartbeat, Lease, Outcome, Store,
+    StoreError,
+};
+
+/// A queue this runner claims from.
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    /// Queue name.
+    pub name: String,
+    /// Most jobs of this queue running at once here; `None`: only the
+    /// runner's overall bound applies.
+    pub concurrency: Option<usize>,
+}
+
+impl QueueConfig {
+    /// A queue bounded only by the runner's overall concurrency.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            concurrency: None,
+        }
+    }
+}
+
+/// Settings of a [`Runner`].
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// This worker's name in leases and logs; unique per process.
+    pub worker_id: String,
+    /// Queues to claim from, in order of preference.
+    pub queues: Vec<QueueConfig>,
+    /// Most jobs running at once, all queues together.
+    pub concurrency: usize,
+    /// Most jobs claimed in one store call.
+    pub claim_batch: u32,
+    /// How often an idle runner looks for due jobs without a wake-up.
+    pub poll_interval: Duration,
+    /// Lease length; a job whose worker stops heartbeating runs again
+    /// elsewhere after at most `lease + rescue_interval`.
+    pub lease: Duration,
+    /// How often leases are extended (well under `lease`).
+    pub heartbeat_interval: Duration,
+    /// How often expired leases are looked for.
+    pub rescue_interval: Duration,
+    /// How long [`Runner::shutdown`] lets running jobs finish.
+    pub shutdown_deadline: Duration,
+    /// Threads of the rayon pool for CPU-bound kinds.
+    pub cpu_threads: usize,
+    /// Finished jobs older than this are pruned; `None` keeps them.
+    pub retention: Option<Duration>,
+    /// How often pruning runs.
+    pub prune_interval: Duration,
+    /// Jobs deleted per prune transaction.
+    pub prune_batch: u32,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Self {
+            worker_id: format!("worker-{}-{}", std::process::id(), &id[..8]),
+            queues: vec![QueueConfig::new(DEFAULT_QUEUE)],
+            concurrency: 64,
+            claim_batch: 64,
+            poll_interval: Duration::from_millis(100),
+            lease: Duration::from_secs(15),
+            heartbeat_interval: Duration::from_secs(5),
+            rescue_interval: Duration::from_secs(5),
+            shutdown_deadline: Duration::from_secs(30),
+            cpu_threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            prune_interval: Duration::from_secs(60),
+            prune_batch: 1_000,
+        }
+    }
+}
+
+/// Why a runner could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// A setting is out of range.
+    #[error("invalid runner config: {0}")]
+    Config(String),
+    /// The rayon pool could not be built.
+    #[error("cpu pool: {0}")]
+    CpuPool(#[from] rayon::ThreadPoolBuildError),
+}
+
+/// What [`Runner::shutdown`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Whether every running job finished within the deadline.
+    pub drained: bool,
+    /// Jobs whose leases were given back because the deadline passed.
+    pub released: usize,
+}
+
+const REASON_NONE: u8 = 0;
+/// Cancelled, or the lease is gone: write nothing, the store has moved on.
+const REASON_LOST: u8 = 1;
+/// Shutdown deadline: give the lease back.
+const REASON_RELEASE: u8 = 2;
+
+struct Running {
+    lease: Lease,
+    batch_id: Option<BatchId>,
+    cancel: CancellationToken,
+    reason: Arc<AtomicU8>,
+    progress: ProgressCell,
+}
+
+impl Running {
+    fn stop(&self, reason: u8) {
+        self.reason.store(reason, Ordering::SeqCst);
+        self.cancel.cancel();
+    }
+}
+
+struct Shared {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    config: RunnerConfig,
+    global: Arc<Semaphore>,
+    queues: Vec<(String, Option<Arc<Semaphore>>)>,
+    running: Mutex<HashMap<JobId, Running>>,
+    slot_freed: Notify,
+    cpu: rayon::ThreadPool,
+    /// Set by [`Runner::abandon`]: behave as a killed process, write nothing.
+    abandoned: AtomicBool,
+    /// Ends heartbeats, maintenance and waits on stuck CPU threads.
+    force: CancellationToken,
+}
+
+impl Shared {
+    fn running(&self) -> MutexGuard<'_, HashMap<JobId, Running>> {
+        // A poisoned map only means a panic elsewhere while holding it; the
+        // map itself is still consistent (single inserts and removes).
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running job runner. Dropping it does not stop it; call
+/// [`Runner::shutdown`].
+pub struct Runner {
+    shared: Arc<Shared>,
+    stop_claiming: CancellationToken,
+    claim_loop: JoinHandle<()>,
+    jobs: TaskTracker,
+    loops: TaskTracker,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("worker_id", &self.shared.config.worker_id)
+            .finish()
+    }
+}
+
+type Permits = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
+
+impl Runner {
+    /// Starts claiming and running jobs on the current tokio runtime.
+    pub fn start(
+        store: Arc<dyn Store>,
+        registry: Arc<Registry>,
+        config: RunnerConfig,
+    ) -> Result<Self, RunnerError> {
+        if config.concurrency == 0 || config.claim_batch == 0 || config.queues.is_empty() {
+            return Err(RunnerError::Config(
+                "concurrency, claim_batch and queues must be non-zero".into(),
+            ));
+        }
+        if config.heartbeat_interval >= config.lease {
+            return Err(RunnerError::Config(
+                "heartbeat_interval must be shorter than lease".into(),
+            ));
+        }
+        let cpu = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.cpu_threads.max(1))
+            .thread_name(|i| format!("sluice-cpu-{i}"))
+            .build()?;
+        let queues = config
+            .queues
+            .iter()
+            .map(|q| {
+                (
+                    q.name.clone(),
+                    q.concurrency.map(|n| Arc::new(Semaphore::new(n.max(1)))),
+                )
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            store,
+            registry,
+            global: Arc::new(Semaphore::new(config.concurrency)),
+            queues,
+            running: Mutex::new(HashMap::new()),
+            slot_freed: Notify::new(),
+            cpu,
+            abandoned: AtomicBool::new(false),
+            force: CancellationToken::new(),
+            config,
+        });
+        let stop_claiming = CancellationToken::new();
+        let jobs = TaskTracker::new();
+        let loops = TaskTracker::new();
+        let claim_loop = tokio::spawn(claim_loop(
+            shared.clone(),
+            stop_claiming.clone(),
+            jobs.clone(),
+        ));
+        loops.spawn(heartbeat_loop(shared.clone()));
+        loops.spawn(maintenance_loop(shared.clone()));
+        loops.close();
+        tracing::info!(worker = %shared.config.worker_id, "runner started");
+        Ok(Self {
+            shared,
+            stop_claiming,
+            claim_loop,
+            jobs,
+            loops,
+        })
+    }
+
+    /// This runner's worker id.
+    pub fn worker_id(&self) -> &str {
+        &self.shared.config.worker_id
+    }
+
+    /// Jobs running here now.
+    pub fn running_jobs(&self) -> usize {
+        self.shared.running().len()
+    }
+
+    /// Cancels a job in the store and, when it runs here, stops it now
+    /// (other runners notice at their next heartbeat).
+    pub async fn cancel_job(&self, id: JobId) -> Result<CancelResult, StoreError> {
+        let r = self.shared.store.cancel_job(id).await?;
+        if let CancelResult::Cancelled(_) = r
+            && let Some(job) = self.shared.running().get(&id)
+        {
+            job.stop(REASON_LOST);
+        }
+        Ok(r)
+    }
+
+    /// Cancels every unfinished job of a batch, stopping those running here.
+    pub async fn cancel_batch(&self, id: BatchId) -> Result<CancelResult, StoreError> {
+        let r = self.shared.store.cancel_batch(id).await?;
+        if let CancelResult::Cancelled(_) = r {
+            for job in self
+                .shared
+                .running()
+                .values()
+                .filter(|j| j.batch_id == Some(id))
+            {
+                job.stop(REASON_LOST);
+            }
+        }
+        Ok(r)
+    }
+
+    /// Graceful stop (SIGTERM): stop claiming, let running jobs finish
+    /// within `shutdown_deadline`, then stop the rest and give their leases
+    /// back so another worker runs them at once.
+    pub async fn shutdown(self) -> ShutdownReport {
+        self.stop_claiming.cancel();
+        let _ = self.claim_loop.await;
+        self.jobs.close();
+        let drained = tokio::time::timeout(self.shared.config.shutdown_deadline, self.jobs.wait())
+            .await
+            .is_ok();
+        let mut released = 0;
+        if !drained {
+            for job in self.shared.running().values() {
+                job.stop(REASON_RELEASE);
+                released += 1;
+            }
+            self.jobs.wait().await;
+        }
+        self.shared.force.cancel();
+        self.loops.wait().await;
+        tracing::info!(worker = %self.shared.config.worker_id, drained, released, "runner stopped");
+        ShutdownReport { drained, released }
+    }
+
+    /// Stops at once as if the process had been killed (SIGKILL): nothing
+    /// more is written, leases are left to expire and be rescued. For crash
+    /// tests, and for a process that is about to exit anyway.
+    pub async fn abandon(self) {
+        self.shared.abandoned.store(true, Ordering::SeqCst);
+        self.stop_claiming.cancel();
+        self.shared.force.cancel();
+        for job in self.shared.running().values() {
+            job.stop(REASON_LOST);
+        }
+        let _ = self.claim_loop.await;
+        self.jobs.close();
+        self.jobs.wait().await;
+        self.loops.wait().await;
+    }
+}
+
+/// Takes up to `claim_batch` slots across the queues, without waiting.
+fn take_permits(shared: &Shared) -> Vec<(String, Vec<Permits>)> {
+    let mut budget = shared.config.claim_batch as usize;
+    let mut grants = Vec::new();
+    for (name, sem) in &shared.queues {
+        let mut permits = Vec::new();
+        while budget > 0 {
+            let Ok(global) = shared.global.clone().try_acquire_owned() else {
+                break;
+            };
+            let queue = match sem {
+                Some(s) => match s.clone().try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => break,
+                },
+                None => None,
+            };
+            permits.push((global, queue));
+            budget -= 1;
+        }
+        if !permits.is_empty() {
+            grants.push((name.clone(), permits));
+        }
+    }
+    grants
+}
+
+async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken, jobs: TaskTracker) {
+    let mut wake = shared.store.subscribe();
+    let poll = shared.config.poll_interval;
+    loop {
+        if stop.is_cancelled() {
+            break;
+        }
+        let mut grants = take_permits(&shared);
+        if grants.is_empty() {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = shared.slot_freed.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+            continue;
+        }
+        let asked: usize = grants.iter().map(|(_, p)| p.len()).sum();
+        let req = ClaimRequest {
+            worker: shared.config.worker_id.clone(),
+            queues: grants
+                .iter()
+                .map(|(q, p)| (q.clone(), p.len() as u32))
+                .collect(),
+            lease: shared.config.lease,
+        };
+        // Not raced against `stop`: a claim dropped mid-flight would still
+        // commit, leaving leases nobody runs until they expire.
+        let claimed = match shared.store.claim(req).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(poll) => {}
+                }
+                continue;
+            }
+        };
+        let got = claimed.len();
+        for job in claimed {
+            let permits = grants
+                .iter_mut()
+                .find(|(q, _)| *q == job.queue)
+                .and_then(|(_, p)| p.pop());
+            match permits {
+                Some(p) => {
+                    jobs.spawn(run_job(shared.clone(), job, p));
+                }
+                None => {
+                    // The store returned a queue we did not ask for: a bug;
+                    // give the job back rather than run it unbounded.
+                    tracing::error!(job.id = %job.lease.job_id, queue = %job.queue, "claimed job without a slot");
+                    let _ = shared.store.release(vec![job.lease]).await;
+                }
+            }
+        }
+        drop(grants);
+        if got < asked {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                r = wake.changed() => {
+                    if r.is_err() {
+                        tokio::time::sleep(poll).await;
+                    }
+                }
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+}
+
+/// How one attempt ended, before it is recorded.
+enum Ran {
+    Done(Result<serde_json::Value, JobError>),
+    TimedOut,
+    Interrupted,
+    UnknownKind,
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_owned()
+    }
+}
+
+type CpuResult = std::thread::Result<Result<serde_json::Value, JobError>>;
+
+async fn execute(
+    shared: &Shared,
+    job: &ClaimedJob,
+    cancel: &CancellationToken,
+    progress: &ProgressCell,
+) -> (Ran, Option<oneshot::Receiver<CpuResult>>) {
+    let Some(entry) = shared.registry.get(&job.kind) else {
+        return (Ran::UnknownKind, None);
+    };
+    match entry.exec.clone() {
+        Executor::Async(run) => {
+            let ctx = JobContext {
+                id: job.lease.job_id,
+                batch_id: job.batch_id,
+                attempt: job.attempt,
+                cancel: cancel.child_token(),
+                progress: progress.clone(),
+            };
+            let child = ctx.cancel.clone();
+            let fut = AssertUnwindSafe(run(job.args.clone(), ctx)).catch_unwind();
+            let ran = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Ran::Interrupted,
+                r = tokio::time::timeout(job.timeout, fut) => match r {
+                    Err(_) => Ran::TimedOut,
+                    Ok(Err(p)) => Ran::Done(Err(JobError::retryable(panic_message(&*p)))),
+                    Ok(Ok(r)) => Ran::Done(r),
+                },
+            };
+            child.cancel();
+            (ran, None)
+        }
+        Executor::Cpu(run) => {
+            let flag = Arc::new(AtomicBool::new(false));
+            let ctx = CpuContext {
+                id: job.lease.job_id,
+                attempt: job.attempt,
+                cancelled: flag.clone(),
+                progress: progress.clone(),
+            };
+            let (tx, mut rx) = oneshot::channel::<CpuResult>();
+            let args = job.args.clone();
+            let span = tracing::Span::current();
+            shared.cpu.spawn(move || {
+                let _e = span.enter();
+                let r = std::panic::catch_unwind(AssertUnwindSafe(|| run(args, &ctx)));
+                let _ = tx.send(r);
+            });
+            let r = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => None,
+                r = tokio::time::timeout(job.timeout, &mut rx) => Some(r),
+            };
+            match r {
+                None => {
+                    flag.store(true, Ordering::Relaxed);
+                    (Ran::Interrupted, None)
+                }
+                Some(Err(_elapsed)) => {
+                    flag.store(true, Ordering::Relaxed);
+                    (Ran::TimedOut, Some(rx))
+                }
+                Some(Ok(Ok(Ok(r)))) => (Ran::Done(r), None),
+                Some(Ok(Ok(Err(p)))) => (
+                    Ran::Done(Err(JobError::retryable(panic_message(&*p)))),
+                    None,
+                ),
+                Some(Ok(Err(_))) => (
+                    Ran::Done(Err(JobError::retryable("cpu pool dropped the job"))),
+                    None,
+                ),
+            }
+        }
+    }
+}
+
+fn retry_at(job: &ClaimedJob, permanent: bool) -> Option<Timestamp> {
+    if permanent || job.attempt >= job.max_attempts {
+        return None;
+    }
+    let delay = job.backoff.delay(job.attempt, rand::random::<f64>());
+    Some(Timestamp::now().add(delay))
+}
+
+async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permits: Permits) {
+    let span = tracing::info_span!(
+        "job",
+        job.id = %job.lease.job_id,
+        batch.id = job.batch_id.map(|b| b.to_string()),
+        kind = %job.kind,
+        attempt = job.attempt,
+    );
+    run_job_inner(&shared, job).instrument(span).await;
+    drop(permits);
+    shared.slot_freed.notify_one();
+}
+
+async fn run_job_inner(shared: &Shared, job: ClaimedJob) {
+    if shared.abandoned.load(Ordering::SeqCst) {
+        return;
+    }
+    let id = job.lease.job_id;
+    let cancel = CancellationToken::new();
+    let reason = Arc::new(AtomicU8::new(REASON_NONE));
+    let progress = ProgressCell::default();
+    shared.running().insert(
+        id,
+        Running {
+            lease: job.lease,
+            batch_id: job.batch_id,
+            cancel: cancel.clone(),
+            reason: reason.clone(),
+            progress: progress.clone(),
+        },
+    );
+    tracing::debug!("job started");
+    let (ran, cpu_rest) = execute(shared, &job, &cancel, &progress).await;
+    shared.running().remove(&id);
+    if shared.abandoned.load(Ordering::SeqCst) {
+        return;
+    }
+    let outcome = match ran {
+        Ran::Interrupted => {
+            if reason.load(Ordering::SeqCst) == REASON_RELEASE {
+                match shared.store.release(vec![job.lease]).await {
+                    Ok(_) => tracing::info!("job released at shutdown"),
+                    Err(e) => tracing::warn!(error = %e, "release failed; the lease will expire"),
+                }
+            } else {
+                tracing::info!("job stopped: cancelled or lease lost");
+            }
+            return;
+        }
+        Ran::Done(Ok(v)) => Outcome::Succeeded(v),
+        Ran::Done(Err(e)) => Outcome::Failed {
+            kind: ErrorKind::Error,
+            retry_at: retry_at(&job, e.permanent),
+            message: e.message,
+        },
+        Ran::TimedOut => Outcome::Failed {
+            kind: ErrorKind::Timeout,
+            message: format!("timed out after {} ms", job.timeout.as_millis()),
+            retry_at: retry_at(&job, false),
+        },
+        Ran::UnknownKind => Outcome::Failed {
+            kind: ErrorKind::UnknownKind,
+            message: format!(
+                "kind `{}` is not registered on worker {}",
+                job.kind, shared.config.worker_id
+            ),
+            retry_at: retry_at(&job, false),
+        },
+    };
+    let ok = matches!(outcome, Outcome::Succeeded(_));
+    match shared
+        .store
+        .complete(Completion {
+            lease: job.lease,
+            outcome,
+        })
+        .await
+    {
+        Ok(true) => tracing::debug!(succeeded = ok, "job completed"),
+        Ok(false) => tracing::info!("stale completion ignored: the job was cancelled or rescued"),
+        Err(e) => {
+            tracing::warn!(error = %e, "completion failed; the lease will expire and the job run again")
+        }
+    }
+    if let Some(rx) = cpu_rest {
+        // The timed-out CPU job is recorded; keep its slot until its thread
+        // returns so stuck jobs cannot oversubscribe the pool.
+        tokio::select! {
+            _ = rx => {}
+            _ = shared.force.cancelled() => {}
+        }
+    }
+}
+
+async fn heartbeat_loop(shared: Arc<Shared>) {
+    loop {
+        tokio::select! {
+            _ = shared.force.cancelled() => break,
+            _ = tokio::time::sleep(shared.config.heartbeat_interval) => {}
+        }
+        let leases: Vec<(Lease, f64)> = shared
+            .running()
+            .values()
+            .map(|r| (r.lease, r.progress.get()))
+            .collect();
+        if leases.is_empty() {
+            continue;
+        }
+        match shared
+            .store
+            .heartbeat(Heartbeat {
+                leases,
+                lease: shared.config.lease,
+            })
+            .await
+        {
+            Ok(lost) => {
+                let running = shared.running();
+                for id in lost {
+                    if let Some(job) = running.get(&id) {
+                        tracing::info!(job.id = %id, "lease lost; stopping job");
+                        job.stop(REASON_LOST);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+async fn maintenance_loop(shared: Arc<Shared>) {
+    let mut last_prune = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = shared.force.cancelled() => break,
+            _ = tokio::time::sleep(shared.config.rescue_interval) => {}
+        }
+        match shared.store.rescue_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rescued = n, "expired leases rescued"),
+            Err(e) => tracing::warn!(error = %e, "rescue failed"),
+        }
+        let Some(retention) = shared.config.retention else {
+            continue;
+        };
+        if last_prune.elapsed() < shared.config.prune_interval {
+            continue;
+        }
+        last_prune = tokio::time::Instant::now();
+        let before = Timestamp::now().sub(retention);
+        loop {
+            if shared.force.is_cancelled() {
+                break;
+            }
+            match shared.store.prune(before, shared.config.prune_batch).await {
+                Ok(n) if n >= u64::from(shared.config.prune_batch) => {
+                    // Small transactions, with room for claims in between.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Ok(n) => {
+                    if n > 0 {
+                        tracing::info!(pruned = n, "old jobs pruned");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "prune failed");
+                    break;
+                }
+            }
+        }
+    }
+}
