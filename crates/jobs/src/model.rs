@@ -83,7 +83,7 @@ impl Timestamp {
     }
 
     /// This instant plus `d` (saturating).
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         Self(
             self.0
                 .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
@@ -91,7 +91,7 @@ impl Timestamp {
     }
 
     /// This instant minus `d` (saturating).
-    pub fn sub(self, d: Duration) -> Self {
+    pub fn minus(self, d: Duration) -> Self {
         Self(
             self.0
                 .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64),

@@ -64,7 +64,7 @@ impl QueueConfig {
 pub struct RunnerConfig {
     /// This worker's name in leases and logs; unique per process.
     pub worker_id: String,
-    /// Queues to claim from, in order of preference.
+    /// Queues to claim from; claim slots are dealt to them in turn.
     pub queues: Vec<QueueConfig>,
     /// Most jobs running at once, all queues together.
     pub concurrency: usize,
@@ -341,41 +341,51 @@ impl Runner {
     }
 }
 
-/// Takes up to `claim_batch` slots across the queues, without waiting.
-fn take_permits(shared: &Shared) -> Vec<(String, Vec<Permits>)> {
+/// Takes up to `claim_batch` slots without waiting, dealt to the queues one
+/// at a time in turn (starting at `start`), so a busy queue cannot starve
+/// the others of claims.
+fn take_permits(shared: &Shared, start: usize) -> Vec<(String, Vec<Permits>)> {
+    let n = shared.queues.len();
+    let mut grants: Vec<(String, Vec<Permits>)> = shared
+        .queues
+        .iter()
+        .map(|(name, _)| (name.clone(), Vec::new()))
+        .collect();
+    let mut open = vec![true; n];
     let mut budget = shared.config.claim_batch as usize;
-    let mut grants = Vec::new();
-    for (name, sem) in &shared.queues {
-        let mut permits = Vec::new();
-        while budget > 0 {
-            let Ok(global) = shared.global.clone().try_acquire_owned() else {
-                break;
+    let mut i = start % n.max(1);
+    while budget > 0 && open.iter().any(|&o| o) {
+        if open[i] {
+            let queue = match &shared.queues[i].1 {
+                Some(s) => s.clone().try_acquire_owned().ok().map(Some),
+                None => Some(None),
             };
-            let queue = match sem {
-                Some(s) => match s.clone().try_acquire_owned() {
-                    Ok(p) => Some(p),
-                    Err(_) => break,
+            match queue {
+                None => open[i] = false,
+                Some(queue) => match shared.global.clone().try_acquire_owned() {
+                    Ok(global) => {
+                        grants[i].1.push((global, queue));
+                        budget -= 1;
+                    }
+                    Err(_) => return grants.into_iter().filter(|(_, p)| !p.is_empty()).collect(),
                 },
-                None => None,
-            };
-            permits.push((global, queue));
-            budget -= 1;
+            }
         }
-        if !permits.is_empty() {
-            grants.push((name.clone(), permits));
-        }
+        i = (i + 1) % n;
     }
-    grants
+    grants.into_iter().filter(|(_, p)| !p.is_empty()).collect()
 }
 
 async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken, jobs: TaskTracker) {
     let mut wake = shared.store.subscribe();
     let poll = shared.config.poll_interval;
+    let mut round = 0usize;
     loop {
         if stop.is_cancelled() {
             break;
         }
-        let mut grants = take_permits(&shared);
+        round = round.wrapping_add(1);
+        let mut grants = take_permits(&shared, round);
         if grants.is_empty() {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -384,7 +394,6 @@ async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken, jobs: TaskTrac
             }
             continue;
         }
-        let asked: usize = grants.iter().map(|(_, p)| p.len()).sum();
         let req = ClaimRequest {
             worker: shared.config.worker_id.clone(),
             queues: grants
@@ -425,7 +434,9 @@ async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken, jobs: TaskTrac
             }
         }
         drop(grants);
-        if got < asked {
+        // Nothing to claim anywhere: sleep until woken. A partial claim
+        // means some queue ran dry; claim again at once with the slots left.
+        if got == 0 {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 r = wake.changed() => {
@@ -540,7 +551,7 @@ fn retry_at(job: &ClaimedJob, permanent: bool) -> Option<Timestamp> {
         return None;
     }
     let delay = job.backoff.delay(job.attempt, rand::random::<f64>());
-    Some(Timestamp::now().add(delay))
+    Some(Timestamp::now().plus(delay))
 }
 
 async fn run_job(shared: Arc<Shared>, job: ClaimedJob, permits: Permits) {
@@ -692,7 +703,7 @@ async fn maintenance_loop(shared: Arc<Shared>) {
             continue;
         }
         last_prune = tokio::time::Instant::now();
-        let before = Timestamp::now().sub(retention);
+        let before = Timestamp::now().minus(retention);
         loop {
             if shared.force.is_cancelled() {
                 break;

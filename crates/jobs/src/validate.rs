@@ -176,7 +176,10 @@ fn resolve_job(
         bad("timeout_ms", "must be at least 1".to_owned());
     }
     if let Some(b) = &spec.backoff
-        && (!(b.factor >= 1.0) || !(0.0..=1.0).contains(&b.jitter) || b.max_ms < b.base_ms)
+        && (b.factor.is_nan()
+            || b.factor < 1.0
+            || !(0.0..=1.0).contains(&b.jitter)
+            || b.max_ms < b.base_ms)
     {
         bad(
             "backoff",

@@ -37,7 +37,7 @@ pub struct ChecksumArgs {
 const CHUNK: usize = 256 * 1024;
 
 enum Hasher {
-    Sha256(ring::digest::Context),
+    Sha256(Box<ring::digest::Context>),
     Blake3(Box<blake3::Hasher>),
 }
 
@@ -56,7 +56,9 @@ impl CpuKind for Checksum {
             .map_err(|e| JobError::permanent(format!("open {}: {e}", args.path)))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut hasher = match args.algo {
-            Algo::Sha256 => Hasher::Sha256(ring::digest::Context::new(&ring::digest::SHA256)),
+            Algo::Sha256 => {
+                Hasher::Sha256(Box::new(ring::digest::Context::new(&ring::digest::SHA256)))
+            }
             Algo::Blake3 => Hasher::Blake3(Box::new(blake3::Hasher::new())),
         };
         let mut buf = vec![0u8; CHUNK];

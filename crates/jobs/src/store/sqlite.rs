@@ -618,7 +618,7 @@ async fn claim(
     now: Timestamp,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
     promote_due(c, fx, now).await?;
-    let expires = now.add(req.lease);
+    let expires = now.plus(req.lease);
     let mut claimed = Vec::new();
     for (queue, limit) in &req.queues {
         if *limit == 0 {
@@ -682,18 +682,33 @@ fn error_json(
     })
 }
 
-/// Ends a job in a final state and settles its dependents.
-async fn finish(
-    c: &mut SqliteConnection,
-    fx: &mut Effects,
+/// A move of one job into a final state.
+struct Ending {
     id: JobId,
     batch: Option<BatchId>,
     from: JobState,
     to: JobState,
+    /// An [`AttemptError`] as JSON, appended to the job's errors.
     error: Option<String>,
+    /// The result as JSON.
     result: Option<String>,
+}
+
+/// Ends a job in a final state and settles its dependents.
+async fn finish(
+    c: &mut SqliteConnection,
+    fx: &mut Effects,
+    e: Ending,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    let Ending {
+        id,
+        batch,
+        from,
+        to,
+        error,
+        result,
+    } = e;
     sqlx::query(
         "UPDATE jobs SET state = ?, result = COALESCE(?, result), \
          errors = CASE WHEN ? IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?)) END, \
@@ -819,12 +834,14 @@ async fn complete(
             finish(
                 c,
                 fx,
-                id,
-                batch,
-                JobState::Running,
-                JobState::Succeeded,
-                None,
-                Some(result),
+                Ending {
+                    id,
+                    batch,
+                    from: JobState::Running,
+                    to: JobState::Succeeded,
+                    error: None,
+                    result: Some(result),
+                },
                 now,
             )
             .await?;
@@ -859,12 +876,14 @@ async fn complete(
                     finish(
                         c,
                         fx,
-                        id,
-                        batch,
-                        JobState::Running,
-                        to,
-                        Some(err),
-                        None,
+                        Ending {
+                            id,
+                            batch,
+                            from: JobState::Running,
+                            to,
+                            error: Some(err),
+                            result: None,
+                        },
                         now,
                     )
                     .await?;
@@ -880,7 +899,7 @@ async fn heartbeat(
     hb: Heartbeat,
     now: Timestamp,
 ) -> Result<Vec<JobId>, StoreError> {
-    let expires = now.add(hb.lease);
+    let expires = now.plus(hb.lease);
     let mut lost = Vec::new();
     for (lease, progress) in hb.leases {
         let r = sqlx::query(
@@ -938,7 +957,20 @@ async fn cancel_one(
     from: JobState,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    finish(c, fx, id, batch, from, JobState::Cancelled, None, None, now).await
+    finish(
+        c,
+        fx,
+        Ending {
+            id,
+            batch,
+            from,
+            to: JobState::Cancelled,
+            error: None,
+            result: None,
+        },
+        now,
+    )
+    .await
 }
 
 async fn cancel_job(
@@ -1045,12 +1077,14 @@ async fn rescue(
             finish(
                 c,
                 fx,
-                id,
-                batch,
-                JobState::Running,
-                JobState::Failed,
-                Some(err),
-                None,
+                Ending {
+                    id,
+                    batch,
+                    from: JobState::Running,
+                    to: JobState::Failed,
+                    error: Some(err),
+                    result: None,
+                },
                 now,
             )
             .await?;
