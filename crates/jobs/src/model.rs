@@ -464,8 +464,6 @@ pub enum ErrorKind {
     Dependency,
     /// The kind is not registered on the worker that claimed the job.
     UnknownKind,
-    /// The args did not parse on the worker.
-    InvalidArgs,
 }
 
 /// The error of one failed attempt; a job keeps every one.

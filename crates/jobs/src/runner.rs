@@ -316,9 +316,10 @@ impl Runner {
                 job.stop(REASON_RELEASE);
                 released += 1;
             }
-            self.jobs.wait().await;
         }
+        // Also ends waits on CPU threads that ignore their cancel flag.
         self.shared.force.cancel();
+        self.jobs.wait().await;
         self.loops.wait().await;
         tracing::info!(worker = %self.shared.config.worker_id, drained, released, "runner stopped");
         ShutdownReport { drained, released }
@@ -344,25 +345,28 @@ impl Runner {
 /// Takes up to `claim_batch` slots without waiting, dealt to the queues one
 /// at a time in turn (starting at `start`), so a busy queue cannot starve
 /// the others of claims.
-fn take_permits(shared: &Shared, start: usize) -> Vec<(String, Vec<Permits>)> {
-    let n = shared.queues.len();
-    let mut grants: Vec<(String, Vec<Permits>)> = shared
-        .queues
+fn take_permits(
+    queues: &[(String, Option<Arc<Semaphore>>)],
+    global: &Arc<Semaphore>,
+    mut budget: usize,
+    start: usize,
+) -> Vec<(String, Vec<Permits>)> {
+    let n = queues.len();
+    let mut grants: Vec<(String, Vec<Permits>)> = queues
         .iter()
         .map(|(name, _)| (name.clone(), Vec::new()))
         .collect();
     let mut open = vec![true; n];
-    let mut budget = shared.config.claim_batch as usize;
     let mut i = start % n.max(1);
     while budget > 0 && open.iter().any(|&o| o) {
         if open[i] {
-            let queue = match &shared.queues[i].1 {
+            let queue = match &queues[i].1 {
                 Some(s) => s.clone().try_acquire_owned().ok().map(Some),
                 None => Some(None),
             };
             match queue {
                 None => open[i] = false,
-                Some(queue) => match shared.global.clone().try_acquire_owned() {
+                Some(queue) => match global.clone().try_acquire_owned() {
                     Ok(global) => {
                         grants[i].1.push((global, queue));
                         budget -= 1;
@@ -385,7 +389,12 @@ async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken, jobs: TaskTrac
             break;
         }
         round = round.wrapping_add(1);
-        let mut grants = take_permits(&shared, round);
+        let mut grants = take_permits(
+            &shared.queues,
+            &shared.global,
+            shared.config.claim_batch as usize,
+            round,
+        );
         if grants.is_empty() {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -725,5 +734,38 @@ async fn maintenance_loop(shared: Arc<Shared>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(g: &[(String, Vec<Permits>)]) -> Vec<(String, usize)> {
+        g.iter().map(|(q, p)| (q.clone(), p.len())).collect()
+    }
+
+    #[test]
+    fn slots_are_dealt_in_turn_within_every_bound() {
+        let global = Arc::new(Semaphore::new(5));
+        let queues = vec![
+            ("a".to_owned(), None),
+            ("b".to_owned(), Some(Arc::new(Semaphore::new(1)))),
+            ("c".to_owned(), None),
+        ];
+        let g = take_permits(&queues, &global, 100, 0);
+        assert_eq!(
+            counts(&g),
+            vec![("a".into(), 2), ("b".into(), 1), ("c".into(), 2)]
+        );
+        assert_eq!(global.available_permits(), 0);
+        // Everything is taken: nothing more to deal until permits return.
+        assert!(take_permits(&queues, &global, 100, 1).is_empty());
+        drop(g);
+        assert_eq!(global.available_permits(), 5);
+
+        // The claim budget caps the deal; the start rotates who goes first.
+        let g = take_permits(&queues, &global, 2, 2);
+        assert_eq!(counts(&g), vec![("a".into(), 1), ("c".into(), 1)]);
     }
 }
