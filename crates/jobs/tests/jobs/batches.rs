@@ -121,3 +121,38 @@ async fn webhook_fires_once_with_the_batch_summary() {
     assert_eq!(h.jobs_of_kind(WEBHOOK_KIND).await.len(), 1);
     runner.shutdown().await;
 }
+
+#[tokio::test]
+async fn two_runners_drain_a_batch_with_each_job_run_once() {
+    let h = Harness::new().await;
+    let a = h.runner(|c| c.worker_id = "a".into());
+    let b = h.runner(|c| c.worker_id = "b".into());
+    let jobs = (0..300)
+        .map(|_| JobSpec::new("noop", Value::Null))
+        .collect();
+    let sub = h
+        .client
+        .submit_batch(&BatchSpec {
+            jobs,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let batch = h.wait_batch(sub.batch_id.unwrap()).await;
+    assert_eq!(batch.state, BatchState::Succeeded);
+    assert_eq!(batch.counts.succeeded, 300);
+    assert_eq!(batch.counts.total(), 300, "counts: {:?}", batch.counts);
+    let filter = sluice_jobs::store::JobFilter {
+        batch_id: sub.batch_id,
+        limit: 1000,
+        ..Default::default()
+    };
+    let jobs = h.client.jobs(filter).await.unwrap();
+    assert_eq!(jobs.len(), 300);
+    assert!(
+        jobs.iter()
+            .all(|j| j.state == JobState::Succeeded && j.attempt == 1 && j.errors.is_empty())
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -70,3 +70,22 @@ async fn cpu_jobs_run_on_the_rayon_pool() {
     assert!(j.result.unwrap()["rounds"].as_u64().unwrap() > 0);
     runner.shutdown().await;
 }
+
+#[tokio::test]
+async fn cancelling_a_running_cpu_job_raises_its_flag() {
+    let h = Harness::new().await;
+    let runner = h.runner(|_| {});
+    let id = h
+        .client
+        .submit_job(&JobSpec::new("cpu_probe", json!({"max_ms": 20_000})))
+        .await
+        .unwrap();
+    h.wait_state(id, JobState::Running).await;
+    runner.cancel_job(id).await.unwrap();
+    crate::support::eventually("cpu job saw its cancel flag", || async {
+        h.probes.flag_seen.load(Ordering::SeqCst)
+    })
+    .await;
+    assert_eq!(h.job(id).await.state, JobState::Cancelled);
+    assert!(runner.shutdown().await.drained);
+}
