@@ -4,9 +4,10 @@
 //! costs far more than the statements in it. So every write (submissions,
 //! claims, completions, heartbeats, cancels) is a message to one task that
 //! owns the only writing connection: it takes whatever messages are waiting
-//! (up to `max_group`), applies each under its own SAVEPOINT (one bad
-//! operation does not sink the others), folds batch-counter changes into one
-//! UPDATE per batch, commits once and only then answers. Readers use a
+//! (up to `max_group`), applies them in one transaction (submissions and
+//! sweeps each under a SAVEPOINT, so a bad one does not sink the others),
+//! folds batch-counter changes into one UPDATE per batch, commits once and
+//! only then answers. Readers use a
 //! separate read-only pool and never wait for the writer.
 //!
 //! `synchronous = NORMAL` in WAL mode: a committed transaction survives a
@@ -351,15 +352,32 @@ impl Writer {
                 fail_op(op, e.clone());
                 continue;
             }
+            // Submissions and the multi-row sweeps run under their own
+            // savepoint, so one that fails does not sink the group. The
+            // hot operations (claims, completions, heartbeats) do not:
+            // their only failures are database errors, which fail the whole
+            // group (everyone is answered with the error, nothing is
+            // half-applied), and a savepoint each would cost a third of
+            // the throughput.
+            let isolated = matches!(
+                op,
+                Op::Submit(..) | Op::CancelBatch(..) | Op::Rescue(..) | Op::Prune(..)
+            );
+            if !isolated {
+                let (err, d) = self.apply(op, now, &mut fx).await;
+                deliveries.push(d);
+                group_error = err;
+                continue;
+            }
             let before = fx.clone();
             if let Err(e) = sqlx::query("SAVEPOINT op").execute(&mut self.conn).await {
                 group_error = Some(e.into());
                 fail_op(op, group_error.clone().unwrap_or(StoreError::Closed));
                 continue;
             }
-            let (ok, d) = self.apply(op, now, &mut fx).await;
+            let (err, d) = self.apply(op, now, &mut fx).await;
             deliveries.push(d);
-            let end = if ok {
+            let end = if err.is_none() {
                 sqlx::query("RELEASE op").execute(&mut self.conn).await
             } else {
                 fx = before;
@@ -400,12 +418,17 @@ impl Writer {
         }
     }
 
-    async fn apply(&mut self, op: Op, now: Timestamp, fx: &mut Effects) -> (bool, Deliver) {
+    async fn apply(
+        &mut self,
+        op: Op,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> (Option<StoreError>, Deliver) {
         let c = &mut self.conn;
         macro_rules! run {
             ($reply:expr, $fut:expr) => {{
                 let r = $fut.await;
-                (r.is_ok(), deliver($reply, r))
+                (r.as_ref().err().cloned(), deliver($reply, r))
             }};
         }
         match op {
@@ -807,17 +830,57 @@ async fn settle_dependents(
     Ok(())
 }
 
+/// A success in one statement: the fenced update, returning whether
+/// anything waits for this job.
+async fn complete_success(
+    c: &mut SqliteConnection,
+    fx: &mut Effects,
+    lease: Lease,
+    result: &Value,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let row = sqlx::query(
+        "UPDATE jobs SET state = 'succeeded', result = ?, progress = 1.0, worker = NULL, \
+         lease_expires_at = NULL, finished_at = ?, updated_at = ? \
+         WHERE id = ? AND lease_token = ? AND state = 'running' \
+         RETURNING batch_id, EXISTS (SELECT 1 FROM job_deps d WHERE d.depends_on = jobs.id)",
+    )
+    .bind(json_text(result)?)
+    .bind(now.0)
+    .bind(now.0)
+    .bind(lease.job_id.0)
+    .bind(lease.token)
+    .fetch_optional(&mut *c)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let batch = row.try_get::<Option<Uuid>, _>(0)?.map(BatchId);
+    fx.moved(batch, JobState::Running, JobState::Succeeded);
+    if row.try_get::<bool, _>(1)? {
+        settle_dependents(c, fx, lease.job_id, JobState::Succeeded, now).await?;
+    }
+    Ok(true)
+}
+
 async fn complete(
     c: &mut SqliteConnection,
     fx: &mut Effects,
     done: Completion,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
+    let id = done.lease.job_id;
+    let (kind, message, retry_at) = match done.outcome {
+        Outcome::Succeeded(v) => return complete_success(c, fx, done.lease, &v, now).await,
+        Outcome::Failed {
+            kind,
+            message,
+            retry_at,
+        } => (kind, message, retry_at),
+    };
     let Some(row) = sqlx::query(
         "SELECT batch_id, attempt, max_attempts FROM jobs \
          WHERE id = ? AND lease_token = ? AND state = 'running'",
     )
-    .bind(done.lease.job_id.0)
+    .bind(id.0)
     .bind(done.lease.token)
     .fetch_optional(&mut *c)
     .await?
@@ -827,10 +890,28 @@ async fn complete(
     let batch = row.try_get::<Option<Uuid>, _>(0)?.map(BatchId);
     let attempt: i64 = row.try_get(1)?;
     let max_attempts: i64 = row.try_get(2)?;
-    let id = done.lease.job_id;
-    match done.outcome {
-        Outcome::Succeeded(v) => {
-            let result = json_text(&v)?;
+    let err = error_json(attempt, kind, &message, now)?;
+    match retry_at {
+        Some(at) if attempt < max_attempts => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'retrying', run_at = ?, \
+                         errors = json_insert(errors, '$[#]', json(?)), worker = NULL, \
+                         lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+            )
+            .bind(at.0)
+            .bind(err)
+            .bind(now.0)
+            .bind(id.0)
+            .execute(&mut *c)
+            .await?;
+            fx.moved(batch, JobState::Running, JobState::Retrying);
+        }
+        _ => {
+            let to = if kind == ErrorKind::Timeout {
+                JobState::TimedOut
+            } else {
+                JobState::Failed
+            };
             finish(
                 c,
                 fx,
@@ -838,57 +919,13 @@ async fn complete(
                     id,
                     batch,
                     from: JobState::Running,
-                    to: JobState::Succeeded,
-                    error: None,
-                    result: Some(result),
+                    to,
+                    error: Some(err),
+                    result: None,
                 },
                 now,
             )
             .await?;
-        }
-        Outcome::Failed {
-            kind,
-            message,
-            retry_at,
-        } => {
-            let err = error_json(attempt, kind, &message, now)?;
-            match retry_at {
-                Some(at) if attempt < max_attempts => {
-                    sqlx::query(
-                        "UPDATE jobs SET state = 'retrying', run_at = ?, \
-                         errors = json_insert(errors, '$[#]', json(?)), worker = NULL, \
-                         lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-                    )
-                    .bind(at.0)
-                    .bind(err)
-                    .bind(now.0)
-                    .bind(id.0)
-                    .execute(&mut *c)
-                    .await?;
-                    fx.moved(batch, JobState::Running, JobState::Retrying);
-                }
-                _ => {
-                    let to = if kind == ErrorKind::Timeout {
-                        JobState::TimedOut
-                    } else {
-                        JobState::Failed
-                    };
-                    finish(
-                        c,
-                        fx,
-                        Ending {
-                            id,
-                            batch,
-                            from: JobState::Running,
-                            to,
-                            error: Some(err),
-                            result: None,
-                        },
-                        now,
-                    )
-                    .await?;
-                }
-            }
         }
     }
     Ok(true)
