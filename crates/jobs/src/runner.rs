@@ -426,6 +426,8 @@ async fn claim_loop(shared: Arc<Shared>, stop: CancellationToken, jobs: TaskTrac
         };
         let got = claimed.len();
         for job in claimed {
+            metrics::counter!("sluice_jobs_claimed_total", "queue" => job.queue.clone())
+                .increment(1);
             let permits = grants
                 .iter_mut()
                 .find(|(q, _)| *q == job.queue)
@@ -595,7 +597,19 @@ async fn run_job_inner(shared: &Shared, job: ClaimedJob) {
         },
     );
     tracing::debug!("job started");
+    let started = std::time::Instant::now();
     let (ran, cpu_rest) = execute(shared, &job, &cancel, &progress).await;
+    let label = match &ran {
+        Ran::Done(Ok(_)) => "succeeded",
+        Ran::Done(Err(_)) => "error",
+        Ran::TimedOut => "timeout",
+        Ran::Interrupted => "interrupted",
+        Ran::UnknownKind => "unknown_kind",
+    };
+    metrics::counter!("sluice_jobs_attempts_total", "kind" => job.kind.clone(), "outcome" => label)
+        .increment(1);
+    metrics::histogram!("sluice_jobs_attempt_seconds", "kind" => job.kind.clone())
+        .record(started.elapsed().as_secs_f64());
     shared.running().remove(&id);
     if shared.abandoned.load(Ordering::SeqCst) {
         return;
@@ -604,7 +618,10 @@ async fn run_job_inner(shared: &Shared, job: ClaimedJob) {
         Ran::Interrupted => {
             if reason.load(Ordering::SeqCst) == REASON_RELEASE {
                 match shared.store.release(vec![job.lease]).await {
-                    Ok(_) => tracing::info!("job released at shutdown"),
+                    Ok(_) => {
+                        metrics::counter!("sluice_jobs_released_total").increment(1);
+                        tracing::info!("job released at shutdown");
+                    }
                     Err(e) => tracing::warn!(error = %e, "release failed; the lease will expire"),
                 }
             } else {
@@ -642,7 +659,10 @@ async fn run_job_inner(shared: &Shared, job: ClaimedJob) {
         .await
     {
         Ok(true) => tracing::debug!(succeeded = ok, "job completed"),
-        Ok(false) => tracing::info!("stale completion ignored: the job was cancelled or rescued"),
+        Ok(false) => {
+            metrics::counter!("sluice_jobs_stale_completions_total").increment(1);
+            tracing::info!("stale completion ignored: the job was cancelled or rescued");
+        }
         Err(e) => {
             tracing::warn!(error = %e, "completion failed; the lease will expire and the job run again")
         }
@@ -683,6 +703,7 @@ async fn heartbeat_loop(shared: Arc<Shared>) {
                 let running = shared.running();
                 for id in lost {
                     if let Some(job) = running.get(&id) {
+                        metrics::counter!("sluice_jobs_leases_lost_total").increment(1);
                         tracing::info!(job.id = %id, "lease lost; stopping job");
                         job.stop(REASON_LOST);
                     }
@@ -702,7 +723,10 @@ async fn maintenance_loop(shared: Arc<Shared>) {
         }
         match shared.store.rescue_expired().await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(rescued = n, "expired leases rescued"),
+            Ok(n) => {
+                metrics::counter!("sluice_jobs_rescued_total").increment(n);
+                tracing::info!(rescued = n, "expired leases rescued");
+            }
             Err(e) => tracing::warn!(error = %e, "rescue failed"),
         }
         let Some(retention) = shared.config.retention else {
@@ -717,7 +741,11 @@ async fn maintenance_loop(shared: Arc<Shared>) {
             if shared.force.is_cancelled() {
                 break;
             }
-            match shared.store.prune(before, shared.config.prune_batch).await {
+            let pruned = shared.store.prune(before, shared.config.prune_batch).await;
+            if let Ok(n) = pruned {
+                metrics::counter!("sluice_jobs_pruned_total").increment(n);
+            }
+            match pruned {
                 Ok(n) if n >= u64::from(shared.config.prune_batch) => {
                     // Small transactions, with room for claims in between.
                     tokio::time::sleep(Duration::from_millis(10)).await;

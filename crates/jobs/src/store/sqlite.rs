@@ -336,6 +336,8 @@ impl Writer {
 
     async fn commit_group(&mut self, ops: Vec<Op>) {
         let now = Timestamp::now();
+        let started = std::time::Instant::now();
+        metrics::histogram!("sluice_jobs_store_group_ops").record(ops.len() as f64);
         let mut fx = Effects::default();
         let mut deliveries: Vec<Deliver> = Vec::with_capacity(ops.len());
         let begun = sqlx::query("BEGIN IMMEDIATE").execute(&mut self.conn).await;
@@ -406,7 +408,10 @@ impl Writer {
             }
         };
         let err = end.err();
+        metrics::histogram!("sluice_jobs_store_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
         if let Some(e) = &err {
+            metrics::counter!("sluice_jobs_store_group_failures_total").increment(1);
             tracing::warn!(error = %e, "group commit failed");
         }
         let woke = err.is_none() && fx.wake;
