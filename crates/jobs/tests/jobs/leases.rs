@@ -14,11 +14,11 @@ async fn jobs_of_a_dead_worker_run_again_after_the_lease_expires() {
     let h = Harness::new().await;
     let dead = h.runner(|c| {
         c.worker_id = "doomed".into();
-        c.lease = Duration::from_millis(300);
+        c.lease = Duration::from_millis(400);
         c.heartbeat_interval = Duration::from_millis(100);
     });
     let jobs = (0..3)
-        .map(|_| JobSpec::new("sleep", json!({"ms": 400})))
+        .map(|_| JobSpec::new("sleep", json!({"ms": 1_000})))
         .collect();
     let sub = h
         .client
@@ -57,12 +57,12 @@ async fn jobs_of_a_dead_worker_run_again_after_the_lease_expires() {
 async fn heartbeats_keep_long_jobs_leased() {
     let h = Harness::new().await;
     let runner = h.runner(|c| {
-        c.lease = Duration::from_millis(200);
-        c.heartbeat_interval = Duration::from_millis(50);
+        c.lease = Duration::from_millis(600);
+        c.heartbeat_interval = Duration::from_millis(100);
     });
     let id = h
         .client
-        .submit_job(&JobSpec::new("sleep", json!({"ms": 700})))
+        .submit_job(&JobSpec::new("sleep", json!({"ms": 1_500})))
         .await
         .unwrap();
     let j = h.wait_state(id, JobState::Succeeded).await;
@@ -77,10 +77,10 @@ async fn heartbeats_keep_long_jobs_leased() {
 #[tokio::test]
 async fn graceful_stop_finishes_quick_jobs_and_releases_slow_ones() {
     let h = Harness::new().await;
-    let runner = h.runner(|c| c.shutdown_deadline = Duration::from_millis(300));
+    let runner = h.runner(|c| c.shutdown_deadline = Duration::from_millis(1_000));
     let quick = h
         .client
-        .submit_job(&JobSpec::new("sleep", json!({"ms": 100})))
+        .submit_job(&JobSpec::new("sleep", json!({"ms": 50})))
         .await
         .unwrap();
     let slow = h

@@ -31,7 +31,7 @@ async fn noop_job_runs_to_success() {
 async fn scheduled_job_waits_for_its_run_at() {
     let h = Harness::new().await;
     let runner = h.runner(|_| {});
-    let run_at = Timestamp::now().plus(Duration::from_millis(300));
+    let run_at = Timestamp::now().plus(Duration::from_millis(600));
     let mut spec = JobSpec::new("noop", Value::Null);
     spec.run_at = Some(run_at);
     let id = h.client.submit_job(&spec).await.unwrap();

@@ -79,7 +79,7 @@ async fn every_transition_in_the_table_happens_as_documented() {
     // scheduled -> queued (run_at reached), running -> retrying -> queued,
     // running -> failed
     let mut spec = JobSpec::new("noop", Value::Null);
-    spec.run_at = Some(Timestamp::now().plus(Duration::from_millis(150)));
+    spec.run_at = Some(Timestamp::now().plus(Duration::from_millis(500)));
     spec.max_attempts = Some(2);
     let b = submit(&h, spec).await;
     assert_eq!(h.job(b).await.state, JobState::Scheduled);
@@ -90,10 +90,10 @@ async fn every_transition_in_the_table_happens_as_documented() {
             .unwrap()
             .is_empty()
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(550)).await;
     let c = claim_one(&h, b).await;
     saw(JobState::Scheduled, JobState::Queued);
-    let retry_at = Timestamp::now().plus(Duration::from_millis(100));
+    let retry_at = Timestamp::now().plus(Duration::from_millis(400));
     assert!(
         h.store
             .complete(Completion {
@@ -116,7 +116,7 @@ async fn every_transition_in_the_table_happens_as_documented() {
             .unwrap()
             .is_empty()
     );
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
     let c = claim_one(&h, b).await;
     saw(JobState::Retrying, JobState::Queued);
     assert_eq!(c.attempt, 2);
