@@ -387,9 +387,9 @@ pub enum CallbackTarget {
 }
 
 /// A batch callback: fired exactly once, in the transaction that finishes
-/// the batch.
+/// the batch. (No `deny_unknown_fields` here: serde does not support it
+/// together with `flatten`.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Callback {
     /// Which outcome fires it.
     pub on: CallbackOn,

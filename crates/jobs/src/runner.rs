@@ -768,6 +768,157 @@ async fn maintenance_loop(shared: Arc<Shared>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::BuiltinOptions;
+    use crate::model::Backoff;
+    use crate::store::{JobFilter, StoreFuture, Submitted};
+    use crate::validate::NewBatch;
+    use serde_json::json;
+
+    /// `execute` never touches the store; this one refuses everything.
+    struct NoStore;
+
+    fn closed<'a, T: Send + 'a>() -> StoreFuture<'a, T> {
+        Box::pin(async { Err(StoreError::Closed) })
+    }
+
+    impl Store for NoStore {
+        fn submit(&self, _: NewBatch) -> StoreFuture<'_, Submitted> {
+            closed()
+        }
+        fn claim(&self, _: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedJob>> {
+            closed()
+        }
+        fn complete(&self, _: Completion) -> StoreFuture<'_, bool> {
+            closed()
+        }
+        fn heartbeat(&self, _: Heartbeat) -> StoreFuture<'_, Vec<JobId>> {
+            closed()
+        }
+        fn release(&self, _: Vec<Lease>) -> StoreFuture<'_, u64> {
+            closed()
+        }
+        fn cancel_job(&self, _: JobId) -> StoreFuture<'_, CancelResult> {
+            closed()
+        }
+        fn cancel_batch(&self, _: BatchId) -> StoreFuture<'_, CancelResult> {
+            closed()
+        }
+        fn rescue_expired(&self) -> StoreFuture<'_, u64> {
+            closed()
+        }
+        fn prune(&self, _: Timestamp, _: u32) -> StoreFuture<'_, u64> {
+            closed()
+        }
+        fn get_job(&self, _: JobId) -> StoreFuture<'_, Option<crate::model::Job>> {
+            closed()
+        }
+        fn get_batch(&self, _: BatchId) -> StoreFuture<'_, Option<crate::model::Batch>> {
+            closed()
+        }
+        fn list_jobs(&self, _: JobFilter) -> StoreFuture<'_, Vec<crate::model::Job>> {
+            closed()
+        }
+        fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+            tokio::sync::watch::channel(0).1
+        }
+    }
+
+    fn shared() -> Shared {
+        let config = RunnerConfig {
+            cpu_threads: 1,
+            ..RunnerConfig::default()
+        };
+        Shared {
+            store: Arc::new(NoStore),
+            registry: Arc::new(Registry::with_builtins(BuiltinOptions::default())),
+            global: Arc::new(Semaphore::new(1)),
+            queues: Vec::new(),
+            running: Mutex::new(HashMap::new()),
+            slot_freed: Notify::new(),
+            cpu: rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap(),
+            abandoned: AtomicBool::new(false),
+            force: CancellationToken::new(),
+            config,
+        }
+    }
+
+    fn claimed(kind: &str, args: serde_json::Value, timeout: Duration) -> ClaimedJob {
+        ClaimedJob {
+            lease: Lease {
+                job_id: JobId::new(),
+                token: 1,
+            },
+            batch_id: None,
+            queue: DEFAULT_QUEUE.into(),
+            kind: kind.into(),
+            args,
+            priority: 0,
+            attempt: 1,
+            max_attempts: 3,
+            timeout,
+            backoff: Backoff::default(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn async_attempts_time_out_on_the_runtime_clock() {
+        let shared = shared();
+        let cancel = CancellationToken::new();
+        let progress = ProgressCell::default();
+        let t0 = tokio::time::Instant::now();
+        let job = claimed("sleep", json!({"ms": 3_600_000}), Duration::from_secs(30));
+        let (ran, rest) = execute(&shared, &job, &cancel, &progress).await;
+        assert!(matches!(ran, Ran::TimedOut) && rest.is_none());
+        // The paused clock jumped exactly to the deadline, not to the sleep.
+        assert_eq!(t0.elapsed(), Duration::from_secs(30));
+
+        let job = claimed("sleep", json!({"ms": 10_000}), Duration::from_secs(30));
+        let (ran, _) = execute(&shared, &job, &cancel, &progress).await;
+        assert!(matches!(ran, Ran::Done(Ok(_))));
+        assert_eq!(t0.elapsed(), Duration::from_secs(40));
+
+        let job = claimed("teleport", json!(null), Duration::from_secs(30));
+        assert!(matches!(
+            execute(&shared, &job, &cancel, &progress).await.0,
+            Ran::UnknownKind
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_interrupts_an_async_attempt() {
+        let shared = shared();
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            stop.cancel();
+        });
+        let t0 = tokio::time::Instant::now();
+        let job = claimed("sleep", json!({"ms": 60_000}), Duration::from_secs(30));
+        let (ran, _) = execute(&shared, &job, &cancel, &ProgressCell::default()).await;
+        assert!(matches!(ran, Ran::Interrupted));
+        assert_eq!(t0.elapsed(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn no_retry_after_the_last_attempt_or_a_permanent_error() {
+        let mut job = claimed("noop", json!(null), Duration::from_secs(1));
+        job.backoff = Backoff {
+            base_ms: 1_000,
+            max_ms: 1_000,
+            factor: 2.0,
+            jitter: 0.0,
+        };
+        let before = Timestamp::now();
+        let at = retry_at(&job, false).unwrap();
+        assert!(at >= before.plus(Duration::from_millis(1_000)));
+        assert_eq!(retry_at(&job, true), None);
+        job.attempt = 3;
+        assert_eq!(retry_at(&job, false), None);
+    }
 
     fn counts(g: &[(String, Vec<Permits>)]) -> Vec<(String, usize)> {
         g.iter().map(|(q, p)| (q.clone(), p.len())).collect()
