@@ -1,0 +1,236 @@
+//! Storage: the one [`Store`] trait and its implementations.
+//!
+//! The store owns every state change, so the guarantees live here: a
+//! completion or heartbeat counts only with the current fencing token, a
+//! batch's counters change in the transaction that changes its jobs, and
+//! its callbacks are enqueued by the one transaction that finishes it.
+//!
+//! - [`sqlite`]: the default, single node. One writer task group-commits.
+//! - PostgreSQL (coming): the same trait, many worker processes.
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::model::{Backoff, Batch, BatchId, ErrorKind, Job, JobId, JobState, Timestamp};
+use crate::validate::NewBatch;
+
+pub use self::sqlite::{SqliteConfig, SqliteStore};
+
+/// What can go wrong in a store.
+///
+/// `Clone` because one group commit's failure is the answer to every
+/// operation in it.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Database(Arc<sqlx::Error>),
+    /// Migrations failed at start.
+    #[error("migration: {0}")]
+    Migrate(Arc<sqlx::migrate::MigrateError>),
+    /// Stored data did not decode (a bug or a hand-edited database).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The store was closed.
+    #[error("store closed")]
+    Closed,
+    /// Could not create the database's directory.
+    #[error("io: {0}")]
+    Io(Arc<std::io::Error>),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(Arc::new(e))
+    }
+}
+
+/// A boxed future returned by [`Store`] methods.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A worker's hold on a running job: only the holder of the current token
+/// may complete it, heartbeat it or release it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lease {
+    /// The job.
+    pub job_id: JobId,
+    /// The fencing token of this claim.
+    pub token: i64,
+}
+
+/// What a job's id resolved to at submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubmittedJob {
+    /// The job's id.
+    pub id: JobId,
+    /// True when a unique key matched an unfinished job, whose id this is.
+    pub existing: bool,
+}
+
+/// The answer to a submission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    /// The batch row, when one was submitted.
+    pub batch_id: Option<BatchId>,
+    /// One entry per submitted job, in order.
+    pub jobs: Vec<SubmittedJob>,
+}
+
+/// A claim of up to `limit` jobs from each of some queues.
+#[derive(Clone, Debug)]
+pub struct ClaimRequest {
+    /// The claiming worker.
+    pub worker: String,
+    /// `(queue, most jobs to claim from it)`.
+    pub queues: Vec<(String, u32)>,
+    /// How long the lease lasts without a heartbeat.
+    pub lease: Duration,
+}
+
+/// A claimed job: what a worker needs to run it.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    /// The lease to complete it with.
+    pub lease: Lease,
+    /// Batch.
+    pub batch_id: Option<BatchId>,
+    /// Queue.
+    pub queue: String,
+    /// Kind.
+    pub kind: String,
+    /// Args.
+    pub args: Value,
+    /// Priority.
+    pub priority: i32,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// This attempt's timeout.
+    pub timeout: Duration,
+    /// Backoff before the next attempt.
+    pub backoff: Backoff,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// It returned this result.
+    Succeeded(Value),
+    /// It failed or timed out. With `retry_at` (and attempts left) the job
+    /// goes to `retrying`; without, it ends failed (or timed out, for
+    /// [`ErrorKind::Timeout`]).
+    Failed {
+        /// Why.
+        kind: ErrorKind,
+        /// Detail.
+        message: String,
+        /// When to try again.
+        retry_at: Option<Timestamp>,
+    },
+}
+
+/// A finished attempt.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    /// The lease it ran under.
+    pub lease: Lease,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// A worker's periodic proof of life for its running jobs.
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    /// Each running job's lease and progress.
+    pub leases: Vec<(Lease, f64)>,
+    /// New lease length from now.
+    pub lease: Duration,
+}
+
+/// A filter for [`Store::list_jobs`]; results are ordered by id.
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    /// Only this batch's jobs.
+    pub batch_id: Option<BatchId>,
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only ids after this one (a cursor).
+    pub after: Option<JobId>,
+    /// At most this many (capped at 1,000).
+    pub limit: u32,
+}
+
+/// The answer to a cancel request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelResult {
+    /// No such job or batch.
+    NotFound,
+    /// Cancelled now; for a batch, how many jobs.
+    Cancelled(u64),
+    /// Already final: nothing changed.
+    AlreadyFinished,
+}
+
+/// Where jobs live. All state changes go through it.
+///
+/// The trait is dyn-compatible (methods return boxed futures rather than
+/// `async fn`) because the backend is picked at run time from a `--db` URL
+/// and handed around as `Arc<dyn Store>`; a box per call costs nothing next
+/// to a database round trip.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a validated batch (or lone job), all or nothing.
+    fn submit(&self, batch: NewBatch) -> StoreFuture<'_, Submitted>;
+
+    /// Promotes due jobs, then claims jobs: `queued` → `running`, with a new
+    /// lease and fencing token.
+    fn claim(&self, req: ClaimRequest) -> StoreFuture<'_, Vec<ClaimedJob>>;
+
+    /// Records an attempt's end. `false` when the lease is stale (the job
+    /// was cancelled, rescued or claimed again): nothing changes then.
+    fn complete(&self, completion: Completion) -> StoreFuture<'_, bool>;
+
+    /// Extends leases and stores progress. Returns the jobs whose lease is
+    /// no longer held: their worker must stop them without completing.
+    fn heartbeat(&self, heartbeat: Heartbeat) -> StoreFuture<'_, Vec<JobId>>;
+
+    /// Gives leases back (a stopping worker): `running` → `queued`, the
+    /// attempt not counted. Returns how many were still held.
+    fn release(&self, leases: Vec<Lease>) -> StoreFuture<'_, u64>;
+
+    /// Cancels a job that is not final.
+    fn cancel_job(&self, id: JobId) -> StoreFuture<'_, CancelResult>;
+
+    /// Cancels every job of a batch that is not final.
+    fn cancel_batch(&self, id: BatchId) -> StoreFuture<'_, CancelResult>;
+
+    /// Requeues (or fails, when out of attempts) running jobs whose lease
+    /// expired. Returns how many.
+    fn rescue_expired(&self) -> StoreFuture<'_, u64>;
+
+    /// Deletes up to `limit` jobs that finished before `before`, and the
+    /// finished batches left without jobs. Returns how many jobs.
+    fn prune(&self, before: Timestamp, limit: u32) -> StoreFuture<'_, u64>;
+
+    /// One job.
+    fn get_job(&self, id: JobId) -> StoreFuture<'_, Option<Job>>;
+
+    /// One batch.
+    fn get_batch(&self, id: BatchId) -> StoreFuture<'_, Option<Batch>>;
+
+    /// Jobs matching a filter.
+    fn list_jobs(&self, filter: JobFilter) -> StoreFuture<'_, Vec<Job>>;
+
+    /// Ticks whenever jobs may have become runnable, so idle workers claim
+    /// at once instead of at their next poll.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+}

@@ -1,0 +1,13 @@
+//! Integration tests of sluice-jobs on real SQLite files in temp dirs.
+
+mod support;
+
+mod batches;
+mod cancel;
+mod deps;
+mod kinds;
+mod leases;
+mod lifecycle;
+mod retries;
+mod timeouts;
+mod transitions;
