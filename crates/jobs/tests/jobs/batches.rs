@@ -130,14 +130,7 @@ async fn two_runners_drain_a_batch_with_each_job_run_once() {
     let jobs = (0..300)
         .map(|_| JobSpec::new("noop", Value::Null))
         .collect();
-    let sub = h
-        .client
-        .submit_batch(&BatchSpec {
-            jobs,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let sub = h.submit_jobs(jobs).await;
     let batch = h.wait_batch(sub.batch_id.unwrap()).await;
     assert_eq!(batch.state, BatchState::Succeeded);
     assert_eq!(batch.counts.succeeded, 300);

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_jobs::store::CancelResult;
-use sluice_jobs::{BatchSpec, JobSpec, JobState};
+use sluice_jobs::{JobSpec, JobState};
 
 use crate::support::{Harness, eventually};
 
@@ -60,14 +60,7 @@ async fn cancelling_a_batch_cancels_every_unfinished_job() {
     let jobs = (0..6)
         .map(|_| JobSpec::new("sleep", json!({"ms": 60_000})))
         .collect();
-    let sub = h
-        .client
-        .submit_batch(&BatchSpec {
-            jobs,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let sub = h.submit_jobs(jobs).await;
     let bid = sub.batch_id.unwrap();
     eventually("two jobs running", || async { runner.running_jobs() == 2 }).await;
     assert_eq!(

@@ -21,14 +21,7 @@ async fn a_chain_runs_in_dependency_order() {
         after(JobSpec::new("sleep", json!({"ms": 5})), &[2]),
         JobSpec::new("sleep", json!({"ms": 5})),
     ];
-    let sub = h
-        .client
-        .submit_batch(&BatchSpec {
-            jobs,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let sub = h.submit_jobs(jobs).await;
     let b = h.wait_batch(sub.batch_id.unwrap()).await;
     assert_eq!(b.state, BatchState::Succeeded);
     let j: Vec<_> = futures_util::future::join_all(sub.jobs.iter().map(|s| h.job(s.id))).await;

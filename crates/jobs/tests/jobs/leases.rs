@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice_jobs::model::ErrorKind;
-use sluice_jobs::{BatchSpec, JobSpec, JobState};
+use sluice_jobs::{JobSpec, JobState};
 
 use crate::support::{Harness, eventually};
 
@@ -20,14 +20,7 @@ async fn jobs_of_a_dead_worker_run_again_after_the_lease_expires() {
     let jobs = (0..3)
         .map(|_| JobSpec::new("sleep", json!({"ms": 1_000})))
         .collect();
-    let sub = h
-        .client
-        .submit_batch(&BatchSpec {
-            jobs,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let sub = h.submit_jobs(jobs).await;
     eventually("all three running on the doomed worker", || async {
         dead.running_jobs() == 3
     })

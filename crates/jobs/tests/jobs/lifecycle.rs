@@ -60,14 +60,7 @@ async fn concurrency_is_bounded_per_queue_and_overall() {
         s.queue = Some("narrow".into());
         jobs.push(s);
     }
-    let b = h
-        .client
-        .submit_batch(&BatchSpec {
-            jobs,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let b = h.submit_jobs(jobs).await;
     h.wait_batch(b.batch_id.unwrap()).await;
     assert_eq!(
         h.probes.max.load(Ordering::SeqCst),
@@ -79,14 +72,7 @@ async fn concurrency_is_bounded_per_queue_and_overall() {
     let jobs = (0..9)
         .map(|_| JobSpec::new("gauge", json!({"ms": 40})))
         .collect();
-    let b = h
-        .client
-        .submit_batch(&BatchSpec {
-            jobs,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let b = h.submit_jobs(jobs).await;
     h.wait_batch(b.batch_id.unwrap()).await;
     let max = h.probes.max.load(Ordering::SeqCst);
     assert!((1..=3).contains(&max), "overall bound of 3 exceeded: {max}");

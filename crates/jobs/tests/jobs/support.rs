@@ -9,11 +9,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_jobs::kinds::{BuiltinOptions, ExecOptions, HttpOptions};
-use sluice_jobs::store::JobFilter;
+use sluice_jobs::store::{JobFilter, Submitted};
 use sluice_jobs::{
-    AsyncKind, Batch, BatchId, Client, CpuContext, CpuKind, Job, JobContext, JobError, JobId,
-    JobState, KindOptions, QueueConfig, Registry, Runner, RunnerConfig, SqliteConfig, SqliteStore,
-    Store,
+    AsyncKind, Batch, BatchId, BatchSpec, Client, CpuContext, CpuKind, Job, JobContext, JobError,
+    JobId, JobSpec, JobState, KindOptions, QueueConfig, Registry, Runner, RunnerConfig,
+    SqliteConfig, SqliteStore, Store,
 };
 use tempfile::TempDir;
 
@@ -198,6 +198,17 @@ impl Harness {
         let mut config = fast_config();
         tweak(&mut config);
         Runner::start(self.dyn_store(), self.registry.clone(), config).expect("runner")
+    }
+
+    /// Submit `jobs` as one batch with default settings.
+    pub(crate) async fn submit_jobs(&self, jobs: Vec<JobSpec>) -> Submitted {
+        self.client
+            .submit_batch(&BatchSpec {
+                jobs,
+                ..Default::default()
+            })
+            .await
+            .expect("batch accepted")
     }
 
     pub(crate) async fn job(&self, id: JobId) -> Job {
