@@ -49,6 +49,22 @@ async fn read_until_closed(s: &mut TcpStream, wait: Duration) -> Option<Vec<u8>>
 }
 
 /// One HTTP/1.1 request on an open connection; returns the status.
+/// Send half a request head and expect the gateway to close the connection
+/// (with nothing, or a 408) because the head never completes.
+async fn send_half_head_expect_close(s: &mut TcpStream, when: &str) {
+    s.write_all(b"GET /up HTTP/1.1\r\nHost: gw.test\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let got = read_until_closed(s, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("{when}: a head that never completes is not closed"));
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{when}: no normal response: {text:?}"
+    );
+}
+
 async fn get_on(
     sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
     path: &str,
@@ -125,16 +141,7 @@ async fn half_sent_request_head_is_closed_after_header_read_timeout() {
     let up = TestUpstream::fixed("hello").await;
     let gw = TestGateway::start(&proxied(&up, r#"header_read_timeout = "300ms""#)).await;
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /up HTTP/1.1\r\nHost: gw.test\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
-    let got = got.expect("the gateway closes a connection whose head never completes");
-    let text = String::from_utf8_lossy(&got);
-    assert!(
-        text.is_empty() || text.starts_with("HTTP/1.1 408"),
-        "no normal response: {text:?}"
-    );
+    send_half_head_expect_close(&mut s, "at once").await;
     assert_eq!(up.hits(), 0);
 }
 
@@ -478,18 +485,7 @@ async fn half_sent_second_head_is_closed_after_header_read_timeout() {
         read_response(&mut s).await;
         // Idle (and, after the pause, parked), then a head that never ends.
         tokio::time::sleep(pause).await;
-        s.write_all(b"GET /up HTTP/1.1\r\nHost: gw.test\r\nX-Slow: ")
-            .await
-            .unwrap();
-        let got = read_until_closed(&mut s, Duration::from_secs(5)).await;
-        let got = got.unwrap_or_else(|| {
-            panic!("after {pause:?} idle: a head that never completes is not closed")
-        });
-        let text = String::from_utf8_lossy(&got);
-        assert!(
-            text.is_empty() || text.starts_with("HTTP/1.1 408"),
-            "no normal response: {text:?}"
-        );
+        send_half_head_expect_close(&mut s, &format!("after {pause:?} idle")).await;
     }
     assert_eq!(up.hits(), 0);
 }
