@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method};
 
+use crate::ascii::{write_ip, write_thousandths, write_u64};
 use crate::config::AccessLogConfig;
 
 /// One finished request.
@@ -146,7 +147,7 @@ fn write_line(out: &mut impl Write, line: &mut Vec<u8>, clock: &mut Clock, rec: 
 struct Clock {
     second: u64,
     prefix: String,
-    text: String,
+    text: Vec<u8>,
 }
 
 impl Clock {
@@ -161,14 +162,12 @@ impl Clock {
             self.prefix = whole.trim_end_matches('Z').to_owned();
         }
         self.text.clear();
-        self.text.push_str(&self.prefix);
-        let ms = since.subsec_millis();
-        self.text.push('.');
-        for d in [ms / 100, ms / 10 % 10, ms % 10] {
-            self.text.push(char::from(b'0' + d as u8));
-        }
-        self.text.push('Z');
-        &self.text
+        self.text.extend_from_slice(self.prefix.as_bytes());
+        self.text.push(b'.');
+        write_thousandths(&mut self.text, u64::from(since.subsec_millis()));
+        self.text.push(b'Z');
+        // ASCII throughout: the humantime prefix and digits.
+        std::str::from_utf8(&self.text).unwrap_or_default()
     }
 }
 
@@ -183,9 +182,9 @@ fn encode(out: &mut Vec<u8>, ts: &str, r: &AccessRecord) {
     out.extend_from_slice(b",\"client\":\"");
     match r.client {
         SocketAddr::V4(a) => {
-            crate::proxy::headers::write_ip(out, std::net::IpAddr::V4(*a.ip()));
+            write_ip(out, std::net::IpAddr::V4(*a.ip()));
             out.push(b':');
-            number(out, u64::from(a.port()));
+            write_u64(out, u64::from(a.port()));
         }
         SocketAddr::V6(a) => out.extend_from_slice(a.to_string().as_bytes()),
     }
@@ -194,7 +193,7 @@ fn encode(out: &mut Vec<u8>, ts: &str, r: &AccessRecord) {
     out.extend_from_slice(b",\"path\":");
     string(out, &r.path);
     out.extend_from_slice(b",\"status\":");
-    number(out, u64::from(r.status));
+    write_u64(out, u64::from(r.status));
     for (key, value) in [
         (&b",\"route\":"[..], &r.route),
         (b",\"upstream\":", &r.upstream),
@@ -207,16 +206,13 @@ fn encode(out: &mut Vec<u8>, ts: &str, r: &AccessRecord) {
         }
     }
     out.extend_from_slice(b",\"tries\":");
-    number(out, u64::from(r.tries));
+    write_u64(out, u64::from(r.tries));
     // Milliseconds with microsecond precision, without float formatting.
     let micros = u64::try_from(r.duration.as_micros()).unwrap_or(u64::MAX);
     out.extend_from_slice(b",\"duration_ms\":");
-    number(out, micros / 1000);
-    let frac = micros % 1000;
+    write_u64(out, micros / 1000);
     out.push(b'.');
-    for d in [frac / 100, frac / 10 % 10, frac % 10] {
-        out.push(b'0' + d as u8);
-    }
+    write_thousandths(out, micros % 1000);
     out.push(b'}');
 }
 
@@ -224,20 +220,6 @@ fn encode(out: &mut Vec<u8>, ts: &str, r: &AccessRecord) {
 fn string(out: &mut Vec<u8>, s: &str) {
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
-}
-
-fn number(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]

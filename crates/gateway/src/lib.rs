@@ -18,6 +18,7 @@
 
 mod access_log;
 mod admin;
+mod ascii;
 mod body;
 mod cache;
 pub mod config;

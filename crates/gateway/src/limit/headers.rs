@@ -43,24 +43,11 @@ pub(crate) fn remaining_for(quoted: &str, remaining: u64, next_in: Duration) -> 
     let mut v = Vec::with_capacity(quoted.len() + 24);
     v.extend_from_slice(quoted.as_bytes());
     v.extend_from_slice(b";r=");
-    push_number(&mut v, remaining);
+    crate::ascii::write_u64(&mut v, remaining);
     v.extend_from_slice(b";t=");
-    push_number(&mut v, ceil_secs(next_in));
+    crate::ascii::write_u64(&mut v, ceil_secs(next_in));
     HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
         .unwrap_or_else(|_| HeaderValue::from_static("\"default\";r=0"))
-}
-
-fn push_number(out: &mut Vec<u8>, n: u64) {
-    let start = out.len();
-    let mut n = n;
-    loop {
-        out.push(b'0' + (n % 10) as u8);
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out[start..].reverse();
 }
 
 /// Add the policy and remaining-quota headers, keeping any an upstream set

@@ -130,7 +130,7 @@ fn push_ip(key: &mut Vec<u8>, ip: IpAddr) {
         v4 => v4,
     };
     key.extend_from_slice(b"ip=");
-    crate::proxy::headers::write_ip(key, ip);
+    crate::ascii::write_ip(key, ip);
 }
 
 #[cfg(test)]

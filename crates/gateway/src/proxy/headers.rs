@@ -20,6 +20,16 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// The request id header, made when the client sent none.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The comma-separated items of every `name` header (RFC 9110 §5.6.1
+/// lists), untrimmed; values that are not visible ASCII are skipped.
+fn list_items(headers: &HeaderMap, name: impl header::AsHeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+}
+
 /// Remove hop-by-hop headers and every header named in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -37,11 +47,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     // Bit 0 is `Connection` (HOP_BY_HOP[0]).
     let named: Vec<HeaderName> = if present & 1 != 0 {
-        headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
+        list_items(headers, header::CONNECTION)
             .map(str::trim)
             // `keep-alive` and `close` are options, not header names to drop
             // (a `Keep-Alive` header is dropped as hop-by-hop anyway).
@@ -73,37 +79,21 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// proxy sends its own `TE: trailers` upstream when the client sent one
 /// (trailers are passed back, so the promise holds end to end).
 pub(crate) fn accepts_trailers(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            t.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        })
+    list_items(headers, header::TE).any(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+    })
 }
 
 /// Whether a request asks to switch to WebSocket. Other upgrades are not
 /// proxied: passing `Upgrade: h2c` on would let a client open a raw HTTP/2
 /// tunnel to an upstream that supports it, past routing ("h2c smuggling").
 pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::UPGRADE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| {
-            let name = p.trim().split('/').next().unwrap_or("");
-            name.eq_ignore_ascii_case("websocket")
-        })
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+    list_items(headers, header::UPGRADE).any(|p| {
+        let name = p.trim().split('/').next().unwrap_or("");
+        name.eq_ignore_ascii_case("websocket")
+    }) && list_items(headers, header::CONNECTION).any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 /// The client's address as far as we can trust it: the TCP peer, unless the
@@ -114,11 +104,7 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) ->
     if !is_trusted(&peer) {
         return peer;
     }
-    let mut chain: Vec<IpAddr> = headers
-        .get_all(HeaderName::from_static("x-forwarded-for"))
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+    let mut chain: Vec<IpAddr> = list_items(headers, HeaderName::from_static("x-forwarded-for"))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     if chain.is_empty() {
@@ -166,7 +152,7 @@ pub(crate) fn add_forwarding(
         value.extend_from_slice(prev.as_bytes());
         value.extend_from_slice(b", ");
     }
-    write_ip(&mut value, peer);
+    crate::ascii::write_ip(&mut value, peer);
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
         headers.insert(xff, v);
     }
@@ -178,28 +164,6 @@ pub(crate) fn add_forwarding(
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
     add_via(headers, http_version);
-}
-
-/// Write an address as text without the formatting machinery, which costs
-/// more than the rest of the header work for IPv4 on the hot path.
-pub(crate) fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                if octet >= 100 {
-                    out.push(b'0' + octet / 100);
-                }
-                if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
-                }
-                out.push(b'0' + octet % 10);
-            }
-        }
-        IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
-    }
 }
 
 /// Append this hop to `Via`.
@@ -311,23 +275,6 @@ mod tests {
             client_ip(proxy, &f, &trusted),
             "2001:db8::1".parse::<IpAddr>().unwrap()
         );
-    }
-
-    #[test]
-    fn writes_addresses_as_display_does() {
-        for ip in [
-            "0.0.0.0",
-            "9.10.99.100",
-            "127.0.0.1",
-            "255.255.255.255",
-            "2001:db8::1",
-            "::ffff:1.2.3.4",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            let mut out = Vec::new();
-            write_ip(&mut out, ip);
-            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
-        }
     }
 
     #[test]
