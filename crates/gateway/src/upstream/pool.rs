@@ -132,7 +132,10 @@ impl Pool {
         connect_timeout: Duration,
     ) -> Result<Response<Body>, SendError> {
         let target = &self.targets[index];
-        if !self.reaper_started.swap(true, Ordering::Relaxed) {
+        // A load first: a swap per request would write a shared line.
+        if !self.reaper_started.load(Ordering::Relaxed)
+            && !self.reaper_started.swap(true, Ordering::Relaxed)
+        {
             spawn_reaper(&self.targets);
         }
         // Cold paths are boxed so that the future every request carries
