@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use crate::kinds::Registry;
 use crate::model::{Batch, BatchId, BatchSpec, Job, JobId, JobSpec, Timestamp};
-use crate::store::{CancelResult, JobFilter, Store, StoreError, Submitted};
+use crate::store::{
+    CancelResult, ChangeCursor, ChangeFilter, JobFilter, RetryResult, Store, StoreError, Submitted,
+};
 use crate::validate::{Problem, SubmitLimits, validate_batch, validate_job};
 
 /// Why a submission was refused.
@@ -98,5 +100,20 @@ impl Client {
     /// Cancels a batch's unfinished jobs.
     pub async fn cancel_batch(&self, id: BatchId) -> Result<CancelResult, StoreError> {
         self.store.cancel_batch(id).await
+    }
+
+    /// Queues a failed, timed-out, cancelled or retrying job again now.
+    pub async fn retry_job(&self, id: JobId) -> Result<RetryResult, StoreError> {
+        self.store.retry_job(id).await
+    }
+
+    /// Jobs changed after a cursor, oldest change first.
+    pub async fn changes(
+        &self,
+        filter: ChangeFilter,
+        after: Option<ChangeCursor>,
+        limit: u32,
+    ) -> Result<Vec<(ChangeCursor, Job)>, StoreError> {
+        self.store.changes(filter, after, limit).await
     }
 }

@@ -238,8 +238,11 @@ pub const TRANSITIONS: &[Transition] = &[
         Q,
         "released by a stopping worker (attempt not counted), or its lease expired",
     ),
-    t(RT, Q, "the backoff delay passed"),
+    t(RT, Q, "the backoff delay passed, or retried by hand"),
     t(RT, C, "cancelled"),
+    t(F, Q, "retried by hand: one more attempt"),
+    t(TO, Q, "retried by hand: one more attempt"),
+    t(C, Q, "retried by hand: one more attempt"),
 ];
 
 /// Whether [`TRANSITIONS`] allows `from` → `to`.

@@ -821,6 +821,20 @@ mod tests {
         fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
             tokio::sync::watch::channel(0).1
         }
+        fn retry_job(&self, _: JobId) -> StoreFuture<'_, crate::store::RetryResult> {
+            closed()
+        }
+        fn changes(
+            &self,
+            _: crate::store::ChangeFilter,
+            _: Option<crate::store::ChangeCursor>,
+            _: u32,
+        ) -> StoreFuture<'_, Vec<(crate::store::ChangeCursor, crate::model::Job)>> {
+            closed()
+        }
+        fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+            tokio::sync::watch::channel(0).1
+        }
     }
 
     fn shared() -> Shared {

@@ -181,6 +181,69 @@ pub enum CancelResult {
     AlreadyFinished,
 }
 
+/// A position in the stream of job changes: `(seq, job id)`, ordered.
+///
+/// `seq` is the store's own commit order (SQLite: the writer's commit
+/// number; PostgreSQL: the changing transaction's id, read only below the
+/// oldest transaction still in progress), so resuming after a cursor never
+/// misses a change committed later. Printed as `SEQ-UUID` (the SSE event
+/// id) and parsed back from `Last-Event-ID`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangeCursor {
+    /// Commit order.
+    pub seq: i64,
+    /// Tie-break within one commit.
+    pub id: JobId,
+}
+
+impl std::fmt::Display for ChangeCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.seq, self.id.0.simple())
+    }
+}
+
+impl std::str::FromStr for ChangeCursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (seq, id) = s
+            .split_once('-')
+            .ok_or_else(|| format!("cursor `{s}`: expected SEQ-UUID"))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| format!("cursor `{s}`: `{seq}` is not a number"))?;
+        let id =
+            uuid::Uuid::try_parse(id).map_err(|_| format!("cursor `{s}`: `{id}` is not a UUID"))?;
+        Ok(Self { seq, id: JobId(id) })
+    }
+}
+
+/// Which jobs' changes to read with [`Store::changes`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChangeFilter {
+    /// Every job.
+    #[default]
+    All,
+    /// One batch's jobs.
+    Batch(BatchId),
+    /// One job.
+    Job(JobId),
+}
+
+/// The answer to a manual retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryResult {
+    /// No such job.
+    NotFound,
+    /// Queued again now: a failed, timed-out or cancelled job gets one more
+    /// attempt; a retrying job skips the rest of its backoff.
+    Requeued,
+    /// Succeeded, or still scheduled, queued or running: nothing changed.
+    NotRetryable(JobState),
+    /// Its unique key is now held by another unfinished job.
+    UniqueKeyTaken,
+}
+
 /// Where jobs live. All state changes go through it.
 ///
 /// The trait is dyn-compatible (methods return boxed futures rather than
@@ -233,4 +296,24 @@ pub trait Store: Send + Sync + 'static {
     /// Ticks whenever jobs may have become runnable, so idle workers claim
     /// at once instead of at their next poll.
     fn subscribe(&self) -> watch::Receiver<u64>;
+
+    /// Queues a finished (failed, timed out, cancelled) or retrying job
+    /// again at once. Its batch, if finished, is running again; callbacks
+    /// that already fired do not fire again.
+    fn retry_job(&self, id: JobId) -> StoreFuture<'_, RetryResult>;
+
+    /// Up to `limit` jobs whose state, result or progress changed after
+    /// `after` (`None`: from the beginning), oldest change first, each with
+    /// its cursor. A job that changed twice appears once, at its latest
+    /// change.
+    fn changes(
+        &self,
+        filter: ChangeFilter,
+        after: Option<ChangeCursor>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<(ChangeCursor, Job)>>;
+
+    /// Ticks after commits that changed jobs (possibly spuriously), so event
+    /// streams read [`Store::changes`] at once instead of polling.
+    fn subscribe_changes(&self) -> watch::Receiver<u64>;
 }

@@ -30,8 +30,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::{
-    CancelResult, ClaimRequest, ClaimedJob, Completion, Heartbeat, JobFilter, Lease, Outcome,
-    Store, StoreError, StoreFuture, Submitted, SubmittedJob,
+    CancelResult, ChangeCursor, ChangeFilter, ClaimRequest, ClaimedJob, Completion, Heartbeat,
+    JobFilter, Lease, Outcome, RetryResult, Store, StoreError, StoreFuture, Submitted,
+    SubmittedJob,
 };
 use crate::model::{
     AttemptError, Batch, BatchId, BatchState, CallbackOn, DependencyPolicy, ErrorKind, Job, JobId,
@@ -94,6 +95,7 @@ enum Op {
     CancelBatch(BatchId, Reply<CancelResult>),
     Rescue(Reply<u64>),
     Prune(Timestamp, u32, Reply<u64>),
+    Retry(JobId, Reply<RetryResult>),
 }
 
 /// The SQLite [`Store`].
@@ -102,6 +104,7 @@ pub struct SqliteStore {
     ops: mpsc::Sender<Op>,
     readers: SqlitePool,
     wake: watch::Receiver<u64>,
+    changed: watch::Receiver<u64>,
 }
 
 impl SqliteStore {
@@ -124,20 +127,42 @@ impl SqliteStore {
             .run(&mut conn)
             .await
             .map_err(|e| StoreError::Migrate(Arc::new(e)))?;
+        // The group commit's change number lives in a connection-local
+        // table, so every statement can stamp it without a parameter.
+        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS clock (seq INTEGER NOT NULL)")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("DELETE FROM temp.clock")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("INSERT INTO temp.clock (seq) VALUES (0)")
+            .execute(&mut conn)
+            .await?;
+        let last_seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(change_seq), 0) FROM jobs")
+            .fetch_one(&mut conn)
+            .await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(config.readers.max(1))
             .connect_with(options.read_only(true))
             .await?;
         let (ops, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (wake_tx, wake) = watch::channel(0);
+        let (changed_tx, changed) = watch::channel(0);
         let writer = Writer {
             conn,
             rx,
             wake: wake_tx,
+            changed: changed_tx,
+            seq: last_seq,
             max_group: config.max_group.max(1),
         };
         tokio::spawn(writer.run());
-        Ok(Self { ops, readers, wake })
+        Ok(Self {
+            ops,
+            readers,
+            wake,
+            changed,
+        })
     }
 
     async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
@@ -270,6 +295,52 @@ impl Store for SqliteStore {
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.wake.clone()
     }
+
+    fn retry_job(&self, id: JobId) -> StoreFuture<'_, RetryResult> {
+        Box::pin(self.send(move |r| Op::Retry(id, r)))
+    }
+
+    fn changes(
+        &self,
+        filter: ChangeFilter,
+        after: Option<ChangeCursor>,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<(ChangeCursor, Job)>> {
+        Box::pin(async move {
+            let (seq, after_id) = after.map_or((-1, Uuid::nil()), |c| (c.seq, c.id.0));
+            let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new("SELECT * FROM jobs WHERE ");
+            match filter {
+                ChangeFilter::All => {}
+                ChangeFilter::Batch(b) => {
+                    q.push("batch_id = ").push_bind(b.0).push(" AND ");
+                }
+                ChangeFilter::Job(j) => {
+                    q.push("id = ").push_bind(j.0).push(" AND ");
+                }
+            }
+            q.push("(change_seq, id) > (")
+                .push_bind(seq)
+                .push(", ")
+                .push_bind(after_id)
+                .push(") ORDER BY change_seq, id LIMIT ")
+                .push_bind(i64::from(limit.clamp(1, 1_000)));
+            let rows = q.build().fetch_all(&self.readers).await?;
+            rows.iter()
+                .map(|row| {
+                    let job = job_from_row(row)?;
+                    let cursor = ChangeCursor {
+                        seq: row.try_get("change_seq")?,
+                        id: job.id,
+                    };
+                    Ok((cursor, job))
+                })
+                .collect()
+        })
+    }
+
+    fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.changed.clone()
+    }
 }
 
 /// What one group commit changed besides rows: batch counter deltas (folded
@@ -321,6 +392,11 @@ struct Writer {
     conn: SqliteConnection,
     rx: mpsc::Receiver<Op>,
     wake: watch::Sender<u64>,
+    /// Ticks after every commit, for event streams.
+    changed: watch::Sender<u64>,
+    /// The last group's change number: microseconds since the epoch, or
+    /// one more than the last, so it grows across restarts and prunes.
+    seq: i64,
     max_group: usize,
 }
 
@@ -349,6 +425,17 @@ impl Writer {
             return;
         }
         let mut group_error: Option<StoreError> = None;
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        let seq = (self.seq + 1).max(micros);
+        if let Err(e) = sqlx::query("UPDATE temp.clock SET seq = ?")
+            .bind(seq)
+            .execute(&mut self.conn)
+            .await
+        {
+            group_error = Some(e.into());
+        }
         for op in ops {
             if let Some(e) = &group_error {
                 fail_op(op, e.clone());
@@ -363,7 +450,11 @@ impl Writer {
             // the throughput.
             let isolated = matches!(
                 op,
-                Op::Submit(..) | Op::CancelBatch(..) | Op::Rescue(..) | Op::Prune(..)
+                Op::Submit(..)
+                    | Op::CancelBatch(..)
+                    | Op::Rescue(..)
+                    | Op::Prune(..)
+                    | Op::Retry(..)
             );
             if !isolated {
                 let (err, d) = self.apply(op, now, &mut fx).await;
@@ -415,11 +506,17 @@ impl Writer {
             tracing::warn!(error = %e, "group commit failed");
         }
         let woke = err.is_none() && fx.wake;
+        if err.is_none() {
+            self.seq = seq;
+        }
         for d in deliveries {
             d(err.clone());
         }
         if woke {
             self.wake.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        if err.is_none() {
+            self.changed.send_modify(|v| *v = v.wrapping_add(1));
         }
     }
 
@@ -446,6 +543,7 @@ impl Writer {
             Op::CancelBatch(id, r) => run!(r, cancel_batch(c, fx, id, now)),
             Op::Rescue(r) => run!(r, rescue(c, fx, now)),
             Op::Prune(before, limit, r) => run!(r, prune(c, before, limit)),
+            Op::Retry(id, r) => run!(r, retry_job(c, fx, id, now)),
         }
     }
 }
@@ -461,6 +559,7 @@ fn fail_op(op: Op, e: StoreError) {
         Op::CancelBatch(_, r) => drop(r.send(Err(e))),
         Op::Rescue(r) => drop(r.send(Err(e))),
         Op::Prune(_, _, r) => drop(r.send(Err(e))),
+        Op::Retry(_, r) => drop(r.send(Err(e))),
     }
 }
 
@@ -504,8 +603,8 @@ async fn insert_job(
     };
     sqlx::query(
         "INSERT INTO jobs (id, batch_id, queue, kind, args, priority, state, run_at, max_attempts, \
-         timeout_ms, backoff, pending_deps, unique_key, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         timeout_ms, backoff, pending_deps, unique_key, created_at, updated_at, change_seq) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT seq FROM temp.clock))",
     )
     .bind(job.id.0)
     .bind(batch.map(|b| b.0))
@@ -629,7 +728,7 @@ async fn promote_due(
         let id: Uuid = row.try_get(0)?;
         let batch: Option<Uuid> = row.try_get(1)?;
         let from = parse_state(row.try_get(2)?)?;
-        sqlx::query("UPDATE jobs SET state = 'queued', updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE jobs SET state = 'queued', updated_at = ?, change_seq = (SELECT seq FROM temp.clock) WHERE id = ?")
             .bind(now.0)
             .bind(id)
             .execute(&mut *c)
@@ -654,7 +753,7 @@ async fn claim(
         }
         let rows = sqlx::query(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_token = lease_token + 1, \
-             worker = ?1, lease_expires_at = ?2, started_at = COALESCE(started_at, ?3), updated_at = ?3 \
+             worker = ?1, lease_expires_at = ?2, started_at = COALESCE(started_at, ?3), updated_at = ?3, change_seq = (SELECT seq FROM temp.clock) \
              WHERE id IN (SELECT id FROM jobs WHERE state = 'queued' AND queue = ?4 \
                           ORDER BY priority DESC, run_at, id LIMIT ?5) \
              RETURNING id, batch_id, queue, kind, args, priority, attempt, max_attempts, timeout_ms, \
@@ -741,7 +840,7 @@ async fn finish(
         "UPDATE jobs SET state = ?, result = COALESCE(?, result), \
          errors = CASE WHEN ? IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?)) END, \
          progress = CASE WHEN ? = 'succeeded' THEN 1.0 ELSE progress END, \
-         worker = NULL, lease_expires_at = NULL, finished_at = ?, updated_at = ? WHERE id = ?",
+         worker = NULL, lease_expires_at = NULL, finished_at = ?, updated_at = ?, change_seq = (SELECT seq FROM temp.clock) WHERE id = ?",
     )
     .bind(to.as_str())
     .bind(result)
@@ -799,7 +898,7 @@ async fn settle_dependents(
                     JobState::Scheduled
                 };
                 sqlx::query(
-                    "UPDATE jobs SET pending_deps = pending_deps - 1, state = ?, updated_at = ? WHERE id = ?",
+                    "UPDATE jobs SET pending_deps = pending_deps - 1, state = ?, updated_at = ?, change_seq = (SELECT seq FROM temp.clock) WHERE id = ?",
                 )
                 .bind(to.as_str())
                 .bind(now.0)
@@ -819,7 +918,7 @@ async fn settle_dependents(
             let err = error_json(0, ErrorKind::Dependency, &msg, now)?;
             sqlx::query(
                 "UPDATE jobs SET state = ?, errors = json_insert(errors, '$[#]', json(?)), \
-                 finished_at = ?, updated_at = ? WHERE id = ?",
+                 finished_at = ?, updated_at = ?, change_seq = (SELECT seq FROM temp.clock) WHERE id = ?",
             )
             .bind(to.as_str())
             .bind(err)
@@ -846,7 +945,7 @@ async fn complete_success(
 ) -> Result<bool, StoreError> {
     let row = sqlx::query(
         "UPDATE jobs SET state = 'succeeded', result = ?, progress = 1.0, worker = NULL, \
-         lease_expires_at = NULL, finished_at = ?, updated_at = ? \
+         lease_expires_at = NULL, finished_at = ?, updated_at = ?, change_seq = (SELECT seq FROM temp.clock) \
          WHERE id = ? AND lease_token = ? AND state = 'running' \
          RETURNING batch_id, EXISTS (SELECT 1 FROM job_deps d WHERE d.depends_on = jobs.id)",
     )
@@ -901,7 +1000,7 @@ async fn complete(
             sqlx::query(
                 "UPDATE jobs SET state = 'retrying', run_at = ?, \
                          errors = json_insert(errors, '$[#]', json(?)), worker = NULL, \
-                         lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                         lease_expires_at = NULL, updated_at = ?, change_seq = (SELECT seq FROM temp.clock) WHERE id = ?",
             )
             .bind(at.0)
             .bind(err)
@@ -945,8 +1044,9 @@ async fn heartbeat(
     let mut lost = Vec::new();
     for (lease, progress) in hb.leases {
         let r = sqlx::query(
-            "UPDATE jobs SET lease_expires_at = ?, progress = ? \
-             WHERE id = ? AND lease_token = ? AND state = 'running'",
+            "UPDATE jobs SET lease_expires_at = ?1, progress = ?2, \
+             change_seq = CASE WHEN progress = ?2 THEN change_seq ELSE (SELECT seq FROM temp.clock) END \
+             WHERE id = ?3 AND lease_token = ?4 AND state = 'running'",
         )
         .bind(expires.0)
         .bind(progress)
@@ -971,7 +1071,7 @@ async fn release(
     for lease in leases {
         let row = sqlx::query(
             "UPDATE jobs SET state = 'queued', attempt = attempt - 1, worker = NULL, \
-             lease_expires_at = NULL, updated_at = ? \
+             lease_expires_at = NULL, updated_at = ?, change_seq = (SELECT seq FROM temp.clock) \
              WHERE id = ? AND lease_token = ? AND state = 'running' RETURNING batch_id",
         )
         .bind(now.0)
@@ -1107,7 +1207,7 @@ async fn rescue(
         if attempt < max_attempts {
             sqlx::query(
                 "UPDATE jobs SET state = 'queued', errors = json_insert(errors, '$[#]', json(?)), \
-                 worker = NULL, lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+                 worker = NULL, lease_expires_at = NULL, updated_at = ?, change_seq = (SELECT seq FROM temp.clock) WHERE id = ?",
             )
             .bind(err)
             .bind(now.0)
@@ -1134,6 +1234,75 @@ async fn rescue(
         n += 1;
     }
     Ok(n)
+}
+
+/// A manual retry: a finished job gets one more attempt, a retrying one
+/// skips its backoff. A finished batch runs again; callbacks that fired do
+/// not fire again (`callbacks_fired`).
+async fn retry_job(
+    c: &mut SqliteConnection,
+    fx: &mut Effects,
+    id: JobId,
+    now: Timestamp,
+) -> Result<RetryResult, StoreError> {
+    let Some(row) = sqlx::query("SELECT batch_id, state, unique_key FROM jobs WHERE id = ?")
+        .bind(id.0)
+        .fetch_optional(&mut *c)
+        .await?
+    else {
+        return Ok(RetryResult::NotFound);
+    };
+    let batch = row.try_get::<Option<Uuid>, _>(0)?.map(BatchId);
+    let state = parse_state(row.try_get(1)?)?;
+    let unique_key: Option<String> = row.try_get(2)?;
+    match state {
+        JobState::Failed | JobState::TimedOut | JobState::Cancelled => {
+            if let Some(key) = unique_key {
+                let sql = format!(
+                    "SELECT 1 FROM jobs WHERE unique_key = ? AND state IN {UNFINISHED} LIMIT 1"
+                );
+                if sqlx::query(&sql)
+                    .bind(key)
+                    .fetch_optional(&mut *c)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(RetryResult::UniqueKeyTaken);
+                }
+            }
+            sqlx::query(
+                "UPDATE jobs SET state = 'queued', run_at = ?1, \
+                 max_attempts = MAX(max_attempts, attempt + 1), finished_at = NULL, \
+                 updated_at = ?1, change_seq = (SELECT seq FROM temp.clock) WHERE id = ?2",
+            )
+            .bind(now.0)
+            .bind(id.0)
+            .execute(&mut *c)
+            .await?;
+            if let Some(b) = batch {
+                sqlx::query(
+                    "UPDATE batches SET state = 'running', finished_at = NULL, cancel_requested = 0 \
+                     WHERE id = ? AND state <> 'running'",
+                )
+                .bind(b.0)
+                .execute(&mut *c)
+                .await?;
+            }
+        }
+        JobState::Retrying => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'queued', run_at = ?1, updated_at = ?1, \
+                 change_seq = (SELECT seq FROM temp.clock) WHERE id = ?2",
+            )
+            .bind(now.0)
+            .bind(id.0)
+            .execute(&mut *c)
+            .await?;
+        }
+        other => return Ok(RetryResult::NotRetryable(other)),
+    }
+    fx.moved(batch, state, JobState::Queued);
+    Ok(RetryResult::Requeued)
 }
 
 async fn prune(c: &mut SqliteConnection, before: Timestamp, limit: u32) -> Result<u64, StoreError> {
@@ -1232,6 +1401,8 @@ async fn flush_batches(
         };
         let plans: Vec<CallbackPlan> =
             parse_json(row.try_get("callback_plans")?, "callback_plans")?;
+        let mut done: Vec<usize> = parse_json(row.try_get("callbacks_fired")?, "callbacks_fired")?;
+        let mut fired: Vec<JobId> = parse_json(row.try_get("callback_jobs")?, "callback_jobs")?;
         let summary = json!({
             "batch_id": b.id,
             "name": b.name,
@@ -1241,8 +1412,11 @@ async fn flush_batches(
             "created_at": b.created_at,
             "finished_at": now,
         });
-        let mut fired = Vec::new();
-        for plan in plans {
+        let fired_before = fired.len();
+        for (index, plan) in plans.into_iter().enumerate() {
+            if done.contains(&index) {
+                continue;
+            }
             let fire = match plan.on {
                 CallbackOn::Complete => true,
                 CallbackOn::Success => state == BatchState::Succeeded,
@@ -1259,17 +1433,20 @@ async fn flush_batches(
             }
             let r = insert_job(c, fx, None, &job, 0, now).await?;
             fired.push(r.id);
+            done.push(index);
         }
         sqlx::query(
-            "UPDATE batches SET state = ?, finished_at = ?, callback_jobs = ? WHERE id = ? AND state = 'running'",
+            "UPDATE batches SET state = ?, finished_at = ?, callback_jobs = ?, callbacks_fired = ? \
+             WHERE id = ? AND state = 'running'",
         )
         .bind(state.as_str())
         .bind(now.0)
         .bind(json_text(&fired)?)
+        .bind(json_text(&done)?)
         .bind(batch.0)
         .execute(&mut *c)
         .await?;
-        tracing::info!(batch.id = %batch, state = state.as_str(), callbacks = fired.len(), "batch finished");
+        tracing::info!(batch.id = %batch, state = state.as_str(), callbacks = fired.len() - fired_before, "batch finished");
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ mod support;
 
 mod batches;
 mod cancel;
+mod changes;
 mod deps;
 mod kinds;
 mod leases;

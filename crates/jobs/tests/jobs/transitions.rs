@@ -253,6 +253,26 @@ async fn every_transition_in_the_table_happens_as_documented() {
     assert_eq!(j.depends_on, vec![first]);
     saw(JobState::Scheduled, JobState::Failed);
 
+    // failed, timed_out, cancelled -> queued: retried by hand, one more
+    // attempt each
+    for (id, from) in [
+        (b, JobState::Failed),
+        (t, JobState::TimedOut),
+        (q, JobState::Cancelled),
+    ] {
+        let before = h.job(id).await;
+        assert_eq!(before.state, from);
+        assert_eq!(
+            h.store.retry_job(id).await.unwrap(),
+            sluice_jobs::store::RetryResult::Requeued
+        );
+        let after = h.job(id).await;
+        assert_eq!(after.state, JobState::Queued);
+        assert!(after.max_attempts > after.attempt, "{after:#?}");
+        assert_eq!(after.finished_at, None);
+        saw(from, JobState::Queued);
+    }
+
     for t in TRANSITIONS {
         assert!(
             seen.contains(&(t.from, t.to)),
