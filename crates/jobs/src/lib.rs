@@ -9,6 +9,7 @@
 //! - [`runner`]: claims and runs jobs: concurrency, retries, timeouts,
 //!   heartbeats, graceful stop.
 //! - [`client`]: submit, inspect and cancel through validation.
+//! - [`ui`]: the embedded web dashboard (`ui::routes()`).
 //!
 //! See `docs/jobs.md` for concepts and guarantees.
 
@@ -17,6 +18,7 @@ pub mod kinds;
 pub mod model;
 pub mod runner;
 pub mod store;
+pub mod ui;
 pub mod validate;
 
 pub use client::{Client, SubmitError};
