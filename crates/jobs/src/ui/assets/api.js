@@ -67,7 +67,8 @@ export async function api(method, path, body) {
   }
   if (!res.ok) {
     const e = (data && data.error) || {};
-    const details = e.details || e.errors || e.problems || (data && data.errors) || [];
+    // `problems` lists every problem of a refused submission: {index, field, message}.
+    const details = e.problems || e.details || [];
     throw new ApiError(res.status, e.code || `http_${res.status}`,
       e.message || `${method} ${path}: HTTP ${res.status}`, e.field, Array.isArray(details) ? details : []);
   }
@@ -95,9 +96,10 @@ export function qs(params) {
 }
 
 /**
- * Opens the event stream (`batch` or `job` narrows it). EventSource cannot
- * send headers, so the token goes in `access_token`. The browser reconnects
- * by itself and resumes from the last `id:` it saw.
+ * Opens the event stream (`batch` or `job` narrows it; `after` starts after
+ * a cursor). EventSource cannot send headers, so the token goes in
+ * `access_token`. The browser reconnects by itself and resumes from the
+ * last `id:` it saw. Handlers get the parsed data and the event's id.
  */
 export function events(filter, { onJob, onBatch, onOpen, onError }) {
   const es = new EventSource(`v1/events${qs({ ...filter, access_token: token() })}`);
@@ -108,7 +110,7 @@ export function events(filter, { onJob, onBatch, onOpen, onError }) {
     } catch {
       return;
     }
-    fn(data);
+    fn(data, e.lastEventId);
   };
   es.addEventListener('job', parse(onJob));
   es.addEventListener('batch', parse(onBatch));

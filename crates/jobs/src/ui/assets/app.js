@@ -94,7 +94,7 @@ async function refresh(c) {
     if (c === current) {
       const held = c.pending;
       c.pending = [];
-      for (const [type, data] of held) dispatch(c, type, data);
+      for (const [type, data, id] of held) dispatch(c, type, data, id);
       if (c.again) {
         c.again = false;
         refresh(c);
@@ -103,14 +103,14 @@ async function refresh(c) {
   }
 }
 
-function dispatch(c, type, data) {
+function dispatch(c, type, data, id) {
   if (c.loading) {
-    c.pending.push([type, data]);
+    c.pending.push([type, data, id]);
     return;
   }
   window.__sluice.events += 1;
-  if (type === 'job') c.view.onJob?.(data);
-  else c.view.onBatch?.(data);
+  if (type === 'job') c.view.onJob?.(data, id);
+  else c.view.onBatch?.(data, id);
 }
 
 function connect(c) {
@@ -118,8 +118,8 @@ function connect(c) {
   let wasOpen = false;
   setLive('connecting', 'connecting…');
   c.es = events(c.view.filter || {}, {
-    onJob: (d) => c === current && dispatch(c, 'job', d),
-    onBatch: (d) => c === current && dispatch(c, 'batch', d),
+    onJob: (d, id) => c === current && dispatch(c, 'job', d, id),
+    onBatch: (d, id) => c === current && dispatch(c, 'batch', d, id),
     onOpen: () => {
       if (c !== current) return;
       setLive('live', 'live');
@@ -135,6 +135,7 @@ function connect(c) {
       setLive(closed ? 'offline' : 'reconnecting', closed ? 'offline: refreshing every 5 s' : 'reconnecting…');
       if (!c.poll) c.poll = setInterval(() => refresh(c), POLL_MS);
       if (closed) {
+        c.view.onStreamClosed?.();
         clearTimeout(c.reconnect);
         c.reconnect = setTimeout(() => c === current && connect(c), RECONNECT_MS);
       }

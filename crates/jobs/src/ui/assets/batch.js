@@ -43,7 +43,8 @@ export function batchView(id, state) {
     bar.el, counts.el, meta, filters,
     h('div', { class: 'scroll' }, h('table', { class: 'jobs', 'data-testid': 'job-table' },
       h('thead', {}, h('tr', {},
-        ['Job', 'Kind', 'Queue', 'State', 'Attempt', 'Last error', 'Updated'].map((c) => h('th', { scope: 'col' }, c)))),
+        ['Job', 'Kind', 'Queue', 'State', 'Attempt', 'Last error', 'Updated'].map((c) =>
+          h('th', { scope: 'col', class: c === 'Attempt' ? 'num' : null }, c)))),
       tbody)),
     empty, shown, more);
 

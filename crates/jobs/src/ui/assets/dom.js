@@ -208,8 +208,10 @@ export function toast(message, kind = 'info') {
 
 /** An error box for a failed request: message, and each problem with its field. */
 export function errorBox(err) {
-  const items = (err.details || []).map((d) =>
-    h('li', {}, d.field ? h('code', {}, d.field) : null, d.field ? ': ' : '', d.message || JSON.stringify(d)));
+  const items = (err.details || []).map((d) => {
+    const where = d.index != null ? `jobs[${d.index}]${d.field ? `.${d.field}` : ''}` : d.field;
+    return h('li', {}, where ? [h('code', {}, where), ': '] : null, d.message || JSON.stringify(d));
+  });
   return h('div', { class: 'error-box', role: 'alert', 'data-testid': 'error-banner' },
     h('strong', {}, err.message || String(err)),
     err.field ? h('span', {}, ' (', h('code', {}, err.field), ')') : null,

@@ -88,7 +88,9 @@ export function jobView(id) {
           h('pre', { class: 'err-msg' }, e.message))))
         : h('p', { class: 'muted' }, 'None.'));
     fill(result, h('h2', { id: 'result-h' }, 'Result'),
-      j.state === 'succeeded' || j.result != null ? json(j.result, 'job-result') : h('p', { class: 'muted' }, 'Not yet.'));
+      j.state === 'succeeded' || j.result != null
+        ? json(j.result, 'job-result')
+        : h('p', { class: 'muted' }, FINAL.has(j.state) ? 'None: the job did not succeed.' : 'Not yet.'));
   }
 
   async function load() {

@@ -5,6 +5,8 @@ import { api, ApiError, page, qs } from './api.js';
 import { STATES, badge, countsList, duration, errorBox, fill, h, label, progressBar, setBadge, throttle, time } from './dom.js';
 
 const PAGE = 25;
+/** sessionStorage key of the last event id seen on the unfiltered stream. */
+const CURSOR_KEY = 'sluice.cursor';
 
 const EXAMPLE = JSON.stringify({
   name: 'example',
@@ -96,22 +98,31 @@ export function overview() {
 
   function renderQueues(queues) {
     if (!queues.length) {
-      fill(queuesBody, h('p', { class: 'muted' }, 'No jobs in any queue.'));
+      fill(queuesBody, h('p', { class: 'muted' }, 'No unfinished jobs in any queue.'));
       return;
     }
+    // The server may count only unfinished states: show the states it sends.
+    const states = STATES.filter((s) => queues.some((q) => s in q.counts));
     fill(queuesBody, h('div', { class: 'scroll' }, h('table', { class: 'queues' },
       h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Queue'),
-        STATES.map((s) => h('th', { scope: 'col', class: `num s-${s}` }, label(s))))),
+        states.map((s) => h('th', { scope: 'col', class: `num s-${s}` }, label(s))))),
       h('tbody', {}, queues.map((q) => h('tr', { 'data-queue': q.name },
         h('th', { scope: 'row' }, q.name),
-        STATES.map((s) => h('td', { class: `num${q.counts[s] ? '' : ' zero'}` }, String(q.counts[s] || 0)))))))));
+        states.map((s) => h('td', { class: `num${q.counts[s] ? '' : ' zero'}` }, String(q.counts[s] || 0)))))))));
   }
 
-  const reloadQueues = throttle(() => loadQueues().catch(() => {}), 1000);
+  // The unfiltered stream carries job events only: each burst of them
+  // refreshes the first page of batches and the queue counts, once a second
+  // at most.
+  const reload = throttle(() => load().catch(() => {}), 1000);
 
   return {
     el,
-    filter: {},
+    // Resume where this tab last was: an unfiltered stream without a cursor
+    // starts by replaying every stored job.
+    get filter() {
+      return { after: sessionStorage.getItem(CURSOR_KEY) || '' };
+    },
     load,
     onBatch(b) {
       if (!b || !b.id) return;
@@ -120,11 +131,16 @@ export function overview() {
       if (isNew) tbody.prepend(row.el);
       empty.hidden = true;
     },
-    onJob() {
-      reloadQueues();
+    onJob(_ev, cursor) {
+      if (cursor) sessionStorage.setItem(CURSOR_KEY, cursor);
+      reload();
+    },
+    onStreamClosed() {
+      // Refused (say, a cursor from another database): start afresh next time.
+      sessionStorage.removeItem(CURSOR_KEY);
     },
     destroy() {
-      reloadQueues.cancel();
+      reload.cancel();
     },
   };
 }
