@@ -6,7 +6,8 @@ use std::sync::Arc;
 use crate::kinds::Registry;
 use crate::model::{Batch, BatchId, BatchSpec, Job, JobId, JobSpec, Timestamp};
 use crate::store::{
-    CancelResult, ChangeCursor, ChangeFilter, JobFilter, RetryResult, Store, StoreError, Submitted,
+    BatchFilter, CancelResult, ChangeCursor, ChangeFilter, JobFilter, QueueCounts, RetryResult,
+    Store, StoreError, Submitted,
 };
 use crate::validate::{Problem, SubmitLimits, validate_batch, validate_job};
 
@@ -51,6 +52,11 @@ impl Client {
     pub fn with_limits(mut self, limits: SubmitLimits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// The submission limits in force.
+    pub fn limits(&self) -> &SubmitLimits {
+        &self.limits
     }
 
     /// The store underneath.
@@ -105,6 +111,16 @@ impl Client {
     /// Queues a failed, timed-out, cancelled or retrying job again now.
     pub async fn retry_job(&self, id: JobId) -> Result<RetryResult, StoreError> {
         self.store.retry_job(id).await
+    }
+
+    /// Recent batches, newest first.
+    pub async fn batches(&self, filter: BatchFilter) -> Result<Vec<Batch>, StoreError> {
+        self.store.list_batches(filter).await
+    }
+
+    /// Unfinished jobs per queue and state.
+    pub async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.store.queue_counts().await
     }
 
     /// Jobs changed after a cursor, oldest change first.

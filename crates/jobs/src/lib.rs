@@ -9,10 +9,12 @@
 //! - [`runner`]: claims and runs jobs: concurrency, retries, timeouts,
 //!   heartbeats, graceful stop.
 //! - [`client`]: submit, inspect and cancel through validation.
+//! - [`api`]: the REST API, SSE events, auth and OpenAPI over a client.
 //! - [`ui`]: the embedded web dashboard (`ui::routes()`).
 //!
 //! See `docs/jobs.md` for concepts and guarantees.
 
+pub mod api;
 pub mod client;
 pub mod kinds;
 pub mod model;
@@ -21,6 +23,7 @@ pub mod store;
 pub mod ui;
 pub mod validate;
 
+pub use api::{ApiConfig, ApiError, ApiState, ExposureError, check_exposure};
 pub use client::{Client, SubmitError};
 pub use kinds::{AsyncKind, CpuContext, CpuKind, JobContext, JobError, KindOptions, Registry};
 pub use model::{

@@ -451,6 +451,10 @@ pub struct BatchSpec {
     /// What a failed dependency does to its dependents.
     #[serde(default)]
     pub on_dependency_failure: DependencyPolicy,
+    /// Submitting again with the same key returns the first batch instead
+    /// of storing a second (while that batch is stored).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 /// Why an attempt did not succeed.

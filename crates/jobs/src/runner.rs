@@ -835,6 +835,15 @@ mod tests {
         fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
             tokio::sync::watch::channel(0).1
         }
+        fn list_batches(
+            &self,
+            _: crate::store::BatchFilter,
+        ) -> StoreFuture<'_, Vec<crate::model::Batch>> {
+            closed()
+        }
+        fn queue_counts(&self) -> StoreFuture<'_, Vec<crate::store::QueueCounts>> {
+            closed()
+        }
     }
 
     fn shared() -> Shared {

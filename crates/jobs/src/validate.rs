@@ -117,6 +117,9 @@ pub struct NewBatch {
     pub jobs: Vec<NewJob>,
     /// Submission time.
     pub created_at: Timestamp,
+    /// The client's idempotency key: a second submission with it returns
+    /// the first batch.
+    pub idempotency_key: Option<String>,
 }
 
 fn resolve_job(
@@ -368,6 +371,16 @@ pub fn validate_batch(
         }
     }
 
+    if let Some(key) = &spec.idempotency_key
+        && (key.is_empty() || key.len() > limits.max_key_len)
+    {
+        problems.push(Problem {
+            index: None,
+            field: "idempotency_key".into(),
+            message: format!("must be 1 to {} bytes", limits.max_key_len),
+        });
+    }
+
     problems.sort_by_key(|p| p.index.map_or(0, |i| i + 1));
     if !problems.is_empty() {
         return Err(problems);
@@ -380,6 +393,7 @@ pub fn validate_batch(
         on_dependency_failure: spec.on_dependency_failure,
         jobs,
         created_at: now,
+        idempotency_key: spec.idempotency_key.clone(),
     })
 }
 
@@ -414,6 +428,7 @@ pub fn validate_job(
             on_dependency_failure: DependencyPolicy::default(),
             jobs: vec![job],
             created_at: now,
+            idempotency_key: None,
         }),
         _ => Err(problems),
     }

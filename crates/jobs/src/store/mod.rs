@@ -18,7 +18,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::model::{Backoff, Batch, BatchId, ErrorKind, Job, JobId, JobState, Timestamp};
+use crate::model::{
+    Backoff, Batch, BatchId, BatchState, ErrorKind, Job, JobId, JobState, Timestamp,
+};
 use crate::validate::NewBatch;
 
 pub use self::sqlite::{SqliteConfig, SqliteStore};
@@ -66,7 +68,7 @@ pub struct Lease {
 }
 
 /// What a job's id resolved to at submission.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SubmittedJob {
     /// The job's id.
     pub id: JobId,
@@ -81,6 +83,9 @@ pub struct Submitted {
     pub batch_id: Option<BatchId>,
     /// One entry per submitted job, in order.
     pub jobs: Vec<SubmittedJob>,
+    /// True when the batch's idempotency key matched a stored batch: this
+    /// is that batch's original answer and nothing new was stored.
+    pub replayed: bool,
 }
 
 /// A claim of up to `limit` jobs from each of some queues.
@@ -168,6 +173,34 @@ pub struct JobFilter {
     pub after: Option<JobId>,
     /// At most this many (capped at 1,000).
     pub limit: u32,
+}
+
+/// A filter for [`Store::list_batches`]; results are newest first.
+#[derive(Clone, Debug, Default)]
+pub struct BatchFilter {
+    /// Only batches in this state.
+    pub state: Option<BatchState>,
+    /// Only batches older than this one (a cursor: ids are UUID v7).
+    pub before: Option<BatchId>,
+    /// At most this many (capped at 1,000).
+    pub limit: u32,
+}
+
+/// How many unfinished jobs one queue holds, per state. Finished jobs are
+/// not counted: they are history, not work, and counting them would scan
+/// the whole table.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueCounts {
+    /// The queue.
+    pub queue: String,
+    /// Waiting for `run_at` or a dependency.
+    pub scheduled: u64,
+    /// Runnable, waiting for a worker.
+    pub queued: u64,
+    /// Held by a worker.
+    pub running: u64,
+    /// Waiting out a backoff.
+    pub retrying: u64,
 }
 
 /// The answer to a cancel request.
@@ -316,4 +349,11 @@ pub trait Store: Send + Sync + 'static {
     /// Ticks after commits that changed jobs (possibly spuriously), so event
     /// streams read [`Store::changes`] at once instead of polling.
     fn subscribe_changes(&self) -> watch::Receiver<u64>;
+
+    /// Batches matching a filter, newest first.
+    fn list_batches(&self, filter: BatchFilter) -> StoreFuture<'_, Vec<Batch>>;
+
+    /// Unfinished jobs per queue and state, queues by name. Queues with no
+    /// unfinished job are left out.
+    fn queue_counts(&self) -> StoreFuture<'_, Vec<QueueCounts>>;
 }

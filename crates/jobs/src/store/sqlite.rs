@@ -30,9 +30,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::{
-    CancelResult, ChangeCursor, ChangeFilter, ClaimRequest, ClaimedJob, Completion, Heartbeat,
-    JobFilter, Lease, Outcome, RetryResult, Store, StoreError, StoreFuture, Submitted,
-    SubmittedJob,
+    BatchFilter, CancelResult, ChangeCursor, ChangeFilter, ClaimRequest, ClaimedJob, Completion,
+    Heartbeat, JobFilter, Lease, Outcome, QueueCounts, RetryResult, Store, StoreError, StoreFuture,
+    Submitted, SubmittedJob,
 };
 use crate::model::{
     AttemptError, Batch, BatchId, BatchState, CallbackOn, DependencyPolicy, ErrorKind, Job, JobId,
@@ -341,6 +341,57 @@ impl Store for SqliteStore {
     fn subscribe_changes(&self) -> watch::Receiver<u64> {
         self.changed.clone()
     }
+
+    fn list_batches(&self, filter: BatchFilter) -> StoreFuture<'_, Vec<Batch>> {
+        Box::pin(async move {
+            let mut q: QueryBuilder<'_, Sqlite> =
+                QueryBuilder::new("SELECT * FROM batches WHERE 1 = 1");
+            if let Some(s) = filter.state {
+                q.push(" AND state = ").push_bind(s.as_str());
+            }
+            if let Some(b) = filter.before {
+                q.push(" AND id < ").push_bind(b.0);
+            }
+            q.push(" ORDER BY id DESC LIMIT ")
+                .push_bind(i64::from(filter.limit.clamp(1, 1_000)));
+            let rows = q.build().fetch_all(&self.readers).await?;
+            rows.iter().map(batch_from_row).collect()
+        })
+    }
+
+    fn queue_counts(&self) -> StoreFuture<'_, Vec<QueueCounts>> {
+        Box::pin(async move {
+            // The same IN list as the partial index `jobs_open_queue`, so
+            // SQLite counts from the index alone.
+            let sql = format!(
+                "SELECT queue, state, COUNT(*) FROM jobs WHERE state IN {UNFINISHED} \
+                 GROUP BY queue, state ORDER BY queue"
+            );
+            let rows = sqlx::query(&sql).fetch_all(&self.readers).await?;
+            let mut out: Vec<QueueCounts> = Vec::new();
+            for row in rows {
+                let queue: String = row.try_get(0)?;
+                let state = parse_state(row.try_get(1)?)?;
+                let n = row.try_get::<i64, _>(2)?.max(0) as u64;
+                if out.last().is_none_or(|q| q.queue != queue) {
+                    out.push(QueueCounts {
+                        queue,
+                        ..QueueCounts::default()
+                    });
+                }
+                if let Some(q) = out.last_mut() {
+                    match state {
+                        JobState::Scheduled => q.scheduled = n,
+                        JobState::Queued => q.queued = n,
+                        JobState::Running => q.running = n,
+                        JobState::Retrying => q.retrying = n,
+                        _ => {}
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
 }
 
 /// What one group commit changed besides rows: batch counter deltas (folded
@@ -636,10 +687,24 @@ async fn submit(
     batch: NewBatch,
     now: Timestamp,
 ) -> Result<Submitted, StoreError> {
+    if let Some(key) = &batch.idempotency_key
+        && let Some(row) =
+            sqlx::query("SELECT id, submitted FROM batches WHERE idempotency_key = ?")
+                .bind(key)
+                .fetch_optional(&mut *c)
+                .await?
+    {
+        let submitted: Option<String> = row.try_get("submitted")?;
+        return Ok(Submitted {
+            batch_id: Some(BatchId(row.try_get("id")?)),
+            jobs: parse_json(submitted.as_deref().unwrap_or("[]"), "submitted")?,
+            replayed: true,
+        });
+    }
     if let Some(id) = batch.id {
         sqlx::query(
             "INSERT INTO batches (id, name, state, total, on_dependency_failure, callbacks, \
-             callback_plans, created_at) VALUES (?, ?, 'running', 0, ?, ?, ?, ?)",
+             callback_plans, created_at, idempotency_key) VALUES (?, ?, 'running', 0, ?, ?, ?, ?, ?)",
         )
         .bind(id.0)
         .bind(&batch.name)
@@ -647,6 +712,7 @@ async fn submit(
         .bind(json_text(&batch.callbacks)?)
         .bind(json_text(&batch.callback_plans)?)
         .bind(now.0)
+        .bind(&batch.idempotency_key)
         .execute(&mut *c)
         .await?;
         // Touch the batch so the end of the group checks it even when every
@@ -674,19 +740,27 @@ async fn submit(
         }
         out[i] = Some(r);
     }
+    let jobs: Vec<SubmittedJob> = out
+        .into_iter()
+        .map(|j| j.ok_or_else(|| StoreError::Corrupt("unsubmitted job".into())))
+        .collect::<Result<_, _>>()?;
     if let Some(id) = batch.id {
-        sqlx::query("UPDATE batches SET total = ? WHERE id = ?")
+        // The answer is kept only for keyed batches: only they are replayed.
+        let submitted = match batch.idempotency_key {
+            Some(_) => Some(json_text(&jobs)?),
+            None => None,
+        };
+        sqlx::query("UPDATE batches SET total = ?, submitted = ? WHERE id = ?")
             .bind(inserted)
+            .bind(submitted)
             .bind(id.0)
             .execute(&mut *c)
             .await?;
     }
-    let jobs = out
-        .into_iter()
-        .map(|j| j.ok_or_else(|| StoreError::Corrupt("unsubmitted job".into())));
     Ok(Submitted {
         batch_id: batch.id,
-        jobs: jobs.collect::<Result<_, _>>()?,
+        jobs,
+        replayed: false,
     })
 }
 
