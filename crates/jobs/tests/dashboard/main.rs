@@ -6,4 +6,5 @@
 //! `chromium` on `PATH`; without either they print why and pass.
 
 mod assets;
+mod browser;
 mod cdp;

@@ -14,7 +14,7 @@ export function takeTokenFromHash() {
   const m = /(^#|[?&])token=([^&]*)/.exec(location.hash);
   if (!m) return;
   setToken(decodeURIComponent(m[2]));
-  let rest = location.hash.replace(/([?&])token=[^&]*&?/, '$1').replace(/[?&]$/, '');
+  let rest = location.hash.replace(/(^#|[?&])token=[^&]*&?/, '$1').replace(/[?&]$/, '');
   if (rest === '#' || rest === '') rest = '#/';
   history.replaceState(null, '', location.pathname + location.search + rest);
 }
