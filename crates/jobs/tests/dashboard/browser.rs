@@ -367,3 +367,63 @@ async fn dashboard_asks_for_a_token_and_takes_one_from_the_url() {
     drop(browser);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_view_renders_a_page_of_jobs_and_loads_more_on_demand() {
+    let Some(chromium) = chromium_binary() else {
+        eprintln!("skipping: no Chromium (set SLUICE_TEST_CHROMIUM or put chromium on PATH)");
+        return;
+    };
+    let server = Server::start(Vec::new()).await;
+    let jobs: Vec<Value> = (0..250).map(|_| json!({ "kind": "noop" })).collect();
+    let answer = server
+        .post("/v1/batches", None, json!({ "name": "wide", "jobs": jobs }))
+        .await;
+    let batch = answer["batch_id"].as_str().expect("batch_id").to_owned();
+    let mut browser = Browser::launch(&chromium).await;
+    let page = browser
+        .open(&format!("{}/#/batches/{batch}", server.base))
+        .await;
+
+    let rows = "(() => { const more = document.querySelector('[data-testid=load-more]'); \
+                return { rows: document.querySelectorAll('[data-testid=job-row]').length, \
+                         more: !!more && !more.hidden, \
+                         pct: document.querySelector('[data-testid=batch-progress]').getAttribute('aria-valuenow') }; })()";
+    // One page at first, however large the batch.
+    browser
+        .wait_for(&page, "the first page of 100 jobs", rows, DEADLINE, |v| {
+            v["rows"] == 100 && v["more"] == true && v["pct"] == "100"
+        })
+        .await;
+    let click = "document.querySelector('[data-testid=load-more]').click()";
+    browser.eval(&page, click).await.expect("load more");
+    browser
+        .wait_for(&page, "the second page", rows, DEADLINE, |v| {
+            v["rows"] == 200 && v["more"] == true
+        })
+        .await;
+    browser.eval(&page, click).await.expect("load more");
+    browser
+        .wait_for(
+            &page,
+            "the last page, and no more button",
+            rows,
+            DEADLINE,
+            |v| v["rows"] == 250 && v["more"] == false,
+        )
+        .await;
+    // Every job listed once, none twice.
+    let distinct = browser
+        .eval(
+            &page,
+            "new Set([...document.querySelectorAll('[data-testid=job-row]')].map(r => r.dataset.jobId)).size",
+        )
+        .await
+        .expect("distinct rows");
+    assert_eq!(distinct, 250);
+    let problems = browser.problems(&page);
+    assert!(problems.is_empty(), "the page reported: {problems:#?}");
+
+    drop(browser);
+    server.stop().await;
+}
