@@ -10,6 +10,7 @@
 //!   heartbeats, graceful stop.
 //! - [`client`]: submit, inspect and cancel through validation.
 //! - [`api`]: the REST API, SSE events, auth and OpenAPI over a client.
+//! - [`ui`]: the embedded web dashboard (`ui::routes()`).
 //!
 //! See `docs/jobs.md` for concepts and guarantees.
 
@@ -19,6 +20,7 @@ pub mod kinds;
 pub mod model;
 pub mod runner;
 pub mod store;
+pub mod ui;
 pub mod validate;
 
 pub use api::{ApiConfig, ApiError, ApiState, ExposureError, check_exposure};
