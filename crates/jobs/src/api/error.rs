@@ -1,6 +1,6 @@
 //! [`ApiError`]: every way a request fails, each with its status and the one
 //! JSON body shape `{"error": {"code", "message", "problems"?}}`; and the
-//! [`ApiJson`] and [`ApiQuery`] extractors, which report bad input through
+//! `ApiJson` and `ApiQuery` extractors, which report bad input through
 //! it, naming the line and column or the path that was wrong.
 
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -159,7 +159,7 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 /// A JSON body: syntax errors are 400 with line and column, shape errors 422
 /// with the path (`jobs[3].max_attempts`), too large 413.
 #[derive(Debug)]
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned> FromRequest<ApiState> for ApiJson<T> {
     type Rejection = ApiError;
@@ -179,8 +179,8 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for ApiJson<T> {
 
 /// Parses JSON, telling syntax errors (400) from shape errors (422).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
@@ -198,12 +198,15 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             _ => ApiError::BadRequest(format!("malformed JSON: {inner}")),
         }
     })?;
+    // Text after the value is as malformed as a missing bracket.
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     Ok(value)
 }
 
 /// A query string: unknown or malformed parameters are 400, naming them.
 #[derive(Debug)]
-pub struct ApiQuery<T>(pub T);
+pub(crate) struct ApiQuery<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;

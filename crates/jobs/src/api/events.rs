@@ -34,7 +34,6 @@ use super::error::ApiQuery;
 use super::{ApiError, ApiState, ids};
 use crate::client::Client;
 use crate::model::{BatchId, ErrorKind, Job, JobId, JobState, Timestamp};
-
 use crate::store::{ChangeCursor, ChangeFilter};
 
 pub(crate) fn routes() -> Router<ApiState> {

@@ -106,6 +106,16 @@ async fn malformed_json_is_400_with_line_and_column() {
     );
     let msg = err["message"].as_str().unwrap();
     assert!(msg.contains("line 2 column"), "{msg}");
+    let err = expect_error(
+        &s.post_raw("/v1/batches", r#"{"jobs": [{"kind": "noop"}]} {}"#)
+            .await,
+        400,
+        "bad_request",
+    );
+    assert!(
+        err["message"].as_str().unwrap().contains("trailing"),
+        "{err}"
+    );
     let err = expect_error(&s.post_raw("/v1/batches", "").await, 400, "bad_request");
     assert_eq!(err["message"], "empty body: expected JSON");
     nothing_stored(&s).await;
