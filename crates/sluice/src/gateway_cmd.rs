@@ -118,30 +118,8 @@ pub(crate) fn run(args: &GatewayArgs) -> anyhow::Result<()> {
 async fn serve(path: PathBuf) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // The recorder goes in first: the gateway registers its metric handles
-    // when it builds its state, and handles made before it would be no-ops.
-    // Buckets make latencies real Prometheus histograms (aggregatable across
-    // instances) rather than per-process summaries.
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ])
-        .context("setting histogram buckets")?
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    // Histograms keep samples until upkeep folds them into buckets.
-    tokio::spawn({
-        let recorder = recorder.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tick.tick() => recorder.run_upkeep(),
-                }
-            }
-        }
-    });
+    // when it builds its state.
+    let recorder = crate::telemetry::install_metrics(&shutdown)?;
     let gw = Gateway::from_file(&path, shutdown.clone())?;
     gw.set_metrics_handle(recorder);
     let config = gw.config();

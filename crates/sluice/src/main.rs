@@ -3,7 +3,10 @@
 //! hands off to the libraries; no business logic lives here.
 
 mod gateway_cmd;
+mod jobs_cmd;
 mod signals;
+mod telemetry;
+mod up;
 
 use std::process::ExitCode;
 
@@ -41,6 +44,23 @@ enum LogFormat {
 enum Command {
     /// Run the API gateway (reverse proxy), or check its config.
     Gateway(gateway_cmd::GatewayArgs),
+    /// Run everything in one process: jobs API, dashboard and workers behind
+    /// the gateway on 127.0.0.1:8080, stored in ./sluice-data.
+    Up(up::UpArgs),
+    /// Run the jobs server: REST API, event stream, dashboard and workers.
+    Server(jobs_cmd::serve::ServerArgs),
+    /// Run jobs from a shared queue (no API), e.g. on PostgreSQL.
+    Worker(jobs_cmd::serve::WorkerArgs),
+    /// Submit a batch of jobs from a file; prints the batch id.
+    Submit(jobs_cmd::submit::SubmitArgs),
+    /// Follow a batch with live progress bars until it finishes.
+    Watch(jobs_cmd::watch::WatchArgs),
+    /// Show a job or a batch.
+    Status(jobs_cmd::inspect::StatusArgs),
+    /// Cancel a job or a batch.
+    Cancel(jobs_cmd::inspect::CancelArgs),
+    /// List jobs, e.g. `--state failed`.
+    Jobs(jobs_cmd::inspect::JobsArgs),
 }
 
 fn init_tracing(cli: &Cli) {
@@ -57,19 +77,40 @@ fn init_tracing(cli: &Cli) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Gateway(ref args) => {
-            if args.is_check() {
-                return gateway_cmd::check(args);
-            }
-            init_tracing(&cli);
-            match gateway_cmd::run(args) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+    if let Command::Gateway(ref args) = cli.command {
+        if args.is_check() {
+            return gateway_cmd::check(args);
         }
+        init_tracing(&cli);
+        return report(gateway_cmd::run(args).map(|()| ExitCode::SUCCESS));
     }
+    init_tracing(&cli);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return report(Err(anyhow::anyhow!("starting the tokio runtime: {e}"))),
+    };
+    report(rt.block_on(async move {
+        match cli.command {
+            Command::Gateway(_) => unreachable!("handled above"),
+            Command::Up(a) => up::run(a).await,
+            Command::Server(a) => jobs_cmd::serve::server(a).await,
+            Command::Worker(a) => jobs_cmd::serve::worker(a).await,
+            Command::Submit(a) => jobs_cmd::submit::run(a).await,
+            Command::Watch(a) => jobs_cmd::watch::run(a).await,
+            Command::Status(a) => jobs_cmd::inspect::status(a).await,
+            Command::Cancel(a) => jobs_cmd::inspect::cancel(a).await,
+            Command::Jobs(a) => jobs_cmd::inspect::jobs(a).await,
+        }
+    }))
+}
+
+/// Prints a command's error (with its causes) and picks the exit status.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
 }

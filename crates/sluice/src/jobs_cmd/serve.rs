@@ -1,0 +1,164 @@
+//! `sluice server` and `sluice worker`: open the store, start a runner, and
+//! (for the server) serve the REST API, event stream and dashboard, until
+//! SIGTERM/SIGINT, then stop claiming and let running jobs finish.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use sluice_jobs::{Registry, Runner, Store};
+use tokio_util::sync::CancellationToken;
+
+use super::settings::RunSettings;
+
+/// Where jobs are stored, by URL.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct DbArgs {
+    /// `./path/to/file.db` or `sqlite://path` (SQLite, one machine), or
+    /// `postgres://user@host/db` (PostgreSQL, any number of workers).
+    #[arg(long, env = "SLUICE_DB", default_value = sluice_jobs::store::sqlite::DEFAULT_PATH)]
+    pub(crate) db: String,
+}
+
+/// Arguments of `sluice server`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  sluice server                                       SQLite in ./sluice-data, API on 127.0.0.1:8080
+  sluice server --db postgres://app@db/jobs --workers 0    API only; workers run elsewhere
+  SLUICE_TOKENS=s3cret sluice server --listen 0.0.0.0:8080
+
+The API, event stream and dashboard are served on --listen. Listening on a
+non-loopback address requires a token (--token or SLUICE_TOKENS), or
+--insecure. SIGTERM/SIGINT stop claiming, let running jobs finish within
+--shutdown-deadline, give the rest back to the queue, and exit 0.")]
+pub(crate) struct ServerArgs {
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+    /// Address of the API and dashboard.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// Jobs run at once in this process; 0 serves the API only.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) workers: usize,
+    /// API bearer tokens (comma-separated); unset: no auth (loopback only).
+    #[arg(
+        long = "token",
+        env = "SLUICE_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub(crate) tokens: Vec<String>,
+    /// Listen on a non-loopback address without a token.
+    #[arg(long)]
+    pub(crate) insecure: bool,
+    #[command(flatten)]
+    pub(crate) run: RunSettings,
+}
+
+/// Arguments of `sluice worker`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  sluice worker --db postgres://app@db/jobs --concurrency 32
+  sluice worker --db postgres://app@db/jobs --queues emails:4,default
+
+Runs jobs from the shared queue without serving the API. Start as many as you
+like on as many machines as you like against one PostgreSQL database. A worker
+that dies (even by SIGKILL) has its running jobs run again elsewhere once its
+leases expire (--lease, 15 s by default).")]
+pub(crate) struct WorkerArgs {
+    #[command(flatten)]
+    pub(crate) db: DbArgs,
+    /// Jobs run at once in this process.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) concurrency: usize,
+    #[command(flatten)]
+    pub(crate) run: RunSettings,
+}
+
+/// Opens the store a `--db` URL names.
+pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    // Until the PostgreSQL store lands, only SQLite paths are accepted.
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        anyhow::bail!("--db {url}: PostgreSQL is not supported by this build yet");
+    }
+    let path = url.strip_prefix("sqlite://").unwrap_or(url);
+    let store = sluice_jobs::SqliteStore::open(sluice_jobs::SqliteConfig::at(path))
+        .await
+        .with_context(|| format!("opening --db {url}"))?;
+    Ok(Arc::new(store))
+}
+
+/// Starts a runner, unless `concurrency` is 0.
+pub(crate) fn start_runner(
+    store: &Arc<dyn Store>,
+    registry: &Arc<Registry>,
+    run: &RunSettings,
+    concurrency: usize,
+) -> anyhow::Result<Option<Runner>> {
+    if concurrency == 0 {
+        return Ok(None);
+    }
+    let config = run.runner_config(concurrency)?;
+    let runner =
+        Runner::start(store.clone(), registry.clone(), config).context("starting workers")?;
+    tracing::info!(
+        worker = runner.worker_id(),
+        concurrency,
+        queues = ?run.queues,
+        "workers running"
+    );
+    Ok(Some(runner))
+}
+
+/// Stops a runner gracefully and logs what happened.
+pub(crate) async fn stop_runner(runner: Option<Runner>) {
+    if let Some(r) = runner {
+        let report = r.shutdown().await;
+        if report.drained {
+            tracing::info!("every running job finished");
+        } else {
+            tracing::warn!(
+                released = report.released,
+                "shutdown deadline passed; unfinished jobs went back to the queue"
+            );
+        }
+    }
+}
+
+/// `sluice worker`.
+pub(crate) async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    let _metrics = crate::telemetry::install_metrics(&shutdown)?;
+    crate::signals::spawn(shutdown.clone(), || {}).context("installing signal handlers")?;
+    let store = open_store(&args.db.db).await?;
+    let registry = Arc::new(args.run.registry());
+    let runner = start_runner(&store, &registry, &args.run, args.concurrency)?;
+    shutdown.cancelled().await;
+    stop_runner(runner).await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice server`.
+pub(crate) async fn server(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    sluice_jobs::api::check_exposure(args.listen, &args.tokens, args.insecure)?;
+    let shutdown = CancellationToken::new();
+    let metrics = crate::telemetry::install_metrics(&shutdown)?;
+    crate::signals::spawn(shutdown.clone(), || {}).context("installing signal handlers")?;
+    let store = open_store(&args.db.db).await?;
+    let registry = Arc::new(args.run.registry());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", args.listen))?;
+    let runner = start_runner(&store, &registry, &args.run, args.workers)?;
+    let app = super::app::router(store, registry, args.tokens.clone(), metrics);
+    tracing::info!(listen = %args.listen, "jobs API and dashboard on http://{}/", args.listen);
+    let served = sluice_jobs::api::serve(listener, app, shutdown.clone().cancelled_owned()).await;
+    shutdown.cancel();
+    stop_runner(runner).await;
+    served.context("serving the API")?;
+    Ok(ExitCode::SUCCESS)
+}

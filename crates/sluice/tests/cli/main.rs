@@ -1,0 +1,8 @@
+//! The jobs commands and `sluice up` run as the real binary against real
+//! servers it starts: SQLite files in temp dirs, loopback ports.
+
+mod support;
+
+mod crash;
+mod jobs_commands;
+mod up;
