@@ -6,6 +6,7 @@ mod batches;
 mod cancel;
 mod changes;
 mod deps;
+mod exec_tree;
 mod kinds;
 mod leases;
 mod lifecycle;

@@ -145,9 +145,10 @@ pub(crate) async fn watch_batch(remote: &Remote, batch: &str) -> anyhow::Result<
         .await?;
     }
     bar.finish_and_clear();
-    let took = progress
-        .took_ms
-        .map_or_else(|| format!("{:.1?}", bar.elapsed()), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+    let took = progress.took_ms.map_or_else(
+        || format!("{:.1?}", bar.elapsed()),
+        |ms| format!("{:.1}s", ms as f64 / 1000.0),
+    );
     eprintln!(
         "batch {batch}: {} — {}/{} finished, {took} after submission ({})",
         progress.state,
