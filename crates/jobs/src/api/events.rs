@@ -12,7 +12,7 @@
 //! cursor. A new stream without a cursor starts at the beginning: every job
 //! of the filter once, at its latest state, then live changes. (So a batch
 //! stream gives the full picture on connect; an unfiltered stream replays
-//! every stored job, and should pass `after` to start later.)
+//! every stored job, and should pass `after=now` to start at the present.)
 //!
 //! Work is bounded: a stream reads at most `events_page` changes per query
 //! and yields them before reading more, so a slow client slows only its own
@@ -140,6 +140,9 @@ async fn events(
         })
         .transpose()?;
     let after = match last_id.or(q.after.as_deref()) {
+        // The present: only changes from now on (an overview that does
+        // not want every stored job replayed).
+        Some("now") => state.client.store().latest_change().await?,
         Some(s) if !s.is_empty() => Some(
             s.parse::<ChangeCursor>()
                 .map_err(|e| ApiError::BadRequest(format!("event id: {e}")))?,

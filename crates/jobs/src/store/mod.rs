@@ -350,6 +350,10 @@ pub trait Store: Send + Sync + 'static {
     /// streams read [`Store::changes`] at once instead of polling.
     fn subscribe_changes(&self) -> watch::Receiver<u64>;
 
+    /// The cursor of the newest change readable now (`None`: no jobs), so
+    /// a stream can start at the present instead of replaying history.
+    fn latest_change(&self) -> StoreFuture<'_, Option<ChangeCursor>>;
+
     /// Batches matching a filter, newest first.
     fn list_batches(&self, filter: BatchFilter) -> StoreFuture<'_, Vec<Batch>>;
 

@@ -159,6 +159,21 @@ async fn a_job_stream_and_the_all_stream_see_changes() {
 }
 
 #[tokio::test]
+async fn after_now_starts_at_the_present_without_replaying_history() {
+    let s = Server::start().await;
+    let (_, old) = s.submit_noops(3).await;
+    let mut stream = open(&s, "?after=now", None).await;
+    let (status, body) = s
+        .post("/v1/jobs", json!({"kind": "noop", "args": {}}))
+        .await;
+    assert_eq!(status, 201);
+    let new = body["id"].as_str().unwrap().to_owned();
+    let ev = stream.next().await.expect("an event for the new job");
+    assert_eq!(ev.event, "job");
+    assert_eq!(ev.data["id"], new.as_str(), "old jobs {old:?} not replayed");
+}
+
+#[tokio::test]
 async fn bad_stream_requests_are_refused() {
     let s = Server::start().await;
     let missing = uuid::Uuid::now_v7();
