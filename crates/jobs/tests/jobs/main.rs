@@ -1,5 +1,8 @@
-//! Integration tests of sluice-jobs on real SQLite files in temp dirs.
+//! Integration tests of sluice-jobs on real SQLite files in temp dirs and,
+//! when `SLUICE_TEST_POSTGRES_URL` is set, on PostgreSQL (a schema per
+//! test).
 
+#[macro_use]
 mod support;
 
 mod batches;
@@ -10,6 +13,7 @@ mod exec_tree;
 mod kinds;
 mod leases;
 mod lifecycle;
+mod postgres;
 mod retries;
 mod timeouts;
 mod transitions;

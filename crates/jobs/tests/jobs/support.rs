@@ -1,5 +1,5 @@
-//! Shared helpers: a store in a temp dir, fast runner settings, test kinds
-//! and polling helpers.
+//! Shared helpers: a store (SQLite in a temp dir, or PostgreSQL in a schema
+//! of its own), fast runner settings, test kinds and polling helpers.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use sluice_jobs::kinds::{BuiltinOptions, ExecOptions, HttpOptions};
 use sluice_jobs::store::{JobFilter, Submitted};
 use sluice_jobs::{
     AsyncKind, Batch, BatchId, BatchSpec, Client, CpuContext, CpuKind, Job, JobContext, JobError,
-    JobId, JobSpec, JobState, KindOptions, QueueConfig, Registry, Runner, RunnerConfig,
-    SqliteConfig, SqliteStore, Store,
+    JobId, JobSpec, JobState, KindOptions, PostgresConfig, PostgresStore, QueueConfig, Registry,
+    Runner, RunnerConfig, SqliteConfig, SqliteStore, Store,
 };
 use tempfile::TempDir;
 
@@ -158,15 +158,108 @@ pub(crate) fn fast_config() -> RunnerConfig {
     }
 }
 
+/// Runs each named `async fn(Harness)` as two tests, `NAME::sqlite` and
+/// `NAME::postgres`; the second skips when `SLUICE_TEST_POSTGRES_URL` is
+/// unset.
+macro_rules! on_both_stores {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(crate::support::Harness::new().await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(h) = crate::support::Harness::postgres().await {
+                    super::$name(h).await;
+                }
+            }
+        }
+    )+};
+}
+
+/// The test server's URL, or `None` after saying the test is skipped.
+pub(crate) fn postgres_url() -> Option<String> {
+    match std::env::var("SLUICE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("skipping: SLUICE_TEST_POSTGRES_URL unset");
+            None
+        }
+    }
+}
+
+/// A schema of its own for one test, dropped when the test ends (even by a
+/// panic).
+pub(crate) struct PgSchema {
+    pub(crate) url: String,
+    pub(crate) name: String,
+}
+
+impl PgSchema {
+    pub(crate) fn new(url: String) -> Self {
+        let name = format!("sluice_test_{}", uuid::Uuid::new_v4().simple());
+        Self { url, name }
+    }
+
+    pub(crate) fn config(&self) -> PostgresConfig {
+        PostgresConfig {
+            schema: Some(self.name.clone()),
+            max_connections: 4,
+            ..PostgresConfig::new(self.url.clone())
+        }
+    }
+
+    /// Another store on the same schema: another "process".
+    pub(crate) async fn open(&self) -> PostgresStore {
+        PostgresStore::open(self.config())
+            .await
+            .expect("open postgres store")
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // Drop cannot await, and the test's runtime may be the one running
+        // this: a thread of its own with its own runtime does the work.
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&url).await?;
+                sqlx::query("SET lock_timeout = '10s'")
+                    .execute(&mut c)
+                    .await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                    .execute(&mut c)
+                    .await?;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+        if !matches!(done, Ok(Ok(()))) {
+            eprintln!("could not drop schema {}: {done:?}", self.name);
+        }
+    }
+}
+
 pub(crate) struct Harness {
     pub(crate) dir: TempDir,
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) client: Client,
     pub(crate) probes: Probes,
+    /// Last, so it is dropped after the store.
+    _schema: Option<PgSchema>,
 }
 
 impl Harness {
+    /// SQLite in a temp dir.
     pub(crate) async fn new() -> Self {
         Self::with_http(HttpOptions::default()).await
     }
@@ -178,15 +271,38 @@ impl Harness {
                 .await
                 .expect("open store"),
         );
+        Self::build(dir, store, http, None)
+    }
+
+    /// PostgreSQL in a fresh schema, or `None` (skipped) without a server.
+    pub(crate) async fn postgres() -> Option<Self> {
+        let schema = PgSchema::new(postgres_url()?);
+        let store = Arc::new(schema.open().await);
+        let dir = tempfile::tempdir().expect("tempdir");
+        Some(Self::build(
+            dir,
+            store,
+            HttpOptions::default(),
+            Some(schema),
+        ))
+    }
+
+    fn build(
+        dir: TempDir,
+        store: Arc<dyn Store>,
+        http: HttpOptions,
+        schema: Option<PgSchema>,
+    ) -> Self {
         let probes = Probes::default();
         let registry = Arc::new(registry(&probes, http));
-        let client = Client::new(store.clone() as Arc<dyn Store>, registry.clone());
+        let client = Client::new(store.clone(), registry.clone());
         Self {
             dir,
             store,
             registry,
             client,
             probes,
+            _schema: schema,
         }
     }
 
