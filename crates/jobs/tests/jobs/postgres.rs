@@ -328,3 +328,74 @@ async fn bad_settings_are_refused_with_what_was_wrong() {
         .to_string();
     assert!(e.contains("database URL") && !e.contains("secret"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_cancelled_while_two_processes_run_it_keeps_exact_counts() {
+    let Some((_schema, a, b, client)) = two_stores().await else {
+        return;
+    };
+    let mut follow_up = JobSpec::new("noop", Value::Null);
+    follow_up.queue = Some("callbacks".into());
+    // Chains of four: job i waits for job i - 50.
+    let jobs = (0..200)
+        .map(|i| {
+            let mut j = JobSpec::new("sleep", json!({"ms": 2}));
+            if i >= 50 {
+                j.depends_on = vec![i - 50];
+            }
+            j
+        })
+        .collect();
+    let spec = BatchSpec {
+        jobs,
+        callbacks: vec![Callback {
+            on: CallbackOn::Complete,
+            target: CallbackTarget::Job(Box::new(follow_up)),
+        }],
+        ..Default::default()
+    };
+    let registry = Arc::new(registry(&Probes::default(), HttpOptions::default()));
+    let runners: Vec<_> = [("a", a.clone()), ("b", b.clone())]
+        .into_iter()
+        .map(|(name, store)| {
+            let mut config = fast_config();
+            config.worker_id = name.into();
+            sluice_jobs::Runner::start(store, registry.clone(), config).unwrap()
+        })
+        .collect();
+    let sub = client.submit_batch(&spec).await.unwrap();
+    let bid = sub.batch_id.unwrap();
+    crate::support::eventually("some jobs succeeded", || async {
+        client.batch(bid).await.unwrap().unwrap().counts.succeeded >= 40
+    })
+    .await;
+    b.cancel_batch(bid).await.unwrap();
+    let mut batch = client.batch(bid).await.unwrap().unwrap();
+    for _ in 0..1000 {
+        if batch.finished_at.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        batch = client.batch(bid).await.unwrap().unwrap();
+    }
+    assert_eq!(batch.state, BatchState::Cancelled, "{batch:#?}");
+    assert_eq!(batch.counts.total(), 200, "counts: {:?}", batch.counts);
+    assert_eq!(batch.counts.finished(), 200, "counts: {:?}", batch.counts);
+    assert!(batch.counts.cancelled > 0 && batch.counts.succeeded >= 40);
+    assert_eq!(batch.callback_jobs.len(), 1);
+    let jobs = client
+        .jobs(JobFilter {
+            batch_id: Some(bid),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for state in JobState::ALL {
+        let n = jobs.iter().filter(|j| j.state == state).count() as u64;
+        assert_eq!(n, batch.counts.get(state), "{state} jobs vs counter");
+    }
+    for r in runners {
+        r.shutdown().await;
+    }
+}
