@@ -1,9 +1,9 @@
 //! The PostgreSQL store: any number of worker processes share one database.
 //!
 //! Every trait call is one short transaction on a pooled connection
-//! (completions are grouped: see [`group`]). Row locks do what SQLite's
-//! single writer does: claims take queued rows with `FOR UPDATE SKIP
-//! LOCKED`, so claimers never wait for each other; fenced updates re-check
+//! (completions and heartbeats are grouped: see `group`). Row locks do what
+//! SQLite's single writer does: claims take queued rows with `FOR UPDATE
+//! SKIP LOCKED`, so claimers never wait for each other; fenced updates re-check
 //! the lease token on the row they lock; a batch's counters change in the
 //! transaction that changes its jobs, and the counter UPDATE holds the
 //! batch row until commit, so exactly one transaction sees a batch's last
@@ -12,14 +12,15 @@
 //! completion settling its dependents) is detected by PostgreSQL and the
 //! transaction retried.
 //!
-//! - [`batches`]: per-transaction effects and the batch bookkeeping.
-//! - [`submit`]: inserting batches and jobs.
-//! - [`attempts`]: promotion, claims, completions, heartbeats, releases.
-//! - [`control`]: cancels and manual retries.
-//! - [`sweep`]: rescue of expired leases, pruning.
-//! - [`rows`]: decoding rows, and the reads.
-//! - [`notify`]: LISTEN/NOTIFY wake-ups with a polling fallback.
-//! - [`group`]: completions of one process grouped into one transaction.
+//! - `batches`: per-transaction effects and the batch bookkeeping.
+//! - `submit`: inserting batches and jobs.
+//! - `attempts`: promotion, claims, completions, heartbeats, releases.
+//! - `control`: cancels and manual retries.
+//! - `sweep`: rescue of expired leases, pruning.
+//! - `rows`: decoding rows, and the reads.
+//! - `notify`: LISTEN/NOTIFY wake-ups with a polling fallback.
+//! - `group`: completions and heartbeats of one process grouped into one
+//!   transaction.
 
 mod attempts;
 mod batches;

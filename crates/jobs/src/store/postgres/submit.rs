@@ -36,7 +36,9 @@ pub(super) async fn insert_job(
     now: Timestamp,
 ) -> Result<SubmittedJob, StoreError> {
     let state = initial_state(job, pending_deps, now);
-    loop {
+    // Each round loses only to a holder that finished meanwhile; a bound
+    // turns a logic error into an error instead of a spin.
+    for _ in 0..100 {
         let sql = format!(
             "INSERT INTO jobs (id, batch_id, queue, kind, args, priority, state, run_at, \
              max_attempts, timeout_ms, backoff, pending_deps, unique_key, created_at, updated_at, \
@@ -87,6 +89,10 @@ pub(super) async fn insert_job(
             });
         }
     }
+    Err(StoreError::Corrupt(format!(
+        "job {}: unique key {:?} neither inserted nor held",
+        job.id, job.unique_key
+    )))
 }
 
 /// Inserts jobs without unique keys in one statement.
