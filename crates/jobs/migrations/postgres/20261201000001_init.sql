@@ -26,10 +26,17 @@ CREATE TABLE batches (
     callbacks_fired       jsonb NOT NULL DEFAULT '[]',
     created_at            bigint NOT NULL,
     started_at            bigint,
-    finished_at           bigint
+    finished_at           bigint,
+    -- A client's idempotency key: a second submission with the same key
+    -- gets the first batch's answer (`submitted`, the job ids as first
+    -- answered) instead of a second batch.
+    idempotency_key       text,
+    submitted             jsonb
 );
 
 CREATE INDEX batches_finished ON batches (finished_at) WHERE state <> 'running';
+CREATE UNIQUE INDEX batches_idempotency ON batches (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
 -- No foreign key to batches: every insert would lock its batch row, and
 -- prune deletes jobs before their batch anyway.
@@ -74,6 +81,10 @@ CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('scheduled', 'retrying') 
 -- Rescue of expired leases.
 CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE state = 'running';
 CREATE INDEX jobs_batch ON jobs (batch_id, id);
+-- Queue counts (GET /v1/queues, queue-depth gauges): unfinished jobs only,
+-- so it stays small.
+CREATE INDEX jobs_open_queue ON jobs (queue, state)
+    WHERE state IN ('scheduled', 'queued', 'running', 'retrying');
 -- Pruning.
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
 -- One unfinished job per unique key.

@@ -14,6 +14,7 @@ mod kinds;
 mod leases;
 mod lifecycle;
 mod postgres;
+mod reads;
 mod retries;
 mod timeouts;
 mod transitions;

@@ -399,3 +399,40 @@ async fn a_batch_cancelled_while_two_processes_run_it_keeps_exact_counts() {
         r.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_idempotency_key_submitted_concurrently_by_two_processes_is_one_batch() {
+    let Some((_schema, a, b, _client)) = two_stores().await else {
+        return;
+    };
+    let registry = Arc::new(registry(&Probes::default(), HttpOptions::default()));
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store: Arc<dyn Store> = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let client = Client::new(store, registry.clone());
+        tasks.push(tokio::spawn(async move {
+            let spec = BatchSpec {
+                idempotency_key: Some("import-2026-12-01".into()),
+                ..noops(5)
+            };
+            client.submit_batch(&spec).await.unwrap()
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.unwrap());
+    }
+    assert_eq!(answers.iter().filter(|s| !s.replayed).count(), 1);
+    let first = answers.iter().find(|s| !s.replayed).unwrap();
+    for s in &answers {
+        assert_eq!((s.batch_id, &s.jobs), (first.batch_id, &first.jobs));
+    }
+    let jobs = a
+        .list_jobs(JobFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 5, "one batch's jobs stored");
+}

@@ -44,8 +44,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::batches::Effects;
 use super::{
-    CancelResult, ChangeCursor, ChangeFilter, ClaimRequest, ClaimedJob, Completion, Heartbeat,
-    JobFilter, Lease, RetryResult, Store, StoreError, StoreFuture, Submitted,
+    BatchFilter, CancelResult, ChangeCursor, ChangeFilter, ClaimRequest, ClaimedJob, Completion,
+    Heartbeat, JobFilter, Lease, QueueCounts, RetryResult, Store, StoreError, StoreFuture,
+    Submitted,
 };
 use crate::model::{Batch, BatchId, Job, JobId, Timestamp};
 use crate::validate::NewBatch;
@@ -430,6 +431,18 @@ impl Store for PostgresStore {
 
     fn subscribe_changes(&self) -> watch::Receiver<u64> {
         self.inner.db.ticks.changed.subscribe()
+    }
+
+    fn latest_change(&self) -> StoreFuture<'_, Option<ChangeCursor>> {
+        Box::pin(rows::latest_change(&self.inner.db.pool))
+    }
+
+    fn list_batches(&self, filter: BatchFilter) -> StoreFuture<'_, Vec<Batch>> {
+        Box::pin(rows::list_batches(&self.inner.db.pool, filter))
+    }
+
+    fn queue_counts(&self) -> StoreFuture<'_, Vec<QueueCounts>> {
+        Box::pin(rows::queue_counts(&self.inner.db.pool))
     }
 }
 

@@ -10,10 +10,11 @@ use sqlx::types::Json;
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use super::UNFINISHED;
 use crate::model::{
     Batch, BatchId, BatchState, DependencyPolicy, Job, JobId, JobState, StateCounts, Timestamp,
 };
-use crate::store::{ChangeCursor, ChangeFilter, JobFilter, StoreError};
+use crate::store::{BatchFilter, ChangeCursor, ChangeFilter, JobFilter, QueueCounts, StoreError};
 
 pub(super) const COUNT_COLUMNS: [&str; 8] = [
     "n_scheduled",
@@ -243,6 +244,73 @@ pub(super) async fn changes(
     add_deps(pool, &mut jobs).await?;
     for ((_, j), with_deps) in out.iter_mut().zip(jobs) {
         *j = with_deps;
+    }
+    Ok(out)
+}
+
+/// The newest change [`changes`] can read now: below the oldest
+/// transaction still running, like every read of the stream.
+pub(super) async fn latest_change(pool: &PgPool) -> Result<Option<ChangeCursor>, StoreError> {
+    let row = sqlx::query(
+        "SELECT change_xid, id FROM jobs \
+         WHERE change_xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+         ORDER BY change_xid DESC, id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok(ChangeCursor {
+            seq: r.try_get(0)?,
+            id: JobId(r.try_get(1)?),
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn list_batches(
+    pool: &PgPool,
+    filter: BatchFilter,
+) -> Result<Vec<Batch>, StoreError> {
+    let mut q: QueryBuilder<'_, Postgres> = QueryBuilder::new("SELECT * FROM batches WHERE true");
+    if let Some(s) = filter.state {
+        q.push(" AND state = ").push_bind(s.as_str());
+    }
+    if let Some(b) = filter.before {
+        q.push(" AND id < ").push_bind(b.0);
+    }
+    q.push(" ORDER BY id DESC LIMIT ")
+        .push_bind(i64::from(filter.limit.clamp(1, 1_000)));
+    let rows = q.build().fetch_all(pool).await?;
+    rows.iter().map(batch_from_row).collect()
+}
+
+pub(super) async fn queue_counts(pool: &PgPool) -> Result<Vec<QueueCounts>, StoreError> {
+    // The same IN list as the partial index `jobs_open_queue`.
+    let sql = format!(
+        "SELECT queue, state, count(*) FROM jobs WHERE state IN {UNFINISHED} \
+         GROUP BY queue, state ORDER BY queue"
+    );
+    let rows = sqlx::query(&sql).fetch_all(pool).await?;
+    let mut out: Vec<QueueCounts> = Vec::new();
+    for row in rows {
+        let queue: String = row.try_get(0)?;
+        let state = parse_state(row.try_get(1)?)?;
+        let n = row.try_get::<i64, _>(2)?.max(0) as u64;
+        if out.last().is_none_or(|q| q.queue != queue) {
+            out.push(QueueCounts {
+                queue,
+                ..QueueCounts::default()
+            });
+        }
+        if let Some(q) = out.last_mut() {
+            match state {
+                JobState::Scheduled => q.scheduled = n,
+                JobState::Queued => q.queued = n,
+                JobState::Running => q.running = n,
+                JobState::Retrying => q.retrying = n,
+                _ => {}
+            }
+        }
     }
     Ok(out)
 }

@@ -169,10 +169,20 @@ pub(super) async fn submit(
     batch: &NewBatch,
     now: Timestamp,
 ) -> Result<Submitted, StoreError> {
+    if let Some(key) = &batch.idempotency_key
+        && let Some(first) = replay(c, key).await?
+    {
+        return Ok(first);
+    }
     if let Some(id) = batch.id {
-        sqlx::query(
+        // ON CONFLICT: a submission with the same key committing meanwhile
+        // wins; this one waits for it and answers with its batch.
+        let inserted = sqlx::query(
             "INSERT INTO batches (id, name, state, total, on_dependency_failure, callbacks, \
-             callback_plans, created_at) VALUES ($1, $2, 'running', 0, $3, $4, $5, $6)",
+             callback_plans, created_at, idempotency_key) \
+             VALUES ($1, $2, 'running', 0, $3, $4, $5, $6, $7) \
+             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING \
+             RETURNING id",
         )
         .bind(id.0)
         .bind(&batch.name)
@@ -180,8 +190,15 @@ pub(super) async fn submit(
         .bind(Json(&batch.callbacks))
         .bind(Json(&batch.callback_plans))
         .bind(now.0)
-        .execute(&mut *c)
+        .bind(&batch.idempotency_key)
+        .fetch_optional(&mut *c)
         .await?;
+        if inserted.is_none() {
+            let key = batch.idempotency_key.as_deref().unwrap_or_default();
+            return replay(c, key).await?.ok_or_else(|| {
+                StoreError::Corrupt(format!("idempotency key {key:?} neither new nor stored"))
+            });
+        }
         // Checked at commit even when every job resolved to an existing
         // one (an empty batch ends at once).
         fx.touch(id);
@@ -227,8 +244,11 @@ pub(super) async fn submit(
     }
     if let Some(id) = batch.id {
         let inserted = out.iter().filter(|j| !j.existing).count() as i64;
-        sqlx::query("UPDATE batches SET total = $1 WHERE id = $2")
+        // The answer is kept only for keyed batches: only they are replayed.
+        let submitted = batch.idempotency_key.as_ref().map(|_| Json(&out));
+        sqlx::query("UPDATE batches SET total = $1, submitted = $2 WHERE id = $3")
             .bind(inserted)
+            .bind(submitted)
             .bind(id.0)
             .execute(&mut *c)
             .await?;
@@ -236,5 +256,23 @@ pub(super) async fn submit(
     Ok(Submitted {
         batch_id: batch.id,
         jobs: out,
+        replayed: false,
     })
+}
+
+/// The first answer given for an idempotency key, if a batch holds it.
+async fn replay(c: &mut PgConnection, key: &str) -> Result<Option<Submitted>, StoreError> {
+    let Some(row) = sqlx::query("SELECT id, submitted FROM batches WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_optional(&mut *c)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let jobs: Option<Json<Vec<SubmittedJob>>> = row.try_get("submitted")?;
+    Ok(Some(Submitted {
+        batch_id: Some(BatchId(row.try_get("id")?)),
+        jobs: jobs.map(|Json(j)| j).unwrap_or_default(),
+        replayed: true,
+    }))
 }
