@@ -30,13 +30,14 @@ pub use self::postgres::{PostgresConfig, PostgresStore};
 pub use self::sqlite::{SqliteConfig, SqliteStore};
 
 /// Opens the store a `--db` value names: `postgres://…` or
-/// `postgresql://…` for PostgreSQL (default settings), `sqlite://PATH` or a
+/// `postgresql://…` for PostgreSQL (default settings; `?schema=NAME` keeps
+/// the tables in that schema), `sqlite://PATH` or a
 /// plain path for SQLite; an empty value means SQLite at
 /// [`sqlite::DEFAULT_PATH`].
 pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     match StoreUrl::parse(url)? {
         StoreUrl::Postgres(url) => Ok(Arc::new(
-            PostgresStore::open(PostgresConfig::new(url)).await?,
+            PostgresStore::open(PostgresConfig::from_url(&url)).await?,
         )),
         StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(SqliteConfig::at(path)).await?)),
     }

@@ -83,6 +83,35 @@ impl PostgresConfig {
         }
     }
 
+    /// Defaults for a URL that may name the schema in its query
+    /// (`postgres://host/db?schema=jobs`), the form `--db` takes. The other
+    /// query parameters are left for the driver.
+    pub fn from_url(url: &str) -> Self {
+        let Some((base, query)) = url.split_once('?') else {
+            return Self::new(url);
+        };
+        let mut schema = None;
+        let rest: Vec<&str> = query
+            .split('&')
+            .filter(|pair| match pair.strip_prefix("schema=") {
+                Some(name) => {
+                    schema = Some(name.to_owned());
+                    false
+                }
+                None => !pair.is_empty(),
+            })
+            .collect();
+        let url = if rest.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", rest.join("&"))
+        };
+        Self {
+            schema,
+            ..Self::new(url)
+        }
+    }
+
     /// The URL without its password, for logs and errors.
     pub fn redacted_url(&self) -> String {
         redact(&self.url)
@@ -460,6 +489,20 @@ mod tests {
             "{shown}"
         );
         assert_eq!(redact("postgres://db/jobs"), "postgres://db/jobs");
+    }
+
+    #[test]
+    fn a_schema_in_the_url_query_is_taken_out_for_the_store() {
+        let c = PostgresConfig::from_url("postgres://h/db?schema=jobs&sslmode=disable");
+        assert_eq!(c.schema.as_deref(), Some("jobs"));
+        assert_eq!(c.url, "postgres://h/db?sslmode=disable");
+        let c = PostgresConfig::from_url("postgres://h/db?schema=jobs");
+        assert_eq!(
+            (c.url.as_str(), c.schema.as_deref()),
+            ("postgres://h/db", Some("jobs"))
+        );
+        let c = PostgresConfig::from_url("postgres://h/db");
+        assert_eq!((c.url.as_str(), c.schema), ("postgres://h/db", None));
     }
 
     #[test]
