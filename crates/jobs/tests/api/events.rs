@@ -44,15 +44,26 @@ fn cursor(ev: &SseEvent) -> ChangeCursor {
         .expect("a cursor")
 }
 
+/// Pages smaller than the batch and a slow throttle: reads loop over full
+/// pages, and changes that come while a stream waits are not lost.
+fn small_pages(c: &mut sluice_jobs::ApiConfig) {
+    c.events_page = 2;
+    c.events_min_interval = Duration::from_millis(300);
+}
+
 #[tokio::test]
 async fn a_batch_stream_follows_jobs_until_the_batch_finishes() {
-    // Pages smaller than the batch and a slow throttle: reads loop over
-    // full pages, and changes that come while a stream waits are not lost.
-    let s = Server::with(|c| {
-        c.events_page = 2;
-        c.events_min_interval = Duration::from_millis(300);
-    })
-    .await;
+    batch_stream_follows_jobs(Server::with(small_pages).await).await;
+}
+
+#[tokio::test]
+async fn a_batch_stream_follows_jobs_until_the_batch_finishes_on_postgres() {
+    if let Some(s) = Server::postgres_with(small_pages).await {
+        batch_stream_follows_jobs(s).await;
+    }
+}
+
+async fn batch_stream_follows_jobs(s: Server) {
     let (batch, jobs) = s.submit_noops(5).await;
     let mut stream = open(&s, &format!("?batch={batch}"), None).await;
     // A new stream starts with the batch as it is.
@@ -88,7 +99,17 @@ async fn a_batch_stream_follows_jobs_until_the_batch_finishes() {
 
 #[tokio::test]
 async fn resuming_returns_exactly_the_changes_after_the_cursor() {
-    let s = Server::start().await;
+    resuming_after_a_cursor(Server::start().await).await;
+}
+
+#[tokio::test]
+async fn resuming_returns_exactly_the_changes_after_the_cursor_on_postgres() {
+    if let Some(s) = Server::postgres_with(|_| {}).await {
+        resuming_after_a_cursor(s).await;
+    }
+}
+
+async fn resuming_after_a_cursor(s: Server) {
     let (batch, _) = s.submit_noops(4).await;
     let mut live = open(&s, &format!("?batch={batch}"), None).await;
     let runner = s.runner();

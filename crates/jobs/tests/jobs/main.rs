@@ -2,6 +2,8 @@
 //! when `SLUICE_TEST_POSTGRES_URL` is set, on PostgreSQL (a schema per
 //! test).
 
+#[path = "../shared/pg_schema.rs"]
+mod pg_schema;
 #[macro_use]
 mod support;
 

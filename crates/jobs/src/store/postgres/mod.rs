@@ -303,10 +303,12 @@ impl Db {
     {
         let mut tries = 0u32;
         loop {
-            let now = Timestamp::now();
             let mut fx = Effects::default();
             let result = async {
                 let mut tx = self.pool.begin().await?;
+                // After the wait for a connection, so leases are not
+                // shortened by it.
+                let now = Timestamp::now();
                 let out = f(&mut tx, &mut fx, now).await?;
                 fx.flush(&mut tx, now).await?;
                 notify::send(&mut tx, &self.key, fx.changed, fx.wake).await?;
