@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::support::{Proc, free_addr, sluice};
+use crate::support::{Proc, Schema, free_addr, sluice};
 
 const JOBS: usize = 2_000;
 
@@ -189,6 +189,12 @@ async fn crash_and_recover(db: &str, server_works: bool, extra_workers: usize) {
             _ => break,
         }
     }
+    eprintln!(
+        "crash test: {} jobs rescued from the killed process, {} ran twice, batch done {recovery:?} after the kill",
+        rescued,
+        twice.len()
+    );
+    assert!(rescued > 0, "the kill interrupted no running job");
     assert!(
         twice.len() <= rescued,
         "{} jobs ran twice but only {rescued} were rescued from the dead worker",
@@ -218,4 +224,12 @@ async fn sigkill_mid_batch_on_sqlite_loses_nothing_and_reruns_only_the_running_j
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
     crash_and_recover(db.to_str().unwrap(), true, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_one_of_two_postgres_workers_loses_nothing() {
+    let Some(schema) = Schema::from_env() else {
+        return;
+    };
+    crash_and_recover(&schema.db(), false, 2).await;
 }

@@ -4,60 +4,13 @@
 
 use std::io::Write;
 
-use crate::support::{Proc, free_addr, run, sluice, text, wait_ready};
-
-/// A schema of its own, dropped at the end (even after a panic).
-struct Schema {
-    url: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(url: String) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name = format!("sluice_cli_{}_{nanos}", std::process::id());
-        Self { url, name }
-    }
-
-    /// The `--db` value: the server's URL with `schema=` in its query.
-    fn db(&self) -> String {
-        let sep = if self.url.contains('?') { '&' } else { '?' };
-        format!("{}{sep}schema={}", self.url, self.name)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let dropped = rt.block_on(async {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&self.url).await?;
-            sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-                .execute(&mut c)
-                .await?;
-            Ok::<_, sqlx::Error>(())
-        });
-        if let Err(e) = dropped {
-            eprintln!("could not drop schema {}: {e}", self.name);
-        }
-    }
-}
+use crate::support::{Proc, Schema, free_addr, run, sluice, text, wait_ready};
 
 #[test]
 fn an_api_server_and_two_worker_processes_share_one_postgres_queue() {
-    let url = match std::env::var("SLUICE_TEST_POSTGRES_URL") {
-        Ok(u) if !u.is_empty() => u,
-        _ => {
-            eprintln!("skipping: SLUICE_TEST_POSTGRES_URL unset");
-            return;
-        }
+    let Some(schema) = Schema::from_env() else {
+        return;
     };
-    let schema = Schema::new(url);
     let db = schema.db();
     let addr = free_addr();
     let mut server = Proc::spawn(sluice().args([

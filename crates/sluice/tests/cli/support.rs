@@ -97,3 +97,59 @@ pub(crate) fn wait_ready(url: &str) {
     }
     panic!("{url} never answered 200");
 }
+
+/// A PostgreSQL schema of its own for one test (from
+/// `SLUICE_TEST_POSTGRES_URL`), dropped at the end, even after a panic.
+pub(crate) struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    /// `None` (after saying the test is skipped) when the URL is unset.
+    pub(crate) fn from_env() -> Option<Self> {
+        let url = match std::env::var("SLUICE_TEST_POSTGRES_URL") {
+            Ok(u) if !u.is_empty() => u,
+            _ => {
+                eprintln!("skipping: SLUICE_TEST_POSTGRES_URL unset");
+                return None;
+            }
+        };
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("sluice_cli_{}_{nanos}", std::process::id());
+        Some(Self { url, name })
+    }
+
+    /// The `--db` value: the server's URL with `schema=` in its query.
+    pub(crate) fn db(&self) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}schema={}", self.url, self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        // A thread with its own runtime: the test may be running on one.
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut c = sqlx::PgConnection::connect(&url).await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                    .execute(&mut c)
+                    .await?;
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop schema {}: {dropped:?}", self.name);
+        }
+    }
+}
