@@ -153,19 +153,11 @@ fn resolve_job(
         .queue
         .clone()
         .unwrap_or_else(|| DEFAULT_QUEUE.to_owned());
-    if queue.is_empty() || queue.len() > limits.max_key_len {
-        bad(
-            "queue",
-            format!("must be 1 to {} bytes", limits.max_key_len),
-        );
+    if let Some(message) = bad_key(&queue, limits) {
+        bad("queue", message);
     }
-    if let Some(key) = &spec.unique_key
-        && (key.is_empty() || key.len() > limits.max_key_len)
-    {
-        bad(
-            "unique_key",
-            format!("must be 1 to {} bytes", limits.max_key_len),
-        );
+    if let Some(message) = spec.unique_key.as_deref().and_then(|k| bad_key(k, limits)) {
+        bad("unique_key", message);
     }
     if let Some(n) = spec.max_attempts
         && !(1..=limits.max_attempts).contains(&n)
@@ -267,6 +259,18 @@ fn find_cycles(deps: &[Vec<usize>]) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// What is wrong with a queue name or a key, if anything: its length, or
+/// control characters (PostgreSQL text refuses NUL; none belongs in a name).
+fn bad_key(key: &str, limits: &SubmitLimits) -> Option<String> {
+    if key.is_empty() || key.len() > limits.max_key_len {
+        Some(format!("must be 1 to {} bytes", limits.max_key_len))
+    } else if key.chars().any(char::is_control) {
+        Some("must not contain control characters".into())
+    } else {
+        None
+    }
 }
 
 /// Checks `spec` and resolves it, or returns every problem found.
@@ -371,13 +375,24 @@ pub fn validate_batch(
         }
     }
 
-    if let Some(key) = &spec.idempotency_key
-        && (key.is_empty() || key.len() > limits.max_key_len)
+    if let Some(message) = spec
+        .idempotency_key
+        .as_deref()
+        .and_then(|k| bad_key(k, limits))
     {
         problems.push(Problem {
             index: None,
             field: "idempotency_key".into(),
-            message: format!("must be 1 to {} bytes", limits.max_key_len),
+            message,
+        });
+    }
+    if let Some(name) = &spec.name
+        && name.chars().any(char::is_control)
+    {
+        problems.push(Problem {
+            index: None,
+            field: "name".into(),
+            message: "must not contain control characters".into(),
         });
     }
 
@@ -551,6 +566,39 @@ mod tests {
             fields,
             vec!["callbacks[0].webhook", "callbacks[1].job.args"]
         );
+    }
+
+    #[test]
+    fn control_characters_in_names_and_keys_are_refused() {
+        let mut a = JobSpec::new("noop", json!({}));
+        a.queue = Some("mail\0".into());
+        let mut b = JobSpec::new("noop", json!({}));
+        b.unique_key = Some("k\n".into());
+        let spec = BatchSpec {
+            name: Some("nightly\u{7}".into()),
+            jobs: vec![a, b],
+            idempotency_key: Some("\0".into()),
+            ..Default::default()
+        };
+        let p = validate_batch(
+            &spec,
+            &registry(),
+            &SubmitLimits::default(),
+            Timestamp::now(),
+        )
+        .unwrap_err();
+        let at: Vec<(Option<usize>, &str)> =
+            p.iter().map(|p| (p.index, p.field.as_str())).collect();
+        assert_eq!(
+            at,
+            vec![
+                (None, "idempotency_key"),
+                (None, "name"),
+                (Some(0), "queue"),
+                (Some(1), "unique_key")
+            ]
+        );
+        assert!(p.iter().all(|p| p.message.contains("control characters")));
     }
 
     #[test]
