@@ -526,6 +526,33 @@ sluice_start() {
 }
 
 SL_DRAIN_RATES=()
+SL_E2E_RATES=()
+# sluice_through RUN [calibrate]: N no-op jobs one per POST /v1/jobs from $SL_SINGLE_CONC
+# connections to a server with workers, until none is unfinished: the end-to-end rate
+# (scenario through). The server does the API's work and the jobs' on the same CPU, so
+# this, not the drain rate, is the most it sustains when jobs arrive one per request:
+# the latency rates are fractions of it.
+sluice_through() {
+    local run=$1 mode=${2:-} n=$JOBS_N res sys=sluice-$SL_BACKEND
+    [[ $mode == calibrate ]] && n=$((JOBS_N < 10000 ? JOBS_N : 10000))
+    sluice_fresh_db
+    sluice_start "$SL_WORKERS" || return 1
+    if ! res=$(lg $((n / 50 + 660)) enqueue --n "$n" --batch 1 --conc "$SL_SINGLE_CONC" --wait-done true); then
+        fail "$sys end-to-end run of $n jobs failed: $res"
+        stop "$SL_PID"
+        return 1
+    fi
+    stop "$SL_PID"
+    SL_E2E_RATES+=("$(jget "$res" done_jobs_per_s)")
+    if [[ -z $mode ]]; then
+        row through "$sys" "$run" "$res" "workers=$SL_WORKERS"
+        printf '   through  %s run %d: %8s jobs/s  (%s jobs one per request, %s connections, submitted at %s jobs/s)\n' "$sys" "$run" \
+            "$(jget "$res" done_jobs_per_s)" "$n" "$SL_SINGLE_CONC" "$(jget "$res" jobs_per_s)" >&2
+    else
+        note "$sys: calibration end-to-end run of $n jobs: $(jget "$res" done_jobs_per_s) jobs/s (sets the latency rates)"
+    fi
+}
+
 # sluice_drain RUN [calibrate]: queue N no-op jobs in batches of 1,000 through the API
 # with no workers (scenario enqueue), then restart the server with workers and time
 # the drain (scenario drain); then, for enqueue, N jobs one per POST /v1/jobs.
@@ -589,15 +616,15 @@ sluice_window() {
 sluice_latency() {
     local max=$MAX_RATE frac rate run sys=sluice-$SL_BACKEND
     if [[ -z $max ]]; then
-        if ((${#SL_DRAIN_RATES[@]})); then
-            max=$(median "${SL_DRAIN_RATES[@]}")
+        if ((${#SL_E2E_RATES[@]})); then
+            max=$(median "${SL_E2E_RATES[@]}")
         else
-            say "$sys: calibration drain for the latency rates"
-            sluice_drain 0 calibrate || return 1
-            max=${SL_DRAIN_RATES[-1]}
+            say "$sys: calibration end-to-end run for the latency rates"
+            sluice_through 0 calibrate || return 1
+            max=${SL_E2E_RATES[-1]}
         fi
     fi
-    note "$sys: latency rates are fractions $FRACTIONS of $max jobs/s"
+    note "$sys: latency rates are fractions $FRACTIONS of $max jobs/s, its end-to-end rate with one job per request (scenario through); its drain rate counts only running queued jobs, while here the same CPU also serves every submission"
     sluice_fresh_db
     sluice_start "$SL_WORKERS" || return 1
     for frac in ${FRACTIONS//,/ }; do
@@ -684,6 +711,10 @@ run_sluice() {
         if has "$SCENARIOS" drain || has "$SCENARIOS" enqueue; then
             say "sluice-$backend: enqueue and drain $JOBS_N no-op jobs (server --workers $SL_WORKERS)"
             for ((run = 1; run <= RUNS; run++)); do sluice_drain "$run" || true; done
+        fi
+        if has "$SCENARIOS" latency || has "$SCENARIOS" enqueue; then
+            say "sluice-$backend: $JOBS_N no-op jobs one per request, enqueued and run (end to end)"
+            for ((run = 1; run <= RUNS; run++)); do sluice_through "$run" || true; done
         fi
         if has "$SCENARIOS" latency; then
             say "sluice-$backend: enqueue-to-start latency at fractions $FRACTIONS of the drain rate"

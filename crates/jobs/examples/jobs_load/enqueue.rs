@@ -19,6 +19,7 @@ pub(crate) async fn run(o: &Opts) -> Result<(Value, bool), Error> {
     let batch: usize = o.get("batch", Some(1000))?;
     let conc: usize = o.get("conc", Some(1))?;
     let ids_file = o.opt("ids");
+    let wait_done: bool = o.get("wait-done", Some(false))?;
     if n == 0 || batch == 0 || conc == 0 {
         return Err("--n, --batch and --conc must be at least 1".into());
     }
@@ -67,6 +68,14 @@ pub(crate) async fn run(o: &Opts) -> Result<(Value, bool), Error> {
     }
     let secs = t0.elapsed().as_secs_f64();
     let cpu = self_cpu_secs() - cpu0;
+    // With workers running, the end-to-end rate through the API: from the first
+    // request to no unfinished job left (polled every 50 ms).
+    let done_secs = if wait_done {
+        wait_no_unfinished(&api, Duration::from_secs(600)).await?;
+        Some(t0.elapsed().as_secs_f64())
+    } else {
+        None
+    };
     if let Some(path) = ids_file {
         // In submission order: drain-wait watches the last one first.
         ids.sort();
@@ -87,7 +96,37 @@ pub(crate) async fn run(o: &Opts) -> Result<(Value, bool), Error> {
             "mode": mode,
             "batch": batch,
             "conc": conc,
+            "done_secs": done_secs.map(|s| round(s, 3)),
+            "done_jobs_per_s": done_secs.map(|s| round(n as f64 / s, 1)),
         }),
         true,
     ))
+}
+
+/// Polls `GET /v1/queues` until no queue holds an unfinished job.
+async fn wait_no_unfinished(api: &Api, timeout: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let q = api.get("/v1/queues").await?;
+        let left: u64 = q["queues"]
+            .as_array()
+            .map(|qs| {
+                qs.iter()
+                    .map(|q| {
+                        ["scheduled", "queued", "running", "retrying"]
+                            .iter()
+                            .map(|k| q[*k].as_u64().unwrap_or(0))
+                            .sum::<u64>()
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{left} jobs still unfinished after {timeout:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -27,6 +27,7 @@ pub(crate) async fn run(o: &Opts) -> Result<(Value, bool), Error> {
     let warm: f64 = o.get("warm", Some(1.0))?;
     let wait: f64 = o.get("wait", Some(60.0))?;
     let conc: usize = o.get("conc", Some(256))?;
+    let dump = o.opt("dump");
     if !(rate > 0.0 && secs > 0.0 && conc > 0) {
         return Err("--rate, --secs and --conc must be positive".into());
     }
@@ -39,7 +40,15 @@ pub(crate) async fn run(o: &Opts) -> Result<(Value, bool), Error> {
     let sent = send_open_loop(&api, rate, secs, conc).await?;
     let took = t0.elapsed().as_secs_f64();
     let (lat, first_error) = starts(&api, &sent, wait).await?;
-    let mut lat = lat;
+    if let Some(path) = dump {
+        // In send order, for looking at when the slow ones happened.
+        let text: String = lat
+            .iter()
+            .map(|(t, l)| format!("{t:.3} {l:.3}\n"))
+            .collect();
+        std::fs::write(&path, text).map_err(|e| format!("writing --dump {path}: {e}"))?;
+    }
+    let mut lat: Vec<f64> = lat.into_iter().map(|(_, l)| l).collect();
     lat.sort_by(f64::total_cmp);
     let n = sent.len();
     let missing = n - lat.len();
@@ -123,9 +132,14 @@ async fn send_open_loop(api: &Api, rate: f64, secs: f64, conc: usize) -> Result<
 }
 
 /// Reads every probe's `started_at` (32 requests at once), re-reading those
-/// not started yet until `wait` seconds have passed. Returns the latencies in
-/// ms and the first submission or read error, if any.
-async fn starts(api: &Api, sent: &[Sent], wait: f64) -> Result<(Vec<f64>, Option<String>), Error> {
+/// not started yet until `wait` seconds have passed. Returns (intended send
+/// time, latency) in ms per started probe and the first submission or read
+/// error, if any.
+async fn starts(
+    api: &Api,
+    sent: &[Sent],
+    wait: f64,
+) -> Result<(Vec<(f64, f64)>, Option<String>), Error> {
     let deadline = Instant::now() + Duration::from_secs_f64(wait);
     let mut first_error = sent.iter().find_map(|(_, r)| r.as_ref().err().cloned());
     let mut pending: Vec<(f64, String)> = sent
@@ -149,7 +163,7 @@ async fn starts(api: &Api, sent: &[Sent], wait: f64) -> Result<(Vec<f64>, Option
                     // started_at is stored in whole ms, truncated: +0.5 ms is
                     // the unbiased estimate of the true instant.
                     Ok(j) => match ms(&j, "started_at") {
-                        Some(s) => lat.push(s as f64 + 0.5 - t),
+                        Some(s) => lat.push((t, s as f64 + 0.5 - t)),
                         None => still.push((t, id)),
                     },
                     Err(e) => {
@@ -160,6 +174,7 @@ async fn starts(api: &Api, sent: &[Sent], wait: f64) -> Result<(Vec<f64>, Option
             }
         }
         if still.is_empty() || Instant::now() > deadline {
+            lat.sort_by(|a, b| a.0.total_cmp(&b.0));
             return Ok((lat, first_error));
         }
         pending = still;
