@@ -5,7 +5,8 @@
 //! - [`validate`]: checks a submission, naming job index and field of each
 //!   problem, and resolves defaults.
 //! - [`kinds`]: the kind registry, built-in kinds and the API to add yours.
-//! - [`store`]: the storage trait and its SQLite implementation.
+//! - [`store`]: the storage trait and its SQLite and PostgreSQL
+//!   implementations.
 //! - [`runner`]: claims and runs jobs: concurrency, retries, timeouts,
 //!   heartbeats, graceful stop.
 //! - [`client`]: submit, inspect and cancel through validation.
@@ -31,4 +32,6 @@ pub use model::{
     DependencyPolicy, Job, JobId, JobSpec, JobState, Timestamp,
 };
 pub use runner::{QueueConfig, Runner, RunnerConfig, ShutdownReport};
-pub use store::{SqliteConfig, SqliteStore, Store, StoreError};
+pub use store::{
+    PostgresConfig, PostgresStore, SqliteConfig, SqliteStore, Store, StoreError, open_store,
+};

@@ -835,6 +835,9 @@ mod tests {
         fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
             tokio::sync::watch::channel(0).1
         }
+        fn latest_change(&self) -> StoreFuture<'_, Option<crate::store::ChangeCursor>> {
+            closed()
+        }
         fn list_batches(
             &self,
             _: crate::store::BatchFilter,

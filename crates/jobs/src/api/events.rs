@@ -2,14 +2,17 @@
 //!
 //! Each changed job is an event `job` whose `id:` is its change cursor
 //! (`SEQ-UUID`); a stream of one batch also sends an event `batch` with the
-//! batch's counts after each group of job events (and once at the start).
+//! batch's counts once at the start and, when they changed, after each
+//! group of job events that catches up (not in the middle of a backlog).
+//! The batch is read before the changes, so its counts are never newer than
+//! the job events before it.
 //! Batch events carry no `id:`, so the last event id a client holds is
 //! always a job cursor. A client resumes with `Last-Event-ID` (browsers do
 //! this by themselves) or `?after=`: it gets exactly the changes after that
 //! cursor. A new stream without a cursor starts at the beginning: every job
 //! of the filter once, at its latest state, then live changes. (So a batch
 //! stream gives the full picture on connect; an unfiltered stream replays
-//! every stored job, and should pass `after` to start later.)
+//! every stored job, and should pass `after=now` to start at the present.)
 //!
 //! Work is bounded: a stream reads at most `events_page` changes per query
 //! and yields them before reading more, so a slow client slows only its own
@@ -137,6 +140,9 @@ async fn events(
         })
         .transpose()?;
     let after = match last_id.or(q.after.as_deref()) {
+        // The present: only changes from now on (an overview that does
+        // not want every stored job replayed).
+        Some("now") => state.client.store().latest_change().await?,
         Some(s) if !s.is_empty() => Some(
             s.parse::<ChangeCursor>()
                 .map_err(|e| ApiError::BadRequest(format!("event id: {e}")))?,
@@ -154,6 +160,8 @@ async fn events(
         last_read: None,
         snapshot: after.is_none() && matches!(filter, ChangeFilter::Batch(_)),
         more: true,
+        recheck: false,
+        sent_batch: None,
         ends: [Some(state.shutdown.clone()), serve_end],
         done: false,
     };
@@ -178,6 +186,13 @@ struct Feed {
     snapshot: bool,
     /// The last read filled a page: read again without waiting.
     more: bool,
+    /// The last read found changes: read once more without waiting for a
+    /// tick, because the batch read just before them may be older than
+    /// they are, and the commit that finished the batch ticks no more.
+    recheck: bool,
+    /// The data of the last batch event sent; an unchanged batch is not
+    /// sent again.
+    sent_batch: Option<String>,
     /// Either ends the stream: the state's token, the server's.
     ends: [Option<CancellationToken>; 2],
     done: bool,
@@ -191,18 +206,32 @@ impl Feed {
                 return None;
             }
             if std::mem::take(&mut self.snapshot) {
-                match self.batch_event().await {
-                    Ok(Some(e)) => return Some(vec![e]),
+                match self.batch().await {
+                    Ok(Some(data)) => return Some(vec![self.batch_event(data)]),
                     Ok(None) => {}
                     Err(e) => return Some(vec![self.fail(e)]),
                 }
             }
-            if !self.more && !self.wait().await {
-                return None;
+            if !self.more {
+                let go = if std::mem::take(&mut self.recheck) {
+                    self.throttle().await
+                } else {
+                    self.wait().await
+                };
+                if !go {
+                    return None;
+                }
             }
             // Marked seen before the read: a commit after it ticks again.
             self.ticks.borrow_and_update();
             self.last_read = Some(Instant::now());
+            // The batch is read before its jobs' changes, so its counts
+            // are never newer than the job events sent before it: a client
+            // that sees the batch finished has seen every job's last change.
+            let batch = match self.batch().await {
+                Ok(b) => b,
+                Err(e) => return Some(vec![self.fail(e)]),
+            };
             let rows = match self
                 .client
                 .changes(self.filter, self.after, self.page)
@@ -212,10 +241,10 @@ impl Feed {
                 Err(e) => return Some(vec![self.fail(e.into())]),
             };
             self.more = rows.len() >= self.page as usize;
-            let Some(&(last, _)) = rows.last() else {
-                continue;
-            };
-            self.after = Some(last);
+            self.recheck = !rows.is_empty();
+            if let Some(&(last, _)) = rows.last() {
+                self.after = Some(last);
+            }
             let mut events: Vec<Event> = rows
                 .iter()
                 .filter_map(|(cursor, job)| {
@@ -226,20 +255,23 @@ impl Feed {
                         .ok()
                 })
                 .collect();
-            match self.batch_event().await {
-                Ok(Some(e)) => events.push(e),
-                Ok(None) => {}
-                Err(e) => events.push(self.fail(e)),
+            // Mid-backlog the counts would describe jobs not sent yet.
+            if !self.more
+                && let Some(data) = batch
+                && self.sent_batch.as_ref() != Some(&data)
+            {
+                events.push(self.batch_event(data));
             }
-            return Some(events);
+            if !events.is_empty() {
+                return Some(events);
+            }
         }
     }
 
-    /// Waits for a change tick, then for the throttle interval. `false`
-    /// when the stream should end instead.
-    async fn wait(&mut self) -> bool {
+    /// Something that completes when the stream must end.
+    fn ended(&self) -> impl std::future::Future<Output = ()> + use<> {
         let [a, b] = self.ends.clone();
-        let ended = async move {
+        async move {
             match (a, b) {
                 (Some(a), Some(b)) => tokio::select! {
                     _ = a.cancelled() => {},
@@ -248,10 +280,15 @@ impl Feed {
                 (Some(t), None) | (None, Some(t)) => t.cancelled().await,
                 (None, None) => std::future::pending().await,
             }
-        };
-        tokio::pin!(ended);
+        }
+    }
+
+    /// Waits for a change tick, then for the throttle. `false` when the
+    /// stream should end instead.
+    async fn wait(&mut self) -> bool {
+        let ended = self.ended();
         tokio::select! {
-            _ = &mut ended => return false,
+            _ = ended => return false,
             changed = self.ticks.changed() => {
                 if changed.is_err() {
                     // The store closed: nothing more will change.
@@ -259,24 +296,37 @@ impl Feed {
                 }
             }
         }
-        if let Some(last) = self.last_read {
-            tokio::select! {
-                _ = &mut ended => return false,
-                _ = tokio::time::sleep_until(last + self.min_interval) => {}
-            }
-        }
-        true
+        self.throttle().await
     }
 
-    /// The batch's counts, for a batch stream.
-    async fn batch_event(&self) -> Result<Option<Event>, ApiError> {
+    /// Waits until `min_interval` has passed since the last read. `false`
+    /// when the stream should end instead.
+    async fn throttle(&self) -> bool {
+        let Some(last) = self.last_read else {
+            return true;
+        };
+        tokio::select! {
+            _ = self.ended() => false,
+            _ = tokio::time::sleep_until(last + self.min_interval) => true,
+        }
+    }
+
+    /// The batch as JSON, for a batch stream.
+    async fn batch(&self) -> Result<Option<String>, ApiError> {
         let ChangeFilter::Batch(id) = self.filter else {
             return Ok(None);
         };
         let Some(batch) = self.client.batch(id).await? else {
             return Ok(None);
         };
-        Ok(Event::default().event("batch").json_data(batch).ok())
+        Ok(serde_json::to_string(&batch).ok())
+    }
+
+    /// A `batch` event, remembered as the last one sent.
+    fn batch_event(&mut self, data: String) -> Event {
+        let event = Event::default().event("batch").data(&data);
+        self.sent_batch = Some(data);
+        event
     }
 
     /// An `error` event; the stream ends after it and the client resumes

@@ -58,6 +58,21 @@ pub struct ExecArgs {
     pub cwd: Option<String>,
 }
 
+/// Kills a job's process group when dropped before the job ended: the
+/// run future is dropped on timeout and cancel.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 async fn capture(mut r: impl AsyncRead + Unpin, cap: usize) -> std::io::Result<(Vec<u8>, bool)> {
     let mut kept = Vec::new();
     let mut buf = [0u8; 8192];
@@ -91,6 +106,9 @@ impl AsyncKind for Exec {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so a timeout or cancel can kill
+            // everything it started (a shell's children too), not only it.
+            .process_group(0)
             .kill_on_drop(true);
         if let Some(cwd) = &args.cwd {
             cmd.current_dir(cwd);
@@ -98,6 +116,7 @@ impl AsyncKind for Exec {
         let mut child = cmd
             .spawn()
             .map_err(|e| JobError::permanent(format!("spawn {}: {e}", args.argv[0])))?;
+        let mut group = GroupGuard(child.id());
         let cap = self.options.max_output_bytes;
         let stdout = child
             .stdout
@@ -110,6 +129,8 @@ impl AsyncKind for Exec {
         let (out, err, status) =
             tokio::try_join!(capture(stdout, cap), capture(stderr, cap), child.wait())
                 .map_err(|e| JobError::retryable(format!("wait: {e}")))?;
+        // It ended by itself: what it left running is its own business.
+        group.0 = None;
         let result = json!({
             "exit_code": status.code(),
             "stdout": String::from_utf8_lossy(&out.0),

@@ -6,8 +6,11 @@
 //! its callbacks are enqueued by the one transaction that finishes it.
 //!
 //! - [`sqlite`]: the default, single node. One writer task group-commits.
-//! - PostgreSQL (coming): the same trait, many worker processes.
+//! - [`postgres`]: the same trait, many worker processes on one database.
+//!
+//! [`open_store`] picks one from a `--db` URL.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::future::Future;
@@ -23,7 +26,50 @@ use crate::model::{
 };
 use crate::validate::NewBatch;
 
+pub use self::postgres::{PostgresConfig, PostgresStore};
 pub use self::sqlite::{SqliteConfig, SqliteStore};
+
+/// Opens the store a `--db` value names: `postgres://…` or
+/// `postgresql://…` for PostgreSQL (default settings; `?schema=NAME` keeps
+/// the tables in that schema), `sqlite://PATH` or a
+/// plain path for SQLite; an empty value means SQLite at
+/// [`sqlite::DEFAULT_PATH`].
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    match StoreUrl::parse(url)? {
+        StoreUrl::Postgres(url) => Ok(Arc::new(
+            PostgresStore::open(PostgresConfig::from_url(&url)).await?,
+        )),
+        StoreUrl::Sqlite(path) => Ok(Arc::new(SqliteStore::open(SqliteConfig::at(path)).await?)),
+    }
+}
+
+/// What a `--db` value names.
+#[derive(Debug, PartialEq, Eq)]
+enum StoreUrl {
+    Postgres(String),
+    Sqlite(std::path::PathBuf),
+}
+
+impl StoreUrl {
+    fn parse(url: &str) -> Result<Self, StoreError> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        if path.is_empty() {
+            return Ok(Self::Sqlite(sqlite::DEFAULT_PATH.into()));
+        }
+        if let Some((scheme, _)) = url.split_once("://")
+            && scheme != "sqlite"
+        {
+            return Err(StoreError::Config(format!(
+                "database URL `{scheme}://…`: expected postgres://, postgresql://, sqlite:// or a file path"
+            )));
+        }
+        Ok(Self::Sqlite(path.into()))
+    }
+}
 
 /// What can go wrong in a store.
 ///
@@ -46,6 +92,9 @@ pub enum StoreError {
     /// Could not create the database's directory.
     #[error("io: {0}")]
     Io(Arc<std::io::Error>),
+    /// A setting is unusable (a malformed URL, a bad schema name).
+    #[error("config: {0}")]
+    Config(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -350,10 +399,41 @@ pub trait Store: Send + Sync + 'static {
     /// streams read [`Store::changes`] at once instead of polling.
     fn subscribe_changes(&self) -> watch::Receiver<u64>;
 
+    /// The cursor of the newest change readable now (`None`: no jobs), so
+    /// a stream can start at the present instead of replaying history.
+    fn latest_change(&self) -> StoreFuture<'_, Option<ChangeCursor>>;
+
     /// Batches matching a filter, newest first.
     fn list_batches(&self, filter: BatchFilter) -> StoreFuture<'_, Vec<Batch>>;
 
     /// Unfinished jobs per queue and state, queues by name. Queues with no
     /// unfinished job are left out.
     fn queue_counts(&self) -> StoreFuture<'_, Vec<QueueCounts>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_urls_pick_the_backend() {
+        let pg = "postgres://u@h/db";
+        assert_eq!(StoreUrl::parse(pg).unwrap(), StoreUrl::Postgres(pg.into()));
+        let pg = "postgresql://h/db";
+        assert_eq!(StoreUrl::parse(pg).unwrap(), StoreUrl::Postgres(pg.into()));
+        assert_eq!(
+            StoreUrl::parse("sqlite://data/x.db").unwrap(),
+            StoreUrl::Sqlite("data/x.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("./x.db").unwrap(),
+            StoreUrl::Sqlite("./x.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("").unwrap(),
+            StoreUrl::Sqlite(sqlite::DEFAULT_PATH.into())
+        );
+        let e = StoreUrl::parse("mysql://h/db").unwrap_err().to_string();
+        assert!(e.contains("mysql://") && e.contains("postgres://"), "{e}");
+    }
 }

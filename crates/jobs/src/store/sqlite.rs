@@ -342,6 +342,23 @@ impl Store for SqliteStore {
         self.changed.clone()
     }
 
+    fn latest_change(&self) -> StoreFuture<'_, Option<ChangeCursor>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT change_seq, id FROM jobs ORDER BY change_seq DESC, id DESC LIMIT 1",
+            )
+            .fetch_optional(&self.readers)
+            .await?;
+            row.map(|r| {
+                Ok(ChangeCursor {
+                    seq: r.try_get(0)?,
+                    id: JobId(r.try_get(1)?),
+                })
+            })
+            .transpose()
+        })
+    }
+
     fn list_batches(&self, filter: BatchFilter) -> StoreFuture<'_, Vec<Batch>> {
         Box::pin(async move {
             let mut q: QueryBuilder<'_, Sqlite> =

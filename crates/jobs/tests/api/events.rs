@@ -2,9 +2,15 @@
 //! from `Last-Event-ID` with no loss and no repeat.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
+use sluice_jobs::api::{self, ApiConfig, ApiState};
+use sluice_jobs::kinds::BuiltinOptions;
 use sluice_jobs::store::ChangeCursor;
+use sluice_jobs::{Client, Registry, SqliteConfig, SqliteStore, Store};
+use tokio_util::sync::CancellationToken;
 
 use crate::support::{Server, SseEvent, SseReader, expect_error};
 
@@ -38,10 +44,27 @@ fn cursor(ev: &SseEvent) -> ChangeCursor {
         .expect("a cursor")
 }
 
+/// Pages smaller than the batch and a slow throttle: reads loop over full
+/// pages, and changes that come while a stream waits are not lost.
+fn small_pages(c: &mut sluice_jobs::ApiConfig) {
+    c.events_page = 2;
+    c.events_min_interval = Duration::from_millis(300);
+}
+
 #[tokio::test]
 async fn a_batch_stream_follows_jobs_until_the_batch_finishes() {
-    let s = Server::start().await;
-    let (batch, jobs) = s.submit_noops(3).await;
+    batch_stream_follows_jobs(Server::with(small_pages).await).await;
+}
+
+#[tokio::test]
+async fn a_batch_stream_follows_jobs_until_the_batch_finishes_on_postgres() {
+    if let Some(s) = Server::postgres_with(small_pages).await {
+        batch_stream_follows_jobs(s).await;
+    }
+}
+
+async fn batch_stream_follows_jobs(s: Server) {
+    let (batch, jobs) = s.submit_noops(5).await;
     let mut stream = open(&s, &format!("?batch={batch}"), None).await;
     // A new stream starts with the batch as it is.
     let first = stream.next().await.unwrap();
@@ -52,7 +75,7 @@ async fn a_batch_stream_follows_jobs_until_the_batch_finishes() {
     let runner = s.runner();
     let (events, done) = until_finished(&mut stream).await;
     assert_eq!(done["state"], "succeeded");
-    assert_eq!(done["counts"]["succeeded"], 3);
+    assert_eq!(done["counts"]["succeeded"], 5);
 
     let cursors: Vec<ChangeCursor> = events.iter().map(cursor).collect();
     let mut sorted = cursors.clone();
@@ -66,7 +89,7 @@ async fn a_batch_stream_follows_jobs_until_the_batch_finishes() {
         assert!(ev.data.get("args").is_none(), "no args in events");
         last.insert(ev.data["id"].as_str().unwrap().to_owned(), ev);
     }
-    assert_eq!(last.len(), 3);
+    assert_eq!(last.len(), 5);
     for id in &jobs {
         assert_eq!(last[id].data["state"], "succeeded");
         assert_eq!(last[id].data["attempt"], 1);
@@ -76,7 +99,17 @@ async fn a_batch_stream_follows_jobs_until_the_batch_finishes() {
 
 #[tokio::test]
 async fn resuming_returns_exactly_the_changes_after_the_cursor() {
-    let s = Server::start().await;
+    resuming_after_a_cursor(Server::start().await).await;
+}
+
+#[tokio::test]
+async fn resuming_returns_exactly_the_changes_after_the_cursor_on_postgres() {
+    if let Some(s) = Server::postgres_with(|_| {}).await {
+        resuming_after_a_cursor(s).await;
+    }
+}
+
+async fn resuming_after_a_cursor(s: Server) {
     let (batch, _) = s.submit_noops(4).await;
     let mut live = open(&s, &format!("?batch={batch}"), None).await;
     let runner = s.runner();
@@ -147,6 +180,21 @@ async fn a_job_stream_and_the_all_stream_see_changes() {
 }
 
 #[tokio::test]
+async fn after_now_starts_at_the_present_without_replaying_history() {
+    let s = Server::start().await;
+    let (_, old) = s.submit_noops(3).await;
+    let mut stream = open(&s, "?after=now", None).await;
+    let (status, body) = s
+        .post("/v1/jobs", json!({"kind": "noop", "args": {}}))
+        .await;
+    assert_eq!(status, 201);
+    let new = body["id"].as_str().unwrap().to_owned();
+    let ev = stream.next().await.expect("an event for the new job");
+    assert_eq!(ev.event, "job");
+    assert_eq!(ev.data["id"], new.as_str(), "old jobs {old:?} not replayed");
+}
+
+#[tokio::test]
 async fn bad_stream_requests_are_refused() {
     let s = Server::start().await;
     let missing = uuid::Uuid::now_v7();
@@ -185,4 +233,29 @@ async fn shutdown_ends_open_streams() {
     while let Some(ev) = stream.next().await {
         assert_ne!(ev.event, "error");
     }
+}
+
+#[tokio::test]
+async fn a_router_mounted_elsewhere_ends_streams_by_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(SqliteConfig::at(dir.path().join("db")))
+            .await
+            .unwrap(),
+    );
+    let registry = Arc::new(Registry::with_builtins(BuiltinOptions::default()));
+    let token = CancellationToken::new();
+    let state = ApiState::new(Client::new(store, registry), ApiConfig::default())
+        .with_shutdown(token.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/events", listener.local_addr().unwrap());
+    // Plain axum::serve, not api::serve: only the state's token can end it.
+    let server = tokio::spawn(async move {
+        axum::serve(listener, api::router(state)).await.unwrap();
+    });
+    let res = reqwest::get(&url).await.unwrap();
+    let mut stream = SseReader::new(res);
+    token.cancel();
+    assert!(stream.next().await.is_none(), "the stream ended");
+    server.abort();
 }

@@ -1,5 +1,6 @@
-//! A real server for each test: a SQLite file in a temp dir, the API on
-//! 127.0.0.1:0, a reqwest client, and a hand-written SSE reader.
+//! A real server for each test: a SQLite file in a temp dir (or a
+//! PostgreSQL schema of its own), the API on 127.0.0.1:0, a reqwest
+//! client, and a hand-written SSE reader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use sluice_jobs::{
     RunnerConfig, SqliteConfig, SqliteStore, Store,
 };
 use tempfile::TempDir;
+
+use crate::pg_schema::{PgSchema, postgres_url};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -47,6 +50,8 @@ pub(crate) struct Server {
     stop: Option<oneshot::Sender<()>>,
     pub(crate) task: Option<JoinHandle<std::io::Result<()>>>,
     _dir: TempDir,
+    /// Last, so it is dropped after the store.
+    _schema: Option<PgSchema>,
 }
 
 impl Server {
@@ -63,6 +68,23 @@ impl Server {
                 .await
                 .expect("open store"),
         );
+        Self::on(store, dir, None, tweak).await
+    }
+
+    /// The same on PostgreSQL, or `None` (skipped) without a server.
+    pub(crate) async fn postgres_with(tweak: impl FnOnce(&mut ApiConfig)) -> Option<Self> {
+        let schema = PgSchema::new(postgres_url()?);
+        let store: Arc<dyn Store> = Arc::new(schema.open().await);
+        let dir = tempfile::tempdir().expect("tempdir");
+        Some(Self::on(store, dir, Some(schema), tweak).await)
+    }
+
+    async fn on(
+        store: Arc<dyn Store>,
+        dir: TempDir,
+        schema: Option<PgSchema>,
+        tweak: impl FnOnce(&mut ApiConfig),
+    ) -> Self {
         let mut registry = Registry::with_builtins(BuiltinOptions::default());
         registry.register_async(
             "flaky",
@@ -96,6 +118,7 @@ impl Server {
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
+            _schema: schema,
         }
     }
 

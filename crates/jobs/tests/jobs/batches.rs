@@ -6,6 +6,12 @@ use sluice_jobs::{BatchSpec, BatchState, Callback, CallbackOn, CallbackTarget, J
 
 use crate::support::{Harness, TestServer, eventually};
 
+on_both_stores!(
+    counters_track_every_job_and_follow_up_jobs_fire_once,
+    webhook_fires_once_with_the_batch_summary,
+    two_runners_drain_a_batch_with_each_job_run_once,
+);
+
 fn follow_up(on: CallbackOn, tag: &str) -> Callback {
     let mut job = JobSpec::new("noop", json!({ "tag": tag }));
     job.queue = Some("callbacks".into());
@@ -15,9 +21,7 @@ fn follow_up(on: CallbackOn, tag: &str) -> Callback {
     }
 }
 
-#[tokio::test]
-async fn counters_track_every_job_and_follow_up_jobs_fire_once() {
-    let h = Harness::new().await;
+async fn counters_track_every_job_and_follow_up_jobs_fire_once(h: Harness) {
     let jobs: Vec<JobSpec> = (0..25)
         .map(|i| JobSpec::new("sleep", json!({"ms": i % 3})))
         .collect();
@@ -71,10 +75,8 @@ async fn counters_track_every_job_and_follow_up_jobs_fire_once() {
     runner.shutdown().await;
 }
 
-#[tokio::test]
-async fn webhook_fires_once_with_the_batch_summary() {
+async fn webhook_fires_once_with_the_batch_summary(h: Harness) {
     let server = TestServer::start().await;
-    let h = Harness::new().await;
     let mut failing = JobSpec::new("flaky", json!({"succeed_on": 9, "permanent": true}));
     failing.max_attempts = Some(1);
     let spec = BatchSpec {
@@ -122,9 +124,7 @@ async fn webhook_fires_once_with_the_batch_summary() {
     runner.shutdown().await;
 }
 
-#[tokio::test]
-async fn two_runners_drain_a_batch_with_each_job_run_once() {
-    let h = Harness::new().await;
+async fn two_runners_drain_a_batch_with_each_job_run_once(h: Harness) {
     let a = h.runner(|c| c.worker_id = "a".into());
     let b = h.runner(|c| c.worker_id = "b".into());
     let jobs = (0..300)

@@ -8,9 +8,13 @@ use sluice_jobs::{JobSpec, JobState};
 
 use crate::support::{Harness, eventually};
 
-#[tokio::test]
-async fn cancelling_a_running_job_stops_it_and_ignores_its_completion() {
-    let h = Harness::new().await;
+on_both_stores!(
+    cancelling_a_running_job_stops_it_and_ignores_its_completion,
+    a_cancel_made_elsewhere_is_noticed_at_the_next_heartbeat,
+    cancelling_a_batch_cancels_every_unfinished_job,
+);
+
+async fn cancelling_a_running_job_stops_it_and_ignores_its_completion(h: Harness) {
     let runner = h.runner(|_| {});
     let id = h
         .client
@@ -31,9 +35,7 @@ async fn cancelling_a_running_job_stops_it_and_ignores_its_completion() {
     assert!(runner.shutdown().await.drained);
 }
 
-#[tokio::test]
-async fn a_cancel_made_elsewhere_is_noticed_at_the_next_heartbeat() {
-    let h = Harness::new().await;
+async fn a_cancel_made_elsewhere_is_noticed_at_the_next_heartbeat(h: Harness) {
     let runner = h.runner(|_| {});
     let id = h
         .client
@@ -53,9 +55,7 @@ async fn a_cancel_made_elsewhere_is_noticed_at_the_next_heartbeat() {
     runner.shutdown().await;
 }
 
-#[tokio::test]
-async fn cancelling_a_batch_cancels_every_unfinished_job() {
-    let h = Harness::new().await;
+async fn cancelling_a_batch_cancels_every_unfinished_job(h: Harness) {
     let runner = h.runner(|c| c.concurrency = 2);
     let jobs = (0..6)
         .map(|_| JobSpec::new("sleep", json!({"ms": 60_000})))

@@ -6,6 +6,13 @@ use sluice_jobs::{BatchSpec, BatchState, Callback, CallbackOn, CallbackTarget, J
 
 use crate::support::Harness;
 
+on_both_stores!(
+    changes_resume_after_a_cursor_without_loss_or_repeat,
+    change_ticks_follow_commits,
+    retrying_a_failed_job_gives_it_one_more_attempt_and_reopens_its_batch,
+    retrying_a_cancelled_job_is_refused_while_its_unique_key_is_taken,
+);
+
 fn tagged_noop(tag: &str) -> Callback {
     let mut job = JobSpec::new("noop", json!({ "tag": tag }));
     job.queue = Some("callbacks".into());
@@ -19,9 +26,26 @@ fn tagged_noop(tag: &str) -> Callback {
     }
 }
 
-#[tokio::test]
-async fn changes_resume_after_a_cursor_without_loss_or_repeat() {
-    let h = Harness::new().await;
+/// Reads changes once at least `want` are visible. PostgreSQL shows a
+/// change once every transaction older than it has ended, which other
+/// tests running at the same time may delay by a moment.
+async fn visible(
+    h: &Harness,
+    filter: ChangeFilter,
+    after: Option<ChangeCursor>,
+    want: usize,
+) -> Vec<(ChangeCursor, sluice_jobs::Job)> {
+    for _ in 0..1000 {
+        let got = h.client.changes(filter, after, 100).await.unwrap();
+        if got.len() >= want {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {want} changes after {after:?}");
+}
+
+async fn changes_resume_after_a_cursor_without_loss_or_repeat(h: Harness) {
     let a = h
         .submit_jobs(vec![
             JobSpec::new("noop", json!({})),
@@ -32,11 +56,7 @@ async fn changes_resume_after_a_cursor_without_loss_or_repeat() {
     let other = h.submit_jobs(vec![JobSpec::new("noop", json!({}))]).await;
     let batch = a.batch_id.unwrap();
 
-    let all = h
-        .client
-        .changes(ChangeFilter::All, None, 100)
-        .await
-        .unwrap();
+    let all = visible(&h, ChangeFilter::All, None, 4).await;
     assert_eq!(all.len(), 4, "every inserted job is a change");
     let cursors: Vec<ChangeCursor> = all.iter().map(|(c, _)| *c).collect();
     let mut sorted = cursors.clone();
@@ -76,11 +96,7 @@ async fn changes_resume_after_a_cursor_without_loss_or_repeat() {
         CancelResult::Cancelled(1)
     );
     h.client.cancel_job(other.jobs[0].id).await.unwrap();
-    let next = h
-        .client
-        .changes(ChangeFilter::Batch(batch), Some(last), 100)
-        .await
-        .unwrap();
+    let next = visible(&h, ChangeFilter::Batch(batch), Some(last), 1).await;
     assert_eq!(next.len(), 1, "{next:#?}");
     assert_eq!(next[0].1.id, ids[1]);
     assert_eq!(next[0].1.state, JobState::Cancelled);
@@ -100,9 +116,7 @@ async fn changes_resume_after_a_cursor_without_loss_or_repeat() {
     assert_eq!(one[0].1.state, JobState::Cancelled);
 }
 
-#[tokio::test]
-async fn change_ticks_follow_commits() {
-    let h = Harness::new().await;
+async fn change_ticks_follow_commits(h: Harness) {
     let mut rx = h.client.store().subscribe_changes();
     let before = *rx.borrow_and_update();
     h.submit_jobs(vec![JobSpec::new("noop", json!({}))]).await;
@@ -113,9 +127,7 @@ async fn change_ticks_follow_commits() {
     assert_ne!(*rx.borrow(), before);
 }
 
-#[tokio::test]
-async fn retrying_a_failed_job_gives_it_one_more_attempt_and_reopens_its_batch() {
-    let h = Harness::new().await;
+async fn retrying_a_failed_job_gives_it_one_more_attempt_and_reopens_its_batch(h: Harness) {
     let mut spec = JobSpec::new("flaky", json!({"succeed_on": 2}));
     spec.max_attempts = Some(1);
     let sub = h
@@ -181,9 +193,7 @@ async fn retrying_a_failed_job_gives_it_one_more_attempt_and_reopens_its_batch()
     runner.shutdown().await;
 }
 
-#[tokio::test]
-async fn retrying_a_cancelled_job_is_refused_while_its_unique_key_is_taken() {
-    let h = Harness::new().await;
+async fn retrying_a_cancelled_job_is_refused_while_its_unique_key_is_taken(h: Harness) {
     let mut spec = JobSpec::new("sleep", json!({"ms": 1}));
     spec.unique_key = Some("k".into());
     let first = h.client.submit_job(&spec).await.unwrap();

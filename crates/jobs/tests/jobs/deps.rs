@@ -6,14 +6,19 @@ use sluice_jobs::{BatchSpec, BatchState, DependencyPolicy, JobSpec, JobState};
 
 use crate::support::Harness;
 
+on_both_stores!(
+    a_chain_runs_in_dependency_order,
+    fail_policy_fails_dependents_transitively,
+    cancel_policy_cancels_dependents_transitively,
+    ignore_policy_runs_dependents_anyway,
+);
+
 fn after(mut j: JobSpec, deps: &[usize]) -> JobSpec {
     j.depends_on = deps.to_vec();
     j
 }
 
-#[tokio::test]
-async fn a_chain_runs_in_dependency_order() {
-    let h = Harness::new().await;
+async fn a_chain_runs_in_dependency_order(h: Harness) {
     let runner = h.runner(|_| {});
     // Submitted in reverse order on purpose.
     let jobs = vec![
@@ -31,8 +36,10 @@ async fn a_chain_runs_in_dependency_order() {
     runner.shutdown().await;
 }
 
-async fn run_policy(policy: DependencyPolicy) -> (Vec<sluice_jobs::Job>, sluice_jobs::Batch) {
-    let h = Harness::new().await;
+async fn run_policy(
+    h: Harness,
+    policy: DependencyPolicy,
+) -> (Vec<sluice_jobs::Job>, sluice_jobs::Batch) {
     let runner = h.runner(|_| {});
     let mut failing = JobSpec::new("flaky", json!({"succeed_on": 100, "permanent": true}));
     failing.max_attempts = Some(1);
@@ -57,9 +64,8 @@ async fn run_policy(policy: DependencyPolicy) -> (Vec<sluice_jobs::Job>, sluice_
     (out, b)
 }
 
-#[tokio::test]
-async fn fail_policy_fails_dependents_transitively() {
-    let (j, b) = run_policy(DependencyPolicy::Fail).await;
+async fn fail_policy_fails_dependents_transitively(h: Harness) {
+    let (j, b) = run_policy(h, DependencyPolicy::Fail).await;
     let states: Vec<JobState> = j.iter().map(|j| j.state).collect();
     assert_eq!(
         states,
@@ -79,9 +85,8 @@ async fn fail_policy_fails_dependents_transitively() {
     );
 }
 
-#[tokio::test]
-async fn cancel_policy_cancels_dependents_transitively() {
-    let (j, b) = run_policy(DependencyPolicy::Cancel).await;
+async fn cancel_policy_cancels_dependents_transitively(h: Harness) {
+    let (j, b) = run_policy(h, DependencyPolicy::Cancel).await;
     let states: Vec<JobState> = j.iter().map(|j| j.state).collect();
     assert_eq!(
         states,
@@ -95,9 +100,8 @@ async fn cancel_policy_cancels_dependents_transitively() {
     assert_eq!((b.counts.failed, b.counts.cancelled), (1, 2));
 }
 
-#[tokio::test]
-async fn ignore_policy_runs_dependents_anyway() {
-    let (j, b) = run_policy(DependencyPolicy::Ignore).await;
+async fn ignore_policy_runs_dependents_anyway(h: Harness) {
+    let (j, b) = run_policy(h, DependencyPolicy::Ignore).await;
     let states: Vec<JobState> = j.iter().map(|j| j.state).collect();
     assert_eq!(
         states,

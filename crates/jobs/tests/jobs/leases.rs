@@ -9,9 +9,13 @@ use sluice_jobs::{JobSpec, JobState};
 
 use crate::support::{Harness, eventually};
 
-#[tokio::test]
-async fn jobs_of_a_dead_worker_run_again_after_the_lease_expires() {
-    let h = Harness::new().await;
+on_both_stores!(
+    jobs_of_a_dead_worker_run_again_after_the_lease_expires,
+    heartbeats_keep_long_jobs_leased,
+    graceful_stop_finishes_quick_jobs_and_releases_slow_ones,
+);
+
+async fn jobs_of_a_dead_worker_run_again_after_the_lease_expires(h: Harness) {
     let dead = h.runner(|c| {
         c.worker_id = "doomed".into();
         c.lease = Duration::from_millis(400);
@@ -46,9 +50,7 @@ async fn jobs_of_a_dead_worker_run_again_after_the_lease_expires() {
     rescuer.shutdown().await;
 }
 
-#[tokio::test]
-async fn heartbeats_keep_long_jobs_leased() {
-    let h = Harness::new().await;
+async fn heartbeats_keep_long_jobs_leased(h: Harness) {
     let runner = h.runner(|c| {
         c.lease = Duration::from_millis(600);
         c.heartbeat_interval = Duration::from_millis(100);
@@ -67,9 +69,7 @@ async fn heartbeats_keep_long_jobs_leased() {
     runner.shutdown().await;
 }
 
-#[tokio::test]
-async fn graceful_stop_finishes_quick_jobs_and_releases_slow_ones() {
-    let h = Harness::new().await;
+async fn graceful_stop_finishes_quick_jobs_and_releases_slow_ones(h: Harness) {
     let runner = h.runner(|c| c.shutdown_deadline = Duration::from_millis(1_000));
     let quick = h
         .client

@@ -10,9 +10,15 @@ use sluice_jobs::{BatchSpec, JobSpec, JobState, QueueConfig, SubmitError, Timest
 
 use crate::support::Harness;
 
-#[tokio::test]
-async fn noop_job_runs_to_success() {
-    let h = Harness::new().await;
+on_both_stores!(
+    noop_job_runs_to_success,
+    scheduled_job_waits_for_its_run_at,
+    concurrency_is_bounded_per_queue_and_overall,
+    unique_key_returns_the_unfinished_holder,
+    rejected_batch_names_index_and_field_and_stores_nothing,
+);
+
+async fn noop_job_runs_to_success(h: Harness) {
     let runner = h.runner(|_| {});
     let id = h
         .client
@@ -27,9 +33,7 @@ async fn noop_job_runs_to_success() {
     assert!(runner.shutdown().await.drained);
 }
 
-#[tokio::test]
-async fn scheduled_job_waits_for_its_run_at() {
-    let h = Harness::new().await;
+async fn scheduled_job_waits_for_its_run_at(h: Harness) {
     let runner = h.runner(|_| {});
     let run_at = Timestamp::now().plus(Duration::from_millis(600));
     let mut spec = JobSpec::new("noop", Value::Null);
@@ -41,9 +45,7 @@ async fn scheduled_job_waits_for_its_run_at() {
     runner.shutdown().await;
 }
 
-#[tokio::test]
-async fn concurrency_is_bounded_per_queue_and_overall() {
-    let h = Harness::new().await;
+async fn concurrency_is_bounded_per_queue_and_overall(h: Harness) {
     let runner = h.runner(|c| {
         c.concurrency = 3;
         c.queues = vec![
@@ -79,9 +81,7 @@ async fn concurrency_is_bounded_per_queue_and_overall() {
     runner.shutdown().await;
 }
 
-#[tokio::test]
-async fn unique_key_returns_the_unfinished_holder() {
-    let h = Harness::new().await;
+async fn unique_key_returns_the_unfinished_holder(h: Harness) {
     let mut spec = JobSpec::new("noop", Value::Null);
     spec.unique_key = Some("report-42".into());
     spec.run_at = Some(Timestamp::now().plus(Duration::from_secs(3600)));
@@ -106,9 +106,7 @@ async fn unique_key_returns_the_unfinished_holder() {
     assert_ne!(third, first);
 }
 
-#[tokio::test]
-async fn rejected_batch_names_index_and_field_and_stores_nothing() {
-    let h = Harness::new().await;
+async fn rejected_batch_names_index_and_field_and_stores_nothing(h: Harness) {
     let mut cyclic_a = JobSpec::new("noop", Value::Null);
     cyclic_a.depends_on = vec![4];
     let mut cyclic_b = JobSpec::new("noop", Value::Null);

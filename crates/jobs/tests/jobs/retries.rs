@@ -6,9 +6,13 @@ use sluice_jobs::{Backoff, JobSpec, JobState};
 
 use crate::support::Harness;
 
-#[tokio::test]
-async fn failing_job_retries_with_backoff_then_succeeds() {
-    let h = Harness::new().await;
+on_both_stores!(
+    failing_job_retries_with_backoff_then_succeeds,
+    exhausted_attempts_fail_and_keep_every_error,
+    permanent_errors_and_panics_are_not_retried,
+);
+
+async fn failing_job_retries_with_backoff_then_succeeds(h: Harness) {
     let runner = h.runner(|_| {});
     let mut spec = JobSpec::new("flaky", json!({"succeed_on": 3}));
     spec.max_attempts = Some(5);
@@ -36,9 +40,7 @@ async fn failing_job_retries_with_backoff_then_succeeds() {
     runner.shutdown().await;
 }
 
-#[tokio::test]
-async fn exhausted_attempts_fail_and_keep_every_error() {
-    let h = Harness::new().await;
+async fn exhausted_attempts_fail_and_keep_every_error(h: Harness) {
     let runner = h.runner(|_| {});
     let mut spec = JobSpec::new("flaky", json!({"succeed_on": 100}));
     spec.max_attempts = Some(3);
@@ -58,9 +60,7 @@ async fn exhausted_attempts_fail_and_keep_every_error() {
     runner.shutdown().await;
 }
 
-#[tokio::test]
-async fn permanent_errors_and_panics_are_not_retried() {
-    let h = Harness::new().await;
+async fn permanent_errors_and_panics_are_not_retried(h: Harness) {
     let runner = h.runner(|_| {});
     let mut spec = JobSpec::new("flaky", json!({"succeed_on": 100, "permanent": true}));
     spec.max_attempts = Some(5);

@@ -1,5 +1,5 @@
-//! Shared helpers: a store in a temp dir, fast runner settings, test kinds
-//! and polling helpers.
+//! Shared helpers: a store (SQLite in a temp dir, or PostgreSQL in a schema
+//! of its own), fast runner settings, test kinds and polling helpers.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use sluice_jobs::{
     SqliteConfig, SqliteStore, Store,
 };
 use tempfile::TempDir;
+
+pub(crate) use crate::pg_schema::{PgSchema, postgres_url};
 
 /// Shared counters the test kinds write to.
 #[derive(Clone, Default)]
@@ -158,15 +160,39 @@ pub(crate) fn fast_config() -> RunnerConfig {
     }
 }
 
+/// Runs each named `async fn(Harness)` as two tests, `NAME::sqlite` and
+/// `NAME::postgres`; the second skips when `SLUICE_TEST_POSTGRES_URL` is
+/// unset.
+macro_rules! on_both_stores {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(crate::support::Harness::new().await).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(h) = crate::support::Harness::postgres().await {
+                    super::$name(h).await;
+                }
+            }
+        }
+    )+};
+}
+
 pub(crate) struct Harness {
     pub(crate) dir: TempDir,
-    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) store: Arc<dyn Store>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) client: Client,
     pub(crate) probes: Probes,
+    /// Last, so it is dropped after the store.
+    _schema: Option<PgSchema>,
 }
 
 impl Harness {
+    /// SQLite in a temp dir.
     pub(crate) async fn new() -> Self {
         Self::with_http(HttpOptions::default()).await
     }
@@ -178,15 +204,38 @@ impl Harness {
                 .await
                 .expect("open store"),
         );
+        Self::build(dir, store, http, None)
+    }
+
+    /// PostgreSQL in a fresh schema, or `None` (skipped) without a server.
+    pub(crate) async fn postgres() -> Option<Self> {
+        let schema = PgSchema::new(postgres_url()?);
+        let store = Arc::new(schema.open().await);
+        let dir = tempfile::tempdir().expect("tempdir");
+        Some(Self::build(
+            dir,
+            store,
+            HttpOptions::default(),
+            Some(schema),
+        ))
+    }
+
+    fn build(
+        dir: TempDir,
+        store: Arc<dyn Store>,
+        http: HttpOptions,
+        schema: Option<PgSchema>,
+    ) -> Self {
         let probes = Probes::default();
         let registry = Arc::new(registry(&probes, http));
-        let client = Client::new(store.clone() as Arc<dyn Store>, registry.clone());
+        let client = Client::new(store.clone(), registry.clone());
         Self {
             dir,
             store,
             registry,
             client,
             probes,
+            _schema: schema,
         }
     }
 

@@ -8,9 +8,16 @@ use sluice_jobs::model::{ErrorKind, TRANSITIONS};
 use sluice_jobs::store::{
     CancelResult, ClaimRequest, ClaimedJob, Completion, Heartbeat, Lease, Outcome,
 };
-use sluice_jobs::{BatchSpec, DependencyPolicy, JobId, JobSpec, JobState, Store, Timestamp};
+use sluice_jobs::{BatchSpec, DependencyPolicy, JobId, JobSpec, JobState, Timestamp};
 
 use crate::support::Harness;
+
+on_both_stores!(
+    every_transition_in_the_table_happens_as_documented,
+    stale_tokens_are_ignored_by_completion_and_heartbeat,
+    claims_follow_priority_then_run_at,
+    pruning_deletes_old_finished_jobs_in_small_batches,
+);
 
 fn claim_req(n: u32, lease: Duration) -> ClaimRequest {
     ClaimRequest {
@@ -43,9 +50,7 @@ async fn submit(h: &Harness, spec: JobSpec) -> JobId {
     h.client.submit_job(&spec).await.unwrap()
 }
 
-#[tokio::test]
-async fn every_transition_in_the_table_happens_as_documented() {
-    let h = Harness::new().await;
+async fn every_transition_in_the_table_happens_as_documented(h: Harness) {
     let mut seen: Vec<(JobState, JobState)> = Vec::new();
     let mut saw = |from: JobState, to: JobState| seen.push((from, to));
 
@@ -283,9 +288,7 @@ async fn every_transition_in_the_table_happens_as_documented() {
     }
 }
 
-#[tokio::test]
-async fn stale_tokens_are_ignored_by_completion_and_heartbeat() {
-    let h = Harness::new().await;
+async fn stale_tokens_are_ignored_by_completion_and_heartbeat(h: Harness) {
     let id = submit(&h, JobSpec::new("noop", Value::Null)).await;
     let first = h
         .store
@@ -355,9 +358,7 @@ async fn stale_tokens_are_ignored_by_completion_and_heartbeat() {
     );
 }
 
-#[tokio::test]
-async fn claims_follow_priority_then_run_at() {
-    let h = Harness::new().await;
+async fn claims_follow_priority_then_run_at(h: Harness) {
     let mut ids = Vec::new();
     for p in [0, 5, 1, 5] {
         let mut s = JobSpec::new("noop", Value::Null);
@@ -377,9 +378,7 @@ async fn claims_follow_priority_then_run_at() {
     assert_eq!(order, vec![ids[1], ids[3], ids[2], ids[0]]);
 }
 
-#[tokio::test]
-async fn pruning_deletes_old_finished_jobs_in_small_batches() {
-    let h = Harness::new().await;
+async fn pruning_deletes_old_finished_jobs_in_small_batches(h: Harness) {
     let mut ids = Vec::new();
     for _ in 0..5 {
         let id = submit(&h, JobSpec::new("noop", Value::Null)).await;

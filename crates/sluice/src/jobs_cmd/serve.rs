@@ -79,17 +79,18 @@ pub(crate) struct WorkerArgs {
     pub(crate) run: RunSettings,
 }
 
-/// Opens the store a `--db` URL names.
+/// Opens the store a `--db` URL names (SQLite path or `sqlite://`,
+/// `postgres://`).
 pub(crate) async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    // Until the PostgreSQL store lands, only SQLite paths are accepted.
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        anyhow::bail!("--db {url}: PostgreSQL is not supported by this build yet");
-    }
-    let path = url.strip_prefix("sqlite://").unwrap_or(url);
-    let store = sluice_jobs::SqliteStore::open(sluice_jobs::SqliteConfig::at(path))
+    sluice_jobs::open_store(url)
         .await
-        .with_context(|| format!("opening --db {url}"))?;
-    Ok(Arc::new(store))
+        .with_context(|| format!("opening --db {}", redact(url)))
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:…@host/db`, for
+/// errors.
+fn redact(url: &str) -> String {
+    sluice_jobs::PostgresConfig::new(url).redacted_url()
 }
 
 /// Starts a runner, unless `concurrency` is 0.

@@ -42,6 +42,8 @@ struct Progress {
     counts: Vec<(String, u64)>,
     state: String,
     done: bool,
+    /// From submission to the last job's end, by the server's clock.
+    took_ms: Option<i64>,
 }
 
 const STATES: [&str; 8] = [
@@ -70,7 +72,12 @@ impl Progress {
             .map(|(_, n)| n)
             .sum();
         let state = b["state"].as_str().unwrap_or("running").to_owned();
+        let took_ms = b["finished_at"]
+            .as_i64()
+            .zip(b["created_at"].as_i64())
+            .map(|(end, start)| end - start);
         Self {
+            took_ms,
             total: b["total"].as_u64().unwrap_or(0),
             finished,
             done: state != "running" || !b["finished_at"].is_null(),
@@ -138,13 +145,15 @@ pub(crate) async fn watch_batch(remote: &Remote, batch: &str) -> anyhow::Result<
         .await?;
     }
     bar.finish_and_clear();
-    let elapsed = bar.elapsed();
+    let took = progress.took_ms.map_or_else(
+        || format!("{:.1?}", bar.elapsed()),
+        |ms| format!("{:.1}s", ms as f64 / 1000.0),
+    );
     eprintln!(
-        "batch {batch}: {} — {}/{} finished in {:.1?} ({})",
+        "batch {batch}: {} — {}/{} finished, {took} after submission ({})",
         progress.state,
         progress.finished,
         progress.total,
-        elapsed,
         progress.message()
     );
     Ok(if progress.state == "succeeded" {

@@ -118,10 +118,11 @@ export function overview() {
 
   return {
     el,
-    // Resume where this tab last was: an unfiltered stream without a cursor
-    // starts by replaying every stored job.
+    // Resume where this tab last was, or start at the present: the page
+    // loads the current batches and queues itself, and an unfiltered stream
+    // without a cursor would replay every stored job.
     get filter() {
-      return { after: sessionStorage.getItem(CURSOR_KEY) || '' };
+      return { after: sessionStorage.getItem(CURSOR_KEY) || 'now' };
     },
     load,
     onBatch(b) {
