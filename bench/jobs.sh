@@ -51,7 +51,8 @@ usage: bench/jobs.sh [--runs N] [--jobs N] [--quick] [--scenarios drain,enqueue,
                           asis: leave the server as it is (the report says what it was)
   --sluice-backends LIST  stores under test: sqlite, postgres (default both; postgres is skipped
                           when the build or 127.0.0.1:5432 does not have it)
-  --sluice-workers W      jobs run at once by the server (--workers; default 64, its default)
+  --sluice-workers LIST   jobs run at once by the server (--workers) per store: N for all, or
+                          sqlite=N,postgres=M (default sqlite=64,postgres=512; see bench/jobs/README.md)
   --sluice-conc C         connections of the one-job-per-request enqueue (default 32)
   --build                 build sluice and the load generator first (nice -n 19 cargo build --release)
 EOF
@@ -71,7 +72,7 @@ CELERY_PREFETCH=64
 REDIS_DB=13
 REDIS_PERSIST=aof
 SL_BACKENDS=sqlite,postgres
-SL_WORKERS=64
+SL_WORKERS=sqlite=64,postgres=512
 SL_SINGLE_CONC=32
 BUILD=0
 QUICK=0
@@ -105,9 +106,10 @@ if ((QUICK)); then
     [[ " ${ARGS[*]} " == *" --jobs "* ]] || JOBS_N=10000
     [[ " ${ARGS[*]} " == *" --latency-secs "* ]] || LAT_SECS=5
 fi
-for v in RUNS JOBS_N LAT_SECS ASYNC_RATE BURN_MS CELERY_CONC CELERY_PREFETCH REDIS_DB SL_WORKERS SL_SINGLE_CONC; do
+for v in RUNS JOBS_N LAT_SECS ASYNC_RATE BURN_MS CELERY_CONC CELERY_PREFETCH REDIS_DB SL_SINGLE_CONC; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || { echo "bad value for ${v,,}: ${!v}" >&2; exit 2; }
 done
+[[ $SL_WORKERS =~ ^([0-9]+|((sqlite|postgres)=[0-9]+)(,(sqlite|postgres)=[0-9]+)*)$ ]] || { echo "bad value for --sluice-workers: $SL_WORKERS" >&2; exit 2; }
 [[ $REDIS_PERSIST == aof || $REDIS_PERSIST == asis ]] || { echo "--redis-persistence is aof or asis" >&2; exit 2; }
 has() { [[ ",$1," == *",$2,"* ]]; }
 
@@ -487,6 +489,16 @@ lg() {
     timeout "$secs" taskset -c 1 "$LOADGEN" "$@" --url "$SL_URL" 2>>"$STATE/loadgen-sluice.log"
 }
 
+# sl_workers: the server's --workers for the current backend.
+sl_workers() {
+    if [[ $SL_WORKERS =~ ^[0-9]+$ ]]; then echo "$SL_WORKERS"; return; fi
+    local kv
+    for kv in ${SL_WORKERS//,/ }; do
+        [[ ${kv%%=*} == "$SL_BACKEND" ]] && { echo "${kv#*=}"; return; }
+    done
+    echo 64 # the server's default
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # sluice_fresh_db: an empty store for the current backend; sets SL_DB.
@@ -536,7 +548,7 @@ sluice_through() {
     local run=$1 mode=${2:-} n=$JOBS_N res sys=sluice-$SL_BACKEND
     [[ $mode == calibrate ]] && n=$((JOBS_N < 10000 ? JOBS_N : 10000))
     sluice_fresh_db
-    sluice_start "$SL_WORKERS" || return 1
+    sluice_start "$(sl_workers)" || return 1
     if ! res=$(lg $((n / 50 + 660)) enqueue --n "$n" --batch 1 --conc "$SL_SINGLE_CONC" --wait-done true); then
         fail "$sys end-to-end run of $n jobs failed: $res"
         stop "$SL_PID"
@@ -545,7 +557,7 @@ sluice_through() {
     stop "$SL_PID"
     SL_E2E_RATES+=("$(jget "$res" done_jobs_per_s)")
     if [[ -z $mode ]]; then
-        row through "$sys" "$run" "$res" "workers=$SL_WORKERS"
+        row through "$sys" "$run" "$res" "workers=$(sl_workers)"
         printf '   through  %s run %d: %8s jobs/s  (%s jobs one per request, %s connections, submitted at %s jobs/s)\n' "$sys" "$run" \
             "$(jget "$res" done_jobs_per_s)" "$n" "$SL_SINGLE_CONC" "$(jget "$res" jobs_per_s)" >&2
     else
@@ -572,9 +584,11 @@ sluice_drain() {
         printf '   enqueue  %s run %d: %8s jobs/s  (%s jobs, %s)\n' "$sys" "$run" "$(jget "$res" jobs_per_s)" "$n" "$(jget "$res" mode)" >&2
     fi
     if [[ -n $mode ]] || has "$SCENARIOS" drain; then
-        sluice_start "$SL_WORKERS" || return 1
+        sluice_start "$(sl_workers)" || return 1
         local ok=1
-        res=$(lg "$(drain_timeout)" drain-wait --ids "$ids" --n "$n" --pid "$SL_PID" --timeout "$(drain_timeout)") || ok=0
+        local broker=()
+        [[ $SL_BACKEND == postgres ]] && broker=(--broker-comm postgres)
+        res=$(lg "$(drain_timeout)" drain-wait --ids "$ids" --n "$n" --pid "$SL_PID" "${broker[@]}" --timeout "$(drain_timeout)") || ok=0
         stop "$SL_PID"
         if ((!ok)) || [[ -z $(jget "$res" jobs_per_s) ]]; then
             fail "$sys drain of $n jobs failed: $res"
@@ -582,9 +596,9 @@ sluice_drain() {
         fi
         SL_DRAIN_RATES+=("$(jget "$res" jobs_per_s)")
         if [[ -z $mode ]]; then
-            row drain "$sys" "$run" "$res" "workers=$SL_WORKERS"
-            printf '   drain    %s run %d: %8s jobs/s  server %s µs/job  results stored %s/%s\n' "$sys" "$run" \
-                "$(jget "$res" jobs_per_s)" "$(jget "$res" worker_cpu_us_per_job)" "$(jget "$res" results_stored)" "$n" >&2
+            row drain "$sys" "$run" "$res" "workers=$(sl_workers)"
+            printf '   drain    %s run %d: %8s jobs/s  server %s µs/job  database %s s CPU  results stored %s/%s\n' "$sys" "$run" \
+                "$(jget "$res" jobs_per_s)" "$(jget "$res" worker_cpu_us_per_job)" "$(jget "$res" broker_cpu_s)" "$(jget "$res" results_stored)" "$n" >&2
         else
             note "$sys: calibration drain of $n jobs: $(jget "$res" jobs_per_s) jobs/s (sets the latency rates)"
         fi
@@ -626,7 +640,7 @@ sluice_latency() {
     fi
     note "$sys: latency rates are fractions $FRACTIONS of $max jobs/s, its end-to-end rate with one job per request (scenario through); its drain rate counts only running queued jobs, while here the same CPU also serves every submission"
     sluice_fresh_db
-    sluice_start "$SL_WORKERS" || return 1
+    sluice_start "$(sl_workers)" || return 1
     for frac in ${FRACTIONS//,/ }; do
         rate=$(awk -v m="$max" -v f="$frac" 'BEGIN {r = int(m * f + 0.5); print (r < 1 ? 1 : r)}')
         for ((run = 1; run <= RUNS; run++)); do
@@ -644,7 +658,7 @@ sluice_async() {
     k=$(((LAT_SECS + 1 + 20) * 1000 / BURN_MS))
     for ((run = 1; run <= RUNS; run++)); do
         sluice_fresh_db
-        sluice_start "$SL_WORKERS" --queues default,burn:2 || return 1
+        sluice_start "$(sl_workers)" --queues default,burn:2 || return 1
         sluice_window async "$run" "$ASYNC_RATE" phase=idle
         if ! lg 120 burn-fill --n "$k" --ms "$BURN_MS" --queue burn >/dev/null; then
             fail "$sys burn-fill failed"
@@ -703,13 +717,13 @@ run_sluice() {
                 continue
             fi
             PG_DB=sluice_bench_${STAMP,,}
-            note "sluice-postgres: PostgreSQL $(timeout 10 "${PG_ADMIN[@]}" -c 'show server_version'), synchronous_commit $(timeout 10 "${PG_ADMIN[@]}" -c 'show synchronous_commit'), fsync $(timeout 10 "${PG_ADMIN[@]}" -c 'show fsync') (as found; not changed), database $PG_DB (dropped on exit)"
+            note "sluice-postgres: its server is not pinned (as Redis is not for Celery): its CPU, all postgres processes' (other users' included), is the broker CPU of the drain; PostgreSQL $(timeout 10 "${PG_ADMIN[@]}" -c 'show server_version'), synchronous_commit $(timeout 10 "${PG_ADMIN[@]}" -c 'show synchronous_commit'), fsync $(timeout 10 "${PG_ADMIN[@]}" -c 'show fsync') (as found; not changed), database $PG_DB (dropped on exit)"
         else
             note "sluice-sqlite: WAL, synchronous=NORMAL (sluice's default): a commit survives a crash of the process; a power loss may lose the last commits (as Redis's appendfsync everysec may lose up to a second)"
         fi
         sluice_backend_ok || continue
         if has "$SCENARIOS" drain || has "$SCENARIOS" enqueue; then
-            say "sluice-$backend: enqueue and drain $JOBS_N no-op jobs (server --workers $SL_WORKERS)"
+            say "sluice-$backend: enqueue and drain $JOBS_N no-op jobs (server --workers $(sl_workers))"
             for ((run = 1; run <= RUNS; run++)); do sluice_drain "$run" || true; done
         fi
         if has "$SCENARIOS" latency || has "$SCENARIOS" enqueue; then
@@ -739,7 +753,7 @@ setup_redis
     echo "versions: Celery $("$VENV/bin/python" -c 'import celery; print(celery.__version__)' 2>/dev/null || echo -), kombu $("$VENV/bin/python" -c 'import kombu; print(kombu.__version__)' 2>/dev/null || echo -), redis-py $("$VENV/bin/python" -c 'import redis; print(redis.__version__)' 2>/dev/null || echo -), Redis $(rcli info server | tr -d '\r' | awk -F: '$1 == "redis_version" {print $2}'), Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo -), sluice $(cd "$ROOT" && git rev-parse --short HEAD)"
     echo "settings: $RUNS run(s), $JOBS_N jobs, latency windows ${LAT_SECS}s (+1 s warm-up) at fractions $FRACTIONS, async probes at ${ASYNC_RATE}/s with ${BURN_MS} ms burn jobs"
     echo "celery:   prefork -c $CELERY_CONC, worker_prefetch_multiplier $CELERY_PREFETCH, task_acks_late, task_reject_on_worker_lost, results in Redis DB $REDIS_DB, --without-gossip --without-mingle --without-heartbeat, -l WARNING; worker on CPU0, producer on CPU1"
-    echo "sluice:   server --workers $SL_WORKERS --cpu-threads 1 on CPU0 (API, store and workers in one process), load generator target/release/examples/jobs_load on CPU1; stores: $SL_BACKENDS; SQLite WAL synchronous=NORMAL; PostgreSQL synchronous_commit $(timeout 5 psql -h 127.0.0.1 -U postgres -d postgres -qAt -c 'show synchronous_commit' 2>/dev/null || echo -)"
+    echo "sluice:   server --workers ($SL_WORKERS) --cpu-threads 1 on CPU0 (API, store and workers in one process), load generator target/release/examples/jobs_load on CPU1; stores: $SL_BACKENDS; SQLite WAL synchronous=NORMAL$(has "$SL_BACKENDS" postgres && printf '; PostgreSQL synchronous_commit %s' "$(timeout 5 psql -h 127.0.0.1 -U postgres -d postgres -qAt -c 'show synchronous_commit' 2>/dev/null || echo -)")"
     echo "redis:    appendonly $(rcli config get appendonly | sed -n 2p), appendfsync $(rcli config get appendfsync | sed -n 2p), save '$(rcli config get save | sed -n 2p)'"
     echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start"
 } >"$RUN_DIR/header.txt"

@@ -9,7 +9,7 @@ pub(crate) const USAGE: &str = "\
 usage: jobs_load COMMAND --url http://127.0.0.1:PORT [options]
   enqueue     --n N [--batch B (1000; 1 = one POST /v1/jobs per job)] [--conc C (1)] [--ids FILE]
               [--wait-done true (then wait until no job is unfinished: end-to-end jobs/s)]
-  drain-wait  --ids FILE --n N [--pid PID] [--timeout S (600)]
+  drain-wait  --ids FILE --n N [--pid PID] [--broker-comm postgres] [--timeout S (600)]
   latency     --rate R --secs S [--warm W (1)] [--wait S (60)] [--conc C (256)] [--dump FILE]
   burn-fill   --n K --ms MS [--queue Q (burn)] [--ids FILE]
   queued      --queue Q";

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::args::{Error, Opts};
 use crate::http::{Api, ms};
-use crate::stats::{process_cpu_secs, round};
+use crate::stats::{process_cpu_secs, processes_cpu_secs, round};
 
 pub(crate) async fn run(o: &Opts) -> Result<(Value, bool), Error> {
     let api = Api::new(&o.get::<String>("url", None)?)?;
@@ -22,6 +22,9 @@ pub(crate) async fn run(o: &Opts) -> Result<(Value, bool), Error> {
         .transpose()
         .map_err(|e| format!("--pid: {e}"))?;
     let timeout: f64 = o.get("timeout", Some(600.0))?;
+    // A database server in processes of its own (postgres): its CPU is counted
+    // apart, as Redis's is for Celery.
+    let broker = o.opt("broker-comm");
     let ids: Vec<String> = std::fs::read_to_string(&path)
         .map_err(|e| format!("reading --ids {path}: {e}"))?
         .lines()
@@ -35,6 +38,7 @@ pub(crate) async fn run(o: &Opts) -> Result<(Value, bool), Error> {
     api.wait_healthy(Duration::from_secs(30)).await?;
     // The server's CPU from the moment its API answers (its boot is not counted).
     let cpu0 = pid.and_then(process_cpu_secs);
+    let broker0 = broker.as_deref().map(processes_cpu_secs);
 
     // Jobs are claimed in submission order, so the last batch finishes last:
     // watch it alone, then confirm every batch, watching any still open.
@@ -74,6 +78,11 @@ pub(crate) async fn run(o: &Opts) -> Result<(Value, bool), Error> {
         all_checked = true;
     }
     let cpu1 = pid.and_then(process_cpu_secs);
+    let broker_cpu = broker
+        .as_deref()
+        .map(processes_cpu_secs)
+        .zip(broker0)
+        .map(|(b, a)| b - a);
     let batches: Vec<Value> = batches.into_iter().flatten().collect();
     let first = batches.iter().filter_map(|b| ms(b, "started_at")).min();
     let last = batches.iter().filter_map(|b| ms(b, "finished_at")).max();
@@ -101,7 +110,7 @@ pub(crate) async fn run(o: &Opts) -> Result<(Value, bool), Error> {
             "jobs_per_s": round(n as f64 / secs, 1),
             "worker_cpu_s": cpu.map(|c| round(c, 2)),
             "worker_cpu_us_per_job": cpu.map(|c| round(c / n as f64 * 1e6, 1)),
-            "broker_cpu_s": null,
+            "broker_cpu_s": broker_cpu.map(|c| round(c, 2)),
             "results_stored": stored,
             "failed": failed,
             "batches": batches.len(),

@@ -39,6 +39,50 @@ pub(crate) fn process_cpu_secs(pid: u32) -> Option<f64> {
     Some((f[11] + f[12]) as f64 / USER_HZ)
 }
 
+/// CPU seconds of every process named `comm` (e.g. `postgres`: the server
+/// and all its backends), plus what the root of each tree has reaped from
+/// exited children (backends of closed connections), so the difference of two
+/// readings counts the work in between.
+pub(crate) fn processes_cpu_secs(comm: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut procs = Vec::new();
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{name}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != comm {
+            continue;
+        }
+        if let Some(f) = stat_fields(&name) {
+            // Index 1 is field 4 (ppid).
+            procs.push((name.parse::<u64>().unwrap_or(0), f));
+        }
+    }
+    let pids: Vec<u64> = procs.iter().map(|(p, _)| *p).collect();
+    let ticks: u64 = procs
+        .iter()
+        .map(|(_, f)| {
+            let own = f[11] + f[12];
+            // A root (its parent is not one of them) also carries its reaped children.
+            if pids.contains(&f[1]) {
+                own
+            } else {
+                own + f[13] + f[14]
+            }
+        })
+        .sum();
+    ticks as f64 / USER_HZ
+}
+
 /// utime+stime of this process, in seconds.
 pub(crate) fn self_cpu_secs() -> f64 {
     process_cpu_secs(std::process::id()).unwrap_or(0.0)
