@@ -710,6 +710,7 @@ run_sluice() {
     for backend in ${SL_BACKENDS//,/ }; do
         SL_BACKEND=$backend
         SL_DRAIN_RATES=()
+        SL_E2E_RATES=()
         if [[ $backend == postgres ]]; then
             if ! timeout 10 "${PG_ADMIN[@]}" -c 'select 1' >/dev/null 2>&1; then
                 say "sluice: no PostgreSQL on 127.0.0.1:5432 (user postgres, trust); postgres skipped"
