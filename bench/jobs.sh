@@ -727,7 +727,7 @@ run_sluice() {
             say "sluice-$backend: enqueue and drain $JOBS_N no-op jobs (server --workers $(sl_workers))"
             for ((run = 1; run <= RUNS; run++)); do sluice_drain "$run" || true; done
         fi
-        if has "$SCENARIOS" latency || has "$SCENARIOS" enqueue; then
+        if has "$SCENARIOS" enqueue || { has "$SCENARIOS" latency && [[ -z $MAX_RATE ]]; }; then
             say "sluice-$backend: $JOBS_N no-op jobs one per request, enqueued and run (end to end)"
             for ((run = 1; run <= RUNS; run++)); do sluice_through "$run" || true; done
         fi
