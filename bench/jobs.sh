@@ -30,7 +30,8 @@ usage: bench/jobs.sh [--runs N] [--jobs N] [--quick] [--scenarios drain,enqueue,
                      [--peers celery,sluice] [--latency-secs S] [--fractions 0.25,0.5]
                      [--max-rate R] [--async-rate R] [--burn-ms MS]
                      [--celery-concurrency C] [--celery-prefetch P]
-                     [--redis-db N] [--redis-persistence aof|asis] [--build]
+                     [--redis-db N] [--redis-persistence aof|asis]
+                     [--sluice-backends sqlite,postgres] [--sluice-workers W] [--sluice-conc C] [--build]
   --runs N                measured runs per scenario and system; medians are reported (default 3)
   --jobs N                jobs queued in the drain/enqueue scenarios (default 100000)
   --quick                 smoke test: 1 run, 10,000 jobs, 5 s latency windows
@@ -48,7 +49,12 @@ usage: bench/jobs.sh [--runs N] [--jobs N] [--quick] [--scenarios drain,enqueue,
   --redis-db N            the Redis DB used and flushed (default 13)
   --redis-persistence M   aof: appendonly yes + appendfsync everysec for the run (default);
                           asis: leave the server as it is (the report says what it was)
-  --build                 build sluice first (nice -n 19 cargo build --release -p sluice)
+  --sluice-backends LIST  stores under test: sqlite, postgres (default both; postgres is skipped
+                          when the build or 127.0.0.1:5432 does not have it)
+  --sluice-workers LIST   jobs run at once by the server (--workers) per store: N for all, or
+                          sqlite=N,postgres=M (default sqlite=64,postgres=512; see bench/jobs/README.md)
+  --sluice-conc C         connections of the one-job-per-request enqueue (default 32)
+  --build                 build sluice and the load generator first (nice -n 19 cargo build --release)
 EOF
 }
 
@@ -65,6 +71,9 @@ CELERY_CONC=2
 CELERY_PREFETCH=64
 REDIS_DB=13
 REDIS_PERSIST=aof
+SL_BACKENDS=sqlite,postgres
+SL_WORKERS=sqlite=64,postgres=512
+SL_SINGLE_CONC=32
 BUILD=0
 QUICK=0
 ARGS=("$@")
@@ -84,6 +93,9 @@ while (($#)); do
     --celery-prefetch) CELERY_PREFETCH=$2; shift 2 ;;
     --redis-db) REDIS_DB=$2; shift 2 ;;
     --redis-persistence) REDIS_PERSIST=$2; shift 2 ;;
+    --sluice-backends) SL_BACKENDS=$2; shift 2 ;;
+    --sluice-workers) SL_WORKERS=$2; shift 2 ;;
+    --sluice-conc) SL_SINGLE_CONC=$2; shift 2 ;;
     --build) BUILD=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -94,9 +106,10 @@ if ((QUICK)); then
     [[ " ${ARGS[*]} " == *" --jobs "* ]] || JOBS_N=10000
     [[ " ${ARGS[*]} " == *" --latency-secs "* ]] || LAT_SECS=5
 fi
-for v in RUNS JOBS_N LAT_SECS ASYNC_RATE BURN_MS CELERY_CONC CELERY_PREFETCH REDIS_DB; do
+for v in RUNS JOBS_N LAT_SECS ASYNC_RATE BURN_MS CELERY_CONC CELERY_PREFETCH REDIS_DB SL_SINGLE_CONC; do
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || { echo "bad value for ${v,,}: ${!v}" >&2; exit 2; }
 done
+[[ $SL_WORKERS =~ ^([0-9]+|((sqlite|postgres)=[0-9]+)(,(sqlite|postgres)=[0-9]+)*)$ ]] || { echo "bad value for --sluice-workers: $SL_WORKERS" >&2; exit 2; }
 [[ $REDIS_PERSIST == aof || $REDIS_PERSIST == asis ]] || { echo "--redis-persistence is aof or asis" >&2; exit 2; }
 has() { [[ ",$1," == *",$2,"* ]]; }
 
@@ -111,6 +124,7 @@ mkdir -p "$STATE"
 : >"$RESULTS"
 : >"$CMDS"
 SLUICE=${SLUICE_BIN:-$ROOT/target/release/sluice}
+LOADGEN=${SLUICE_LOAD_BIN:-$ROOT/target/release/examples/jobs_load}
 VENV=$ROOT/bench/out/.venv-celery
 CELERY_VERSION=5.7.0 # pinned, with its [redis] extra (redis-py), for comparable runs
 REDIS_HOST=127.0.0.1
@@ -159,6 +173,8 @@ install_deps() {
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     command -v redis-cli >/dev/null || missing+=(redis-tools)
     command -v taskset >/dev/null || missing+=(util-linux)
+    command -v curl >/dev/null || missing+=(curl)
+    has "$PEERS" sluice && has "$SL_BACKENDS" postgres && ! command -v psql >/dev/null && missing+=(postgresql-client)
     if ! redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1; then
         command -v redis-server >/dev/null || missing+=(redis-server)
     fi
@@ -180,8 +196,8 @@ install_deps() {
 
 build_sluice() {
     ((BUILD)) && has "$PEERS" sluice || return 0
-    say "building sluice (release, nice -n 19)"
-    (cd "$ROOT" && nice -n 19 cargo build --release -p sluice)
+    say "building sluice and the load generator (release, nice -n 19)"
+    (cd "$ROOT" && nice -n 19 cargo build --release -p sluice && nice -n 19 cargo build --release -p sluice-jobs --example jobs_load)
 }
 
 # ---------------------------------------------------------------- processes
@@ -223,6 +239,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     for pid in "${STARTED[@]}"; do stop "$pid"; done
+    declare -F pg_cleanup >/dev/null && pg_cleanup
     if ((!REDIS_OURS)) && rcli ping >/dev/null 2>&1; then
         flush_db || true
         if ((${#REDIS_RESTORE[@]})); then
@@ -360,6 +377,13 @@ latency_window() {
         fail "$sys $sc at $rate jobs/s: probes missing or the generator failed: ${res:-no output}"
         [[ -n $res ]] || return 1
     fi
+    window_row "$sys" "$sc" "$run" "$rate" "$res" "$@"
+}
+
+# window_row SYSTEM SCENARIO RUN RATE JSON [KEY=VALUE...]: store and print one latency window.
+window_row() {
+    local sys=$1 sc=$2 run=$3 rate=$4 res=$5
+    shift 5
     row "$sc" "$sys" "$run" "$res" "$@"
     printf '   %-8s %s run %d: %6s/s (sent at %s/s)  p50 %s ms  p99 %s ms  max %s ms  missing %s  %s\n' "$sc" "$sys" "$run" \
         "$rate" "$(jget "$res" achieved_rate)" "$(jget "$res" p50_ms)" "$(jget "$res" p99_ms)" "$(jget "$res" max_ms)" \
@@ -443,31 +467,280 @@ run_celery() {
 }
 
 # ---------------------------------------------------------------- sluice
-# ======================= SLUICE SIDE: fill in when crates/jobs lands =======================
-# run_sluice is the one place the sluice half of this benchmark goes. Until
-# `sluice server` exists it skips with a note, so the script runs today. To fill in
-# (same pinning, same scenarios, rows with system "sluice" and the same fields, and
-# report.py prints the ratios by itself):
-#   - start `sluice server --db sqlite://$STATE/sluice.db --listen 127.0.0.1:PORT`
-#     with start() on CPU0 (and once more with --db postgres://127.0.0.1:5432/<fresh db>);
-#     wait for GET /healthz, bounded;
-#   - enqueue: POST /v1/batches of 1,000 `noop` jobs from a generator on CPU1: jobs/s;
-#     also one job per POST /v1/jobs;
-#   - drain: queue N with the workers paused (or `--workers 0`, then a `sluice worker`),
-#     then time to all succeeded (GET /v1/batches/{id} counts), CPU from /proc as for Celery;
-#   - latency: open-loop POST /v1/jobs at the same fractions of sluice's own drain rate,
-#     start times from the job's started_at (or the SSE stream);
-#   - async: the same probes while `burn {ms}` jobs keep the rayon pool busy.
-run_sluice() {
-    if ! timeout 10 "$SLUICE" server --help >/dev/null 2>&1; then
-        say "sluice: sluice jobs server not built yet ($SLUICE server --help fails); skipped"
-        note "sluice: sluice jobs server not built yet"
+# The same scenarios against `sluice server`: the server (API, store writer and
+# workers in one process; SQLite inside it) on CPU0, the Rust load generator
+# (crates/jobs/examples/jobs_load) on CPU1. Rows are labelled sluice-sqlite and
+# sluice-postgres. Each step starts from an empty store: a fresh SQLite file
+# under $RUN/state, or the database sluice_bench_<stamp> dropped and created
+# again on 127.0.0.1:5432 (dropped on exit).
+SL_PORT=""
+SL_URL=""
+SL_PID=""
+SL_DB=""
+SL_BACKEND=""
+PG_DB=""
+PG_ADMIN=(psql -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt)
+
+# lg SECONDS ARGS...: the sluice load generator on CPU1, bounded, against the running server.
+lg() {
+    local secs=$1
+    shift
+    log_cmd "taskset -c 1 $LOADGEN $* --url $SL_URL"
+    timeout "$secs" taskset -c 1 "$LOADGEN" "$@" --url "$SL_URL" 2>>"$STATE/loadgen-sluice.log"
+}
+
+# sl_workers: the server's --workers for the current backend.
+sl_workers() {
+    if [[ $SL_WORKERS =~ ^[0-9]+$ ]]; then echo "$SL_WORKERS"; return; fi
+    local kv
+    for kv in ${SL_WORKERS//,/ }; do
+        [[ ${kv%%=*} == "$SL_BACKEND" ]] && { echo "${kv#*=}"; return; }
+    done
+    echo 64 # the server's default
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# sluice_fresh_db: an empty store for the current backend; sets SL_DB.
+sluice_fresh_db() {
+    case $SL_BACKEND in
+    sqlite)
+        rm -f "$STATE"/sluice.db "$STATE"/sluice.db-wal "$STATE"/sluice.db-shm
+        SL_DB=sqlite://$STATE/sluice.db
+        ;;
+    postgres)
+        timeout 60 "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $PG_DB" -c "CREATE DATABASE $PG_DB" >/dev/null
+        SL_DB=postgres://postgres@127.0.0.1:5432/$PG_DB
+        ;;
+    esac
+}
+
+# sluice_start WORKERS [SERVER ARGS...]: `sluice server` on CPU0 on SL_DB, bounded wait for /healthz.
+sluice_start() {
+    local workers=$1 i
+    shift
+    SL_PORT=$(free_port)
+    SL_URL=http://127.0.0.1:$SL_PORT
+    start "sluice-$SL_BACKEND" 0 "$SLUICE" server --db "$SL_DB" --listen "127.0.0.1:$SL_PORT" --workers "$workers" \
+        --cpu-threads 1 "$@"
+    SL_PID=$LAST_PID
+    for ((i = 0; i < 300; i++)); do
+        curl -fsS -o /dev/null "$SL_URL/healthz" 2>/dev/null && return 0
+        kill -0 "$SL_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z ${SL_QUIET:-} ]]; then
+        fail "sluice server ($SL_BACKEND) did not come up (log: $STATE/sluice-$SL_BACKEND.log)"
+        tail -5 "$STATE/sluice-$SL_BACKEND.log" >&2 || true
+    fi
+    stop "$SL_PID"
+    return 1
+}
+
+SL_DRAIN_RATES=()
+SL_E2E_RATES=()
+# sluice_through RUN [calibrate]: N no-op jobs one per POST /v1/jobs from $SL_SINGLE_CONC
+# connections to a server with workers, until none is unfinished: the end-to-end rate
+# (scenario through). The server does the API's work and the jobs' on the same CPU, so
+# this, not the drain rate, is the most it sustains when jobs arrive one per request:
+# the latency rates are fractions of it.
+sluice_through() {
+    local run=$1 mode=${2:-} n=$JOBS_N res sys=sluice-$SL_BACKEND
+    [[ $mode == calibrate ]] && n=$((JOBS_N < 10000 ? JOBS_N : 10000))
+    sluice_fresh_db
+    sluice_start "$(sl_workers)" || return 1
+    if ! res=$(lg $((n / 50 + 660)) enqueue --n "$n" --batch 1 --conc "$SL_SINGLE_CONC" --wait-done true); then
+        fail "$sys end-to-end run of $n jobs failed: $res"
+        stop "$SL_PID"
+        return 1
+    fi
+    stop "$SL_PID"
+    SL_E2E_RATES+=("$(jget "$res" done_jobs_per_s)")
+    if [[ -z $mode ]]; then
+        row through "$sys" "$run" "$res" "workers=$(sl_workers)"
+        printf '   through  %s run %d: %8s jobs/s  (%s jobs one per request, %s connections, submitted at %s jobs/s)\n' "$sys" "$run" \
+            "$(jget "$res" done_jobs_per_s)" "$n" "$SL_SINGLE_CONC" "$(jget "$res" jobs_per_s)" >&2
+    else
+        note "$sys: calibration end-to-end run of $n jobs: $(jget "$res" done_jobs_per_s) jobs/s (sets the latency rates)"
+    fi
+}
+
+# sluice_drain RUN [calibrate]: queue N no-op jobs in batches of 1,000 through the API
+# with no workers (scenario enqueue), then restart the server with workers and time
+# the drain (scenario drain); then, for enqueue, N jobs one per POST /v1/jobs.
+sluice_drain() {
+    local run=$1 mode=${2:-} n=$JOBS_N res sys=sluice-$SL_BACKEND ids=$STATE/drain-ids.txt
+    [[ $mode == calibrate ]] && n=$((JOBS_N < 10000 ? JOBS_N : 10000))
+    sluice_fresh_db
+    sluice_start 0 || return 1
+    if ! res=$(lg $((n / 50 + 60)) enqueue --n "$n" --batch 1000 --conc 1 --ids "$ids"); then
+        fail "$sys enqueue of $n jobs failed: $res"
+        stop "$SL_PID"
+        return 1
+    fi
+    stop "$SL_PID"
+    if [[ -z $mode ]] && has "$SCENARIOS" enqueue; then
+        row enqueue "$sys" "$run" "$res"
+        printf '   enqueue  %s run %d: %8s jobs/s  (%s jobs, %s)\n' "$sys" "$run" "$(jget "$res" jobs_per_s)" "$n" "$(jget "$res" mode)" >&2
+    fi
+    if [[ -n $mode ]] || has "$SCENARIOS" drain; then
+        sluice_start "$(sl_workers)" || return 1
+        local ok=1
+        local broker=()
+        [[ $SL_BACKEND == postgres ]] && broker=(--broker-comm postgres)
+        res=$(lg "$(drain_timeout)" drain-wait --ids "$ids" --n "$n" --pid "$SL_PID" "${broker[@]}" --timeout "$(drain_timeout)") || ok=0
+        stop "$SL_PID"
+        if ((!ok)) || [[ -z $(jget "$res" jobs_per_s) ]]; then
+            fail "$sys drain of $n jobs failed: $res"
+            return 1
+        fi
+        SL_DRAIN_RATES+=("$(jget "$res" jobs_per_s)")
+        if [[ -z $mode ]]; then
+            row drain "$sys" "$run" "$res" "workers=$(sl_workers)"
+            printf '   drain    %s run %d: %8s jobs/s  server %s µs/job  database %s s CPU  results stored %s/%s\n' "$sys" "$run" \
+                "$(jget "$res" jobs_per_s)" "$(jget "$res" worker_cpu_us_per_job)" "$(jget "$res" broker_cpu_s)" "$(jget "$res" results_stored)" "$n" >&2
+        else
+            note "$sys: calibration drain of $n jobs: $(jget "$res" jobs_per_s) jobs/s (sets the latency rates)"
+        fi
+    fi
+    if [[ -z $mode ]] && has "$SCENARIOS" enqueue; then
+        sluice_fresh_db
+        sluice_start 0 || return 1
+        if res=$(lg $((n / 50 + 60)) enqueue --n "$n" --batch 1 --conc "$SL_SINGLE_CONC"); then
+            row enqueue "$sys" "$run" "$res"
+            printf '   enqueue  %s run %d: %8s jobs/s  (%s jobs, %s)\n' "$sys" "$run" "$(jget "$res" jobs_per_s)" "$n" "$(jget "$res" mode)" >&2
+        else
+            fail "$sys enqueue of $n single jobs failed: $res"
+        fi
+        stop "$SL_PID"
+    fi
+}
+
+# sluice_window SCENARIO RUN RATE [KEY=VALUE...]: one open-loop window against the running server.
+sluice_window() {
+    local sc=$1 run=$2 rate=$3 res
+    shift 3
+    if ! res=$(lg $((LAT_SECS + 100)) latency --rate "$rate" --secs "$LAT_SECS" --warm 1 --wait 60); then
+        fail "sluice-$SL_BACKEND $sc at $rate jobs/s: probes missing or the generator failed: ${res:-no output}"
+        [[ -n $res ]] || return 1
+    fi
+    window_row "sluice-$SL_BACKEND" "$sc" "$run" "$rate" "$res" "$@"
+}
+
+sluice_latency() {
+    local max=$MAX_RATE frac rate run sys=sluice-$SL_BACKEND
+    if [[ -z $max ]]; then
+        if ((${#SL_E2E_RATES[@]})); then
+            max=$(median "${SL_E2E_RATES[@]}")
+        else
+            say "$sys: calibration end-to-end run for the latency rates"
+            sluice_through 0 calibrate || return 1
+            max=${SL_E2E_RATES[-1]}
+        fi
+    fi
+    note "$sys: latency rates are fractions $FRACTIONS of $max jobs/s, its end-to-end rate with one job per request (scenario through); its drain rate counts only running queued jobs, while here the same CPU also serves every submission"
+    sluice_fresh_db
+    sluice_start "$(sl_workers)" || return 1
+    for frac in ${FRACTIONS//,/ }; do
+        rate=$(awk -v m="$max" -v f="$frac" 'BEGIN {r = int(m * f + 0.5); print (r < 1 ? 1 : r)}')
+        for ((run = 1; run <= RUNS; run++)); do
+            sluice_window latency "$run" "$rate" "fraction=$frac" "max_rate=$max"
+        done
+    done
+    stop "$SL_PID"
+}
+
+# The burn jobs go to a queue of their own, bounded to one more job than the CPU
+# pool has threads (so the pool never waits for work): the no-op probes on the
+# default queue keep their share of job slots, as Celery's separate burn worker does.
+sluice_async() {
+    local run k left res sys=sluice-$SL_BACKEND
+    k=$(((LAT_SECS + 1 + 20) * 1000 / BURN_MS))
+    for ((run = 1; run <= RUNS; run++)); do
+        sluice_fresh_db
+        sluice_start "$(sl_workers)" --queues default,burn:2 || return 1
+        sluice_window async "$run" "$ASYNC_RATE" phase=idle
+        if ! lg 120 burn-fill --n "$k" --ms "$BURN_MS" --queue burn >/dev/null; then
+            fail "$sys burn-fill failed"
+            stop "$SL_PID"
+            return 1
+        fi
+        sleep 1 # the pool is busy before the window opens
+        sluice_window async "$run" "$ASYNC_RATE" phase=burn "burn_ms=$BURN_MS"
+        res=$(lg 30 queued --queue burn) || true
+        left=$(jget "$res" queued)
+        if [[ ${left:-0} == 0 ]]; then
+            note "$sys async run $run: the burn queue ran dry during the window: CPU0 was not saturated throughout"
+        fi
+        stop "$SL_PID"
+    done
+}
+
+# sluice_backend_ok: whether this build's server opens the current backend (the
+# PostgreSQL store may not be in the build yet).
+sluice_backend_ok() {
+    local out
+    if sluice_fresh_db && SL_QUIET=1 sluice_start 0; then
+        stop "$SL_PID"
         return 0
     fi
-    say "sluice: the sluice side of bench/jobs.sh is not written yet; skipped"
-    note "sluice: \`sluice server\` exists, but the sluice side of bench/jobs.sh is not written yet (run_sluice)"
+    out=$(tail -3 "$STATE/sluice-$SL_BACKEND.log" 2>/dev/null | tr '\n' ' ')
+    say "sluice: the $SL_BACKEND store does not open in this build; skipped ($out)"
+    note "sluice-$SL_BACKEND: skipped, the server does not open it in this build: $out"
+    return 1
 }
-# ===========================================================================================
+
+pg_cleanup() {
+    [[ -n $PG_DB ]] || return 0
+    timeout 60 "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 || warn "could not drop database $PG_DB"
+}
+
+run_sluice() {
+    if ! timeout 10 "$SLUICE" server --help >/dev/null 2>&1; then
+        say "sluice: $SLUICE server --help fails (build with --build); skipped"
+        note "sluice: $SLUICE not built; skipped"
+        return 0
+    fi
+    if [[ ! -x $LOADGEN ]]; then
+        say "sluice: load generator $LOADGEN missing (build with --build); skipped"
+        note "sluice: load generator not built; skipped"
+        return 0
+    fi
+    local backend run
+    for backend in ${SL_BACKENDS//,/ }; do
+        SL_BACKEND=$backend
+        SL_DRAIN_RATES=()
+        SL_E2E_RATES=()
+        if [[ $backend == postgres ]]; then
+            if ! timeout 10 "${PG_ADMIN[@]}" -c 'select 1' >/dev/null 2>&1; then
+                say "sluice: no PostgreSQL on 127.0.0.1:5432 (user postgres, trust); postgres skipped"
+                note "sluice-postgres: skipped, no PostgreSQL on 127.0.0.1:5432"
+                continue
+            fi
+            PG_DB=sluice_bench_${STAMP,,}
+            note "sluice-postgres: its server is not pinned (as Redis is not for Celery): its CPU, all postgres processes' (other users' included), is the broker CPU of the drain; PostgreSQL $(timeout 10 "${PG_ADMIN[@]}" -c 'show server_version'), synchronous_commit $(timeout 10 "${PG_ADMIN[@]}" -c 'show synchronous_commit'), fsync $(timeout 10 "${PG_ADMIN[@]}" -c 'show fsync') (as found; not changed), database $PG_DB (dropped on exit)"
+        else
+            note "sluice-sqlite: WAL, synchronous=NORMAL (sluice's default): a commit survives a crash of the process; a power loss may lose the last commits (as Redis's appendfsync everysec may lose up to a second)"
+        fi
+        sluice_backend_ok || continue
+        if has "$SCENARIOS" drain || has "$SCENARIOS" enqueue; then
+            say "sluice-$backend: enqueue and drain $JOBS_N no-op jobs (server --workers $(sl_workers))"
+            for ((run = 1; run <= RUNS; run++)); do sluice_drain "$run" || true; done
+        fi
+        if has "$SCENARIOS" enqueue || { has "$SCENARIOS" latency && [[ -z $MAX_RATE ]]; }; then
+            say "sluice-$backend: $JOBS_N no-op jobs one per request, enqueued and run (end to end)"
+            for ((run = 1; run <= RUNS; run++)); do sluice_through "$run" || true; done
+        fi
+        if has "$SCENARIOS" latency; then
+            say "sluice-$backend: enqueue-to-start latency at fractions $FRACTIONS of the drain rate"
+            sluice_latency || true
+        fi
+        if has "$SCENARIOS" async; then
+            say "sluice-$backend: no-op latency at $ASYNC_RATE/s, idle and with $BURN_MS ms burn jobs on CPU0"
+            sluice_async || true
+        fi
+    done
+}
 
 # ---------------------------------------------------------------- main
 install_deps
@@ -481,6 +754,7 @@ setup_redis
     echo "versions: Celery $("$VENV/bin/python" -c 'import celery; print(celery.__version__)' 2>/dev/null || echo -), kombu $("$VENV/bin/python" -c 'import kombu; print(kombu.__version__)' 2>/dev/null || echo -), redis-py $("$VENV/bin/python" -c 'import redis; print(redis.__version__)' 2>/dev/null || echo -), Redis $(rcli info server | tr -d '\r' | awk -F: '$1 == "redis_version" {print $2}'), Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo -), sluice $(cd "$ROOT" && git rev-parse --short HEAD)"
     echo "settings: $RUNS run(s), $JOBS_N jobs, latency windows ${LAT_SECS}s (+1 s warm-up) at fractions $FRACTIONS, async probes at ${ASYNC_RATE}/s with ${BURN_MS} ms burn jobs"
     echo "celery:   prefork -c $CELERY_CONC, worker_prefetch_multiplier $CELERY_PREFETCH, task_acks_late, task_reject_on_worker_lost, results in Redis DB $REDIS_DB, --without-gossip --without-mingle --without-heartbeat, -l WARNING; worker on CPU0, producer on CPU1"
+    echo "sluice:   server --workers ($SL_WORKERS) --cpu-threads 1 on CPU0 (API, store and workers in one process), load generator target/release/examples/jobs_load on CPU1; stores: $SL_BACKENDS; SQLite WAL synchronous=NORMAL$(has "$SL_BACKENDS" postgres && printf '; PostgreSQL synchronous_commit %s' "$(timeout 5 psql -h 127.0.0.1 -U postgres -d postgres -qAt -c 'show synchronous_commit' 2>/dev/null || echo -)")"
     echo "redis:    appendonly $(rcli config get appendonly | sed -n 2p), appendfsync $(rcli config get appendfsync | sed -n 2p), save '$(rcli config get save | sed -n 2p)'"
     echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start"
 } >"$RUN_DIR/header.txt"

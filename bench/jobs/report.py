@@ -90,20 +90,42 @@ def main():
 
     if any(sc == "enqueue" for sc, _ in by):
         out.append("#### Enqueue throughput (client side, one producer on CPU1)\n")
-        out.append("| system | jobs/s (min–max) | producer CPU µs/job | jobs/s vs Celery |")
-        out.append("|---|--:|--:|--:|")
+        out.append("| system | how | jobs/s (min–max) | producer CPU µs/job | jobs/s vs Celery |")
+        out.append("|---|---|--:|--:|--:|")
         peer = med(col("enqueue", PEER, "jobs_per_s"))
         for s in systems:
-            if by[("enqueue", s)]:
+            # A system may be measured several ways (sluice: batches, one job per request).
+            modes = list(OrderedDict.fromkeys(r.get("mode", "send_task, one at a time") for r in by[("enqueue", s)]))
+            for m in modes:
+                rs = [r for r in by[("enqueue", s)] if r.get("mode", "send_task, one at a time") == m]
+                jps = [r.get("jobs_per_s") for r in rs]
+                cpu = [r.get("producer_cpu_us_per_job") for r in rs]
                 out.append(
-                    f"| {s} | {spread(col('enqueue', s, 'jobs_per_s'))} | {spread(col('enqueue', s, 'producer_cpu_us_per_job'), 0)} "
-                    f"| {'–' if s == PEER else ratio(med(col('enqueue', s, 'jobs_per_s')), peer)} |"
+                    f"| {s} | {m} | {spread(jps)} | {spread(cpu, 0)} "
+                    f"| {'–' if s == PEER else ratio(med(jps), peer)} |"
+                )
+        out.append("")
+
+    if any(sc == "through" for sc, _ in by):
+        out.append("#### Enqueued one per request and run, end to end (first request to no job unfinished)\n")
+        out.append("| system | how | jobs/s (min–max) | submitted at jobs/s | jobs/s vs Celery's drain |")
+        out.append("|---|---|--:|--:|--:|")
+        peer = med(col("drain", PEER, "jobs_per_s"))
+        for s in systems:
+            rs = by[("through", s)]
+            if rs:
+                done = [r.get("done_jobs_per_s") for r in rs]
+                out.append(
+                    f"| {s} | {rs[0].get('mode', '')}, workers running | {spread(done)} "
+                    f"| {spread([r.get('jobs_per_s') for r in rs])} | {ratio(med(done), peer)} |"
                 )
         out.append("")
 
     if any(sc == "latency" for sc, _ in by):
         out.append("#### Enqueue-to-start latency, open loop (intended send time to task start)\n")
-        out.append("| system | fraction of its drain rate | rate jobs/s (sent at) | p50 ms | p99 ms | max ms | missing |")
+        out.append("Rates are fractions of each system's maximum: Celery's drain rate (its producer and Redis")
+        out.append("are off the worker's CPU), sluice's end-to-end rate (its server also serves every submission).\n")
+        out.append("| system | fraction of its max rate | rate jobs/s (sent at) | p50 ms | p99 ms | max ms | missing |")
         out.append("|---|--:|--:|--:|--:|--:|--:|")
         for s in systems:
             fr = sorted({r["fraction"] for r in by[("latency", s)]})
