@@ -117,7 +117,9 @@ pub(crate) fn parse_response(
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    // Room for what the proxy adds on the way back (Via, X-Request-Id,
+    // rate-limit fields) without a rehash.
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 6);
     let mut chunked = false;
     let mut has_te = false;
     let mut length: Option<u64> = None;
