@@ -2,6 +2,9 @@
 //! written in one buffer, and the response head parsed with `httparse`,
 //! with the body framing it implies (RFC 9112 §6.3).
 
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
@@ -90,54 +93,89 @@ pub(crate) fn encode_request(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Parse a response head at the start of `buf`: `Ok(None)` when more bytes
-/// are needed, else the head and how many bytes it took. Interim (1xx)
-/// responses are returned like any other; the caller skips them.
+/// Parse a response head at the start of `buf` and take it off the
+/// buffer: `Ok(None)` (nothing taken) when more bytes are needed. Interim
+/// (1xx) responses are returned like any other; the caller skips them.
+///
+/// Field values are slices of the buffer's own bytes (no copy and no
+/// allocation per field): the head is split off the read buffer, which
+/// gets its memory back once the response's fields are dropped.
 pub(crate) fn parse_response(
-    buf: &[u8],
+    buf: &mut BytesMut,
     request_method: &Method,
-) -> Result<Option<(usize, ResponseHead)>, HeadError> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut resp = httparse::Response::new(&mut fields);
-    let used = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(used)) => used,
-        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(HeadError::TooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(e) => return Err(HeadError::Malformed(e)),
+) -> Result<Option<ResponseHead>, HeadError> {
+    // Where each field's name and value lie in `buf`: the parsed fields
+    // borrow `buf`, which must be split before values can share it.
+    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let (used, code, version, count) = {
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            buf,
+            &mut fields,
+        );
+        let used = match parsed {
+            Ok(httparse::Status::Complete(used)) => used,
+            Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                return Err(HeadError::TooLarge);
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(e) => return Err(HeadError::Malformed(e)),
+        };
+        if used > MAX_HEAD {
+            return Err(HeadError::TooLarge);
+        }
+        let base = buf.as_ptr() as usize;
+        let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        for (span, f) in spans.iter_mut().zip(resp.headers.iter()) {
+            *span = (
+                offset(f.name.as_bytes()),
+                f.name.len() as u32,
+                offset(f.value),
+                f.value.len() as u32,
+            );
+        }
+        (
+            used,
+            resp.code.unwrap_or(0),
+            resp.version,
+            resp.headers.len(),
+        )
     };
-    if used > MAX_HEAD {
-        return Err(HeadError::TooLarge);
-    }
-    let code = resp.code.unwrap_or(0);
     let status =
         StatusCode::from_u16(code).map_err(|_| HeadError::Malformed(httparse::Error::Status))?;
-    let version = if resp.version == Some(0) {
+    let version = if version == Some(0) {
         Version::HTTP_10
     } else {
         Version::HTTP_11
     };
+    let head = buf.split_to(used).freeze();
     // Room for what the proxy adds on the way back (Via, X-Request-Id,
     // rate-limit fields) without a rehash.
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + 6);
+    let mut headers = HeaderMap::with_capacity(count + 6);
     let mut chunked = false;
     let mut has_te = false;
     let mut length: Option<u64> = None;
     let mut close = false;
     let mut keep_alive_token = false;
-    for f in resp.headers.iter() {
-        let name = HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| HeadError::BadField)?;
-        let value = HeaderValue::from_bytes(f.value).map_err(|_| HeadError::BadField)?;
+    for &(n0, nl, v0, vl) in &spans[..count] {
+        let (n0, v0) = (n0 as usize, v0 as usize);
+        let name_bytes = &head[n0..n0 + nl as usize];
+        let value = head.slice(v0..v0 + vl as usize);
+        let name = HeaderName::from_bytes(name_bytes).map_err(|_| HeadError::BadField)?;
         if name == header::TRANSFER_ENCODING {
             has_te = true;
             // Only the last coding decides: chunked must come last.
-            chunked = last_token_is(f.value, b"chunked");
+            chunked = last_token_is(&value, b"chunked");
         } else if name == header::CONTENT_LENGTH {
-            length = Some(merge_length(length, f.value)?);
+            length = Some(merge_length(length, &value)?);
         } else if name == header::CONNECTION {
-            close |= has_token(f.value, b"close");
-            keep_alive_token |= has_token(f.value, b"keep-alive");
+            close |= has_token(&value, b"close");
+            keep_alive_token |= has_token(&value, b"keep-alive");
         }
+        let value = HeaderValue::from_maybe_shared(value).map_err(|_| HeadError::BadField)?;
         headers.append(name, value);
     }
     let no_body = *request_method == Method::HEAD
@@ -173,16 +211,13 @@ pub(crate) fn parse_response(
     }
     let keep_alive =
         !close && framing != Framing::Close && (version == Version::HTTP_11 || keep_alive_token);
-    Ok(Some((
-        used,
-        ResponseHead {
-            status,
-            version,
-            headers,
-            framing,
-            keep_alive,
-        },
-    )))
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        headers,
+        framing,
+        keep_alive,
+    }))
 }
 
 /// One `Content-Length` field merged with those before it: every value
@@ -226,8 +261,9 @@ mod tests {
     use super::*;
 
     fn parse(wire: &str, method: Method) -> ResponseHead {
-        let (used, head) = parse_response(wire.as_bytes(), &method).unwrap().unwrap();
-        assert_eq!(used, wire.find("\r\n\r\n").unwrap() + 4);
+        let mut buf = BytesMut::from(format!("{wire}rest").as_bytes());
+        let head = parse_response(&mut buf, &method).unwrap().unwrap();
+        assert_eq!(&buf[..], b"rest", "the head, and only it, is taken");
         head
     }
 
@@ -307,7 +343,9 @@ mod tests {
 
     #[test]
     fn bad_heads_are_refused() {
-        let err = |wire: &str| parse_response(wire.as_bytes(), &Method::GET).unwrap_err();
+        let err = |wire: &str| {
+            parse_response(&mut BytesMut::from(wire.as_bytes()), &Method::GET).unwrap_err()
+        };
         assert!(matches!(
             err("HTTP/1.1 2x0 OK\r\n\r\n"),
             HeadError::Malformed(_)
@@ -338,9 +376,12 @@ mod tests {
             HeadError::TooLarge
         ));
         assert!(
-            parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", &Method::GET)
-                .unwrap()
-                .is_none()
+            parse_response(
+                &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Le"[..]),
+                &Method::GET
+            )
+            .unwrap()
+            .is_none()
         );
     }
 }

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Weak;
 use std::task::{Context, Poll, Waker, ready};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::Method;
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
@@ -125,9 +125,8 @@ impl LeanConn {
         let mut received = false;
         loop {
             if !self.buf.is_empty() {
-                match head::parse_response(&self.buf, method) {
-                    Ok(Some((used, head))) => {
-                        self.buf.advance(used);
+                match head::parse_response(&mut self.buf, method) {
+                    Ok(Some(head)) => {
                         if head.status.is_informational() {
                             continue;
                         }
