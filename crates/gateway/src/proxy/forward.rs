@@ -174,7 +174,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             } else {
                 Ok(upstream.send(index, req, connect_timeout).await)
             };
-            let target_name = Some(target.authority.to_string());
+            let target_name = Some(target.authority.as_str().to_owned());
             upstream
                 .metrics
                 .record_try(try_outcome(&result), sent.elapsed());

@@ -16,7 +16,6 @@ use std::sync::Weak;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Bytes, BytesMut};
-use http::Method;
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -80,6 +79,8 @@ pub(crate) struct LeanConn {
     stream: TcpStream,
     buf: BytesMut,
     read_size: usize,
+    /// The request head being written, kept for the next request.
+    wire: Vec<u8>,
 }
 
 impl LeanConn {
@@ -89,6 +90,7 @@ impl LeanConn {
             stream,
             buf: BytesMut::new(),
             read_size: READ_MIN,
+            wire: Vec::new(),
         }
     }
 
@@ -108,18 +110,26 @@ impl LeanConn {
         }
     }
 
-    /// Write `request` (a whole head, no body) and read the final response
-    /// head, skipping interim (1xx) responses.
+    /// Write the head of `request` (which has no body) and read the final
+    /// response head, skipping interim (1xx) responses.
     pub(crate) async fn exchange(
         &mut self,
-        request: &[u8],
-        method: &Method,
+        request: &http::request::Parts,
     ) -> Result<ResponseHead, ExchangeError> {
         let fail = |error, nothing_received| ExchangeError {
             error,
             nothing_received,
         };
-        if let Err(e) = self.stream.write_all(request).await {
+        let method = &request.method;
+        let pq = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        self.wire.clear();
+        head::encode_request(&mut self.wire, method, pq, &request.headers);
+        let written = self.stream.write_all(&self.wire).await;
+        // An idle connection keeps no more than a usual head's worth.
+        if self.wire.capacity() > 16 << 10 {
+            self.wire = Vec::new();
+        }
+        if let Err(e) = written {
             return Err(fail(LeanError::Io(e), true));
         }
         let mut received = false;

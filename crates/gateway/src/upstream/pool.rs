@@ -21,7 +21,7 @@
 //! nothing at all (as nginx does).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -107,6 +107,9 @@ pub(super) struct TargetPool {
     settings: PoolSettings,
     idle: Mutex<Vec<Idle>>,
     lean_idle: Mutex<Vec<LeanIdle>>,
+    /// Lengths of `lean_idle` and `idle`, for the gauge.
+    idle_lean: AtomicUsize,
+    idle_hyper: AtomicUsize,
     h2: Mutex<Option<http2::SendRequest<Body>>>,
     metrics: PoolMetrics,
 }
@@ -135,6 +138,8 @@ impl Pool {
                         settings: settings.clone(),
                         idle: Mutex::new(Vec::new()),
                         lean_idle: Mutex::new(Vec::new()),
+                        idle_lean: AtomicUsize::new(0),
+                        idle_hyper: AtomicUsize::new(0),
                         h2: Mutex::new(None),
                         metrics: PoolMetrics::new(upstream, authority.as_str()),
                     })
@@ -235,11 +240,8 @@ impl TargetPool {
         connect_timeout: Duration,
     ) -> Result<Response<Body>, SendError> {
         let (parts, _empty) = req.into_parts();
-        let mut wire = Vec::with_capacity(512);
-        let pq = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        head::encode_request(&mut wire, &parts.method, pq, &parts.headers);
         if let Some(mut conn) = self.checkout_lean() {
-            match conn.exchange(&wire, &parts.method).await {
+            match conn.exchange(&parts).await {
                 Ok(head) => return Ok(self.respond(conn, head)),
                 Err(e) if e.nothing_received && is_idempotent(&parts.method) => {
                     tracing::debug!(target = %self.authority, error = %e.error, "pooled connection closed; sending again on a fresh one");
@@ -249,7 +251,7 @@ impl TargetPool {
         }
         let stream = Box::pin(self.connect_tcp(connect_timeout)).await?;
         let mut conn = LeanConn::new(stream.into_inner());
-        match conn.exchange(&wire, &parts.method).await {
+        match conn.exchange(&parts).await {
             Ok(head) => Ok(self.respond(conn, head)),
             Err(e) => Err(SendError::Lean(e.error)),
         }
@@ -270,6 +272,7 @@ impl TargetPool {
                 break;
             }
         }
+        self.idle_lean.store(stack.len(), Ordering::Relaxed);
         drop(stack);
         self.set_idle_gauge();
         found
@@ -285,18 +288,16 @@ impl TargetPool {
                     since: Instant::now(),
                 });
             }
+            self.idle_lean.store(stack.len(), Ordering::Relaxed);
         }
         self.set_idle_gauge();
     }
 
-    /// Idle connections of both kinds.
+    /// Publish the idle connections of both kinds, from the counts each
+    /// stack's holder stored under its lock (no second lock per update).
     fn set_idle_gauge(&self) {
-        let lean = self
-            .lean_idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len();
-        let hyper = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let lean = self.idle_lean.load(Ordering::Relaxed);
+        let hyper = self.idle_hyper.load(Ordering::Relaxed);
         self.metrics.idle.set((lean + hyper) as f64);
     }
 
@@ -305,7 +306,9 @@ impl TargetPool {
         loop {
             let idle = {
                 let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                stack.pop()
+                let idle = stack.pop();
+                self.idle_hyper.store(stack.len(), Ordering::Relaxed);
+                idle
             };
             self.set_idle_gauge();
             let idle = idle?;
@@ -337,6 +340,7 @@ impl TargetPool {
                     since: Instant::now(),
                 });
             }
+            self.idle_hyper.store(stack.len(), Ordering::Relaxed);
         }
         self.set_idle_gauge();
     }
@@ -430,16 +434,16 @@ fn spawn_reaper(targets: &[Arc<TargetPool>]) {
             for target in weak.iter().filter_map(Weak::upgrade) {
                 alive = true;
                 let timeout = target.settings.idle_timeout;
-                target
-                    .idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain(|i| !i.sender.is_closed() && i.since.elapsed() <= timeout);
-                target
-                    .lean_idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .retain_mut(|i| i.since.elapsed() <= timeout && i.conn.is_usable());
+                {
+                    let mut stack = target.idle.lock().unwrap_or_else(|p| p.into_inner());
+                    stack.retain(|i| !i.sender.is_closed() && i.since.elapsed() <= timeout);
+                    target.idle_hyper.store(stack.len(), Ordering::Relaxed);
+                }
+                {
+                    let mut stack = target.lean_idle.lock().unwrap_or_else(|p| p.into_inner());
+                    stack.retain_mut(|i| i.since.elapsed() <= timeout && i.conn.is_usable());
+                    target.idle_lean.store(stack.len(), Ordering::Relaxed);
+                }
                 target.set_idle_gauge();
             }
             if !alive {
