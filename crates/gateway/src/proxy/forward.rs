@@ -174,7 +174,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             } else {
                 Ok(upstream.send(index, req, connect_timeout).await)
             };
-            let target_name = Some(target.authority.to_string());
+            let target_name = Some(target.authority.as_str().to_owned());
             upstream
                 .metrics
                 .record_try(try_outcome(&result), sent.elapsed());
@@ -289,20 +289,24 @@ fn build_request(
     } else {
         http::Version::HTTP_11
     };
+    // The client's Host stays as it is unless rewritten: no insert (and no
+    // possible rehash) when there is nothing to change.
     let host = match &route.config.host_rewrite {
-        Some(h) => HeaderValue::from_str(h).map_err(|_| format!("bad host_rewrite {h:?}"))?,
-        None => match req.headers().get(header::HOST) {
-            Some(h) => h.clone(),
-            None => match parts.uri.authority() {
-                Some(a) => {
-                    HeaderValue::from_str(a.as_str()).map_err(|_| "bad authority".to_owned())?
-                }
-                None => HeaderValue::from_str(authority.as_str())
+        Some(h) => Some(HeaderValue::from_str(h).map_err(|_| format!("bad host_rewrite {h:?}"))?),
+        None if req.headers().contains_key(header::HOST) => None,
+        None => match parts.uri.authority() {
+            Some(a) => {
+                Some(HeaderValue::from_str(a.as_str()).map_err(|_| "bad authority".to_owned())?)
+            }
+            None => Some(
+                HeaderValue::from_str(authority.as_str())
                     .map_err(|_| "bad authority".to_owned())?,
-            },
+            ),
         },
     };
-    req.headers_mut().insert(header::HOST, host);
+    if let Some(host) = host {
+        req.headers_mut().insert(header::HOST, host);
+    }
     Ok(req)
 }
 

@@ -42,6 +42,10 @@ pub(crate) async fn handle(
     let start = Instant::now();
     // Requests in flight keep the state they started with, even across a reload.
     let state = shared.state();
+    // Room for what the proxy adds (request id, TE, X-Forwarded-*, Via)
+    // in one allocation: HeaderMap grows, rehashing, whenever an insert
+    // finds it at its load limit, even an insert that replaces.
+    req.headers_mut().reserve(6);
     let request_id = headers::ensure_request_id(req.headers_mut());
     // Only what the access log needs is copied, and only when it is on.
     let logged = shared

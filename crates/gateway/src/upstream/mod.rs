@@ -3,7 +3,10 @@
 //! a retry budget.
 
 mod balance;
+mod chunked;
+mod head;
 mod health;
+mod lean;
 mod pool;
 mod target;
 

@@ -1,7 +1,13 @@
 //! Connections to an upstream's targets, driven through hyper's connection
 //! API rather than hyper-util's general-purpose client.
 //!
-//! HTTP/1.1: each target keeps a LIFO stack of idle keep-alive connections.
+//! HTTP/1.1 requests without a body (nearly every GET) go through the lean
+//! client of [`super::lean`]: no connection task, no dispatcher. Requests
+//! with a body (streamed both ways at once) and WebSocket upgrades go
+//! through hyper's client connection.
+//!
+//! HTTP/1.1: each target keeps a LIFO stack of idle keep-alive connections
+//! (one for lean connections, one for hyper's).
 //! A request takes the most recently used one (its socket buffers are the
 //! warmest) or opens a new one; the connection goes back on the stack when
 //! the response body has been read to its end, from inside the body itself,
@@ -10,17 +16,19 @@
 //!
 //! A request that a reused connection could not take (the upstream closed it
 //! while it sat idle, the usual keep-alive race) is sent again on a fresh
-//! connection: hyper hands back a request it never wrote.
+//! connection: hyper hands back a request it never wrote; the lean client
+//! resends an idempotent request to which the reused connection answered
+//! nothing at all (as nginx does).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::Authority;
-use http::{Request, Response};
+use http::{Method, Request, Response, header};
 use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1, http2};
@@ -28,6 +36,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::body::Body;
 use crate::metrics::PoolMetrics;
+
+use super::head;
+use super::lean::{LeanBody, LeanConn, LeanError};
 
 /// How long a pooled connection that is not yet ready (its previous
 /// exchange still finishing) may take before a fresh one is opened instead.
@@ -40,6 +51,8 @@ pub(crate) enum SendError {
     Connect(std::io::Error),
     /// The exchange failed after a connection was made.
     Http(hyper::Error),
+    /// The lean client's exchange failed after a connection was made.
+    Lean(LeanError),
 }
 
 impl SendError {
@@ -54,6 +67,7 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::Connect(e) => write!(f, "connect: {e}"),
             SendError::Http(e) => write!(f, "{e}"),
+            SendError::Lean(e) => write!(f, "{e}"),
         }
     }
 }
@@ -63,6 +77,7 @@ impl std::error::Error for SendError {
         match self {
             SendError::Connect(e) => Some(e),
             SendError::Http(e) => Some(e),
+            SendError::Lean(e) => Some(e),
         }
     }
 }
@@ -87,10 +102,14 @@ pub(crate) struct Pool {
 
 /// Connections to one target.
 #[derive(Debug)]
-struct TargetPool {
+pub(super) struct TargetPool {
     authority: Authority,
     settings: PoolSettings,
     idle: Mutex<Vec<Idle>>,
+    lean_idle: Mutex<Vec<LeanIdle>>,
+    /// Lengths of `lean_idle` and `idle`, for the gauge.
+    idle_lean: AtomicUsize,
+    idle_hyper: AtomicUsize,
     h2: Mutex<Option<http2::SendRequest<Body>>>,
     metrics: PoolMetrics,
 }
@@ -98,6 +117,12 @@ struct TargetPool {
 #[derive(Debug)]
 struct Idle {
     sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+#[derive(Debug)]
+struct LeanIdle {
+    conn: LeanConn,
     since: Instant,
 }
 
@@ -112,6 +137,9 @@ impl Pool {
                         authority: authority.clone(),
                         settings: settings.clone(),
                         idle: Mutex::new(Vec::new()),
+                        lean_idle: Mutex::new(Vec::new()),
+                        idle_lean: AtomicUsize::new(0),
+                        idle_hyper: AtomicUsize::new(0),
                         h2: Mutex::new(None),
                         metrics: PoolMetrics::new(upstream, authority.as_str()),
                     })
@@ -143,6 +171,9 @@ impl Pool {
         if target.settings.http2 {
             return Box::pin(target.send_h2(req, connect_timeout)).await;
         }
+        if is_lean(&req) {
+            return target.send_lean(req, connect_timeout).await;
+        }
         let mut req = req;
         if let Some(sender) = target.checkout().await {
             match send_h1(target, sender, req).await {
@@ -160,6 +191,21 @@ impl Pool {
             .await
             .map_err(|e| SendError::Http(e.into_error()))
     }
+}
+
+/// Whether the lean client can carry `req`: no body to stream alongside
+/// the response, and no upgrade (the socket would outlive the exchange).
+fn is_lean(req: &Request<Body>) -> bool {
+    use http_body::Body as _;
+    req.body().is_end_stream() && !req.headers().contains_key(header::UPGRADE)
+}
+
+/// Methods a request of which may be sent twice (RFC 9110 §9.2.2).
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// Send on one HTTP/1.1 connection; the response body returns it to the pool.
@@ -185,15 +231,87 @@ async fn send_h1(
 }
 
 impl TargetPool {
+    /// Send a request without a body on a lean connection: a pooled one,
+    /// or a fresh one when none is pooled or the pooled one turned out to
+    /// be closed before it answered anything (for idempotent methods).
+    async fn send_lean(
+        self: &Arc<Self>,
+        req: Request<Body>,
+        connect_timeout: Duration,
+    ) -> Result<Response<Body>, SendError> {
+        let (parts, _empty) = req.into_parts();
+        if let Some(mut conn) = self.checkout_lean() {
+            match conn.exchange(&parts).await {
+                Ok(head) => return Ok(self.respond(conn, head)),
+                Err(e) if e.nothing_received && is_idempotent(&parts.method) => {
+                    tracing::debug!(target = %self.authority, error = %e.error, "pooled connection closed; sending again on a fresh one");
+                }
+                Err(e) => return Err(SendError::Lean(e.error)),
+            }
+        }
+        let stream = Box::pin(self.connect_tcp(connect_timeout)).await?;
+        let mut conn = LeanConn::new(stream.into_inner());
+        match conn.exchange(&parts).await {
+            Ok(head) => Ok(self.respond(conn, head)),
+            Err(e) => Err(SendError::Lean(e.error)),
+        }
+    }
+
+    fn respond(self: &Arc<Self>, conn: LeanConn, head: head::ResponseHead) -> Response<Body> {
+        let body = LeanBody::new(conn, &head, Arc::downgrade(self));
+        super::lean::into_response(head, body)
+    }
+
+    /// The most recently used idle lean connection that is still usable.
+    fn checkout_lean(&self) -> Option<LeanConn> {
+        let mut stack = self.lean_idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found = None;
+        while let Some(mut idle) = stack.pop() {
+            if idle.since.elapsed() <= self.settings.idle_timeout && idle.conn.is_usable() {
+                found = Some(idle.conn);
+                break;
+            }
+        }
+        self.idle_lean.store(stack.len(), Ordering::Relaxed);
+        drop(stack);
+        self.set_idle_gauge();
+        found
+    }
+
+    /// Put a lean connection whose exchange has finished back on the stack.
+    pub(super) fn checkin_lean(&self, conn: LeanConn) {
+        {
+            let mut stack = self.lean_idle.lock().unwrap_or_else(|p| p.into_inner());
+            if stack.len() < self.settings.max_idle {
+                stack.push(LeanIdle {
+                    conn,
+                    since: Instant::now(),
+                });
+            }
+            self.idle_lean.store(stack.len(), Ordering::Relaxed);
+        }
+        self.set_idle_gauge();
+    }
+
+    /// Publish the idle connections of both kinds, from the counts each
+    /// stack's holder stored under its lock (no second lock per update).
+    fn set_idle_gauge(&self) {
+        let lean = self.idle_lean.load(Ordering::Relaxed);
+        let hyper = self.idle_hyper.load(Ordering::Relaxed);
+        self.metrics.idle.set((lean + hyper) as f64);
+    }
+
     /// The most recently used idle connection that is still open and ready.
     async fn checkout(&self) -> Option<http1::SendRequest<Body>> {
         loop {
             let idle = {
                 let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
                 let idle = stack.pop();
-                self.metrics.idle.set(stack.len() as f64);
+                self.idle_hyper.store(stack.len(), Ordering::Relaxed);
                 idle
-            }?;
+            };
+            self.set_idle_gauge();
+            let idle = idle?;
             if idle.sender.is_closed() || idle.since.elapsed() > self.settings.idle_timeout {
                 continue;
             }
@@ -214,14 +332,17 @@ impl TargetPool {
         if sender.is_closed() {
             return;
         }
-        let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if stack.len() < self.settings.max_idle {
-            stack.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+        {
+            let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if stack.len() < self.settings.max_idle {
+                stack.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+            self.idle_hyper.store(stack.len(), Ordering::Relaxed);
         }
-        self.metrics.idle.set(stack.len() as f64);
+        self.set_idle_gauge();
     }
 
     async fn connect_tcp(
@@ -313,9 +434,17 @@ fn spawn_reaper(targets: &[Arc<TargetPool>]) {
             for target in weak.iter().filter_map(Weak::upgrade) {
                 alive = true;
                 let timeout = target.settings.idle_timeout;
-                let mut stack = target.idle.lock().unwrap_or_else(|p| p.into_inner());
-                stack.retain(|i| !i.sender.is_closed() && i.since.elapsed() <= timeout);
-                target.metrics.idle.set(stack.len() as f64);
+                {
+                    let mut stack = target.idle.lock().unwrap_or_else(|p| p.into_inner());
+                    stack.retain(|i| !i.sender.is_closed() && i.since.elapsed() <= timeout);
+                    target.idle_hyper.store(stack.len(), Ordering::Relaxed);
+                }
+                {
+                    let mut stack = target.lean_idle.lock().unwrap_or_else(|p| p.into_inner());
+                    stack.retain_mut(|i| i.since.elapsed() <= timeout && i.conn.is_usable());
+                    target.idle_lean.store(stack.len(), Ordering::Relaxed);
+                }
+                target.set_idle_gauge();
             }
             if !alive {
                 return;
