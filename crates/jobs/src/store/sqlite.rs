@@ -127,15 +127,6 @@ impl SqliteStore {
             .run(&mut conn)
             .await
             .map_err(|e| StoreError::Migrate(Arc::new(e)))?;
-        // SQLite's automatic checkpoint runs inside the commit that crosses
-        // 1,000 WAL pages, on the only writing connection: three fsyncs
-        // (tens of ms here) that every claim and completion waits behind.
-        // The writer never checkpoints; a task does it from a connection of
-        // its own (see `checkpoints`), which does not block the writer.
-        sqlx::query("PRAGMA wal_autocheckpoint = 0")
-            .execute(&mut conn)
-            .await?;
-        let checkpointer = options.clone().connect().await?;
         // The group commit's change number lives in a connection-local
         // table, so every statement can stamp it without a parameter.
         sqlx::query("CREATE TEMP TABLE IF NOT EXISTS clock (seq INTEGER NOT NULL)")
@@ -165,11 +156,6 @@ impl SqliteStore {
             seq: last_seq,
             max_group: config.max_group.max(1),
         };
-        tokio::spawn(checkpoints(
-            checkpointer,
-            ops.downgrade(),
-            config.path.clone(),
-        ));
         tokio::spawn(writer.run());
         Ok(Self {
             ops,
@@ -423,42 +409,6 @@ impl Store for SqliteStore {
             Ok(out)
         })
     }
-}
-
-/// WAL size above which a checkpoint waits for readers and writers to let
-/// it finish and truncate the file, so the WAL cannot grow without bound
-/// when passive checkpoints keep being cut short by readers.
-const WAL_TRUNCATE_BYTES: u64 = 256 << 20;
-
-/// Checkpoints the WAL every second from its own connection while the store
-/// is open: `PASSIVE` (copies what no reader needs, never blocks the
-/// writer), or `TRUNCATE` once the WAL passes [`WAL_TRUNCATE_BYTES`].
-async fn checkpoints(mut conn: SqliteConnection, store: mpsc::WeakSender<Op>, db: PathBuf) {
-    let mut wal = db.into_os_string();
-    wal.push("-wal");
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if store.upgrade().is_none() {
-            break;
-        }
-        let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_TRUNCATE_BYTES);
-        let mode = if big { "TRUNCATE" } else { "PASSIVE" };
-        let started = std::time::Instant::now();
-        match sqlx::query(&format!("PRAGMA wal_checkpoint({mode})"))
-            .execute(&mut conn)
-            .await
-        {
-            Ok(_) => metrics::histogram!("sluice_jobs_store_checkpoint_seconds")
-                .record(started.elapsed().as_secs_f64()),
-            Err(e) => tracing::warn!(error = %e, mode, "WAL checkpoint failed"),
-        }
-    }
-    // The last connection to close checkpoints and removes the WAL itself.
-    let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-        .execute(&mut conn)
-        .await;
 }
 
 /// What one group commit changed besides rows: batch counter deltas (folded

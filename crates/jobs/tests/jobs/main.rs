@@ -10,7 +10,6 @@ mod support;
 mod batches;
 mod cancel;
 mod changes;
-mod checkpoint;
 mod deps;
 mod exec_tree;
 mod kinds;
