@@ -12,6 +12,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod wal;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -29,6 +29,7 @@ use sqlx::{ConnectOptions, QueryBuilder, Row, Sqlite};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use super::wal;
 use super::{
     BatchFilter, CancelResult, ChangeCursor, ChangeFilter, ClaimRequest, ClaimedJob, Completion,
     Heartbeat, JobFilter, Lease, Outcome, QueueCounts, RetryResult, Store, StoreError, StoreFuture,
@@ -127,6 +128,17 @@ impl SqliteStore {
             .run(&mut conn)
             .await
             .map_err(|e| StoreError::Migrate(Arc::new(e)))?;
+        // The writer never checkpoints on SQLite's schedule (see `wal`).
+        sqlx::query("PRAGMA wal_autocheckpoint = 0")
+            .execute(&mut conn)
+            .await?;
+        sqlx::query(&format!(
+            "PRAGMA journal_size_limit = {}",
+            wal::JOURNAL_SIZE_LIMIT
+        ))
+        .execute(&mut conn)
+        .await?;
+        let checkpointer = options.clone().connect().await?;
         // The group commit's change number lives in a connection-local
         // table, so every statement can stamp it without a parameter.
         sqlx::query("CREATE TEMP TABLE IF NOT EXISTS clock (seq INTEGER NOT NULL)")
@@ -148,6 +160,7 @@ impl SqliteStore {
         let (ops, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (wake_tx, wake) = watch::channel(0);
         let (changed_tx, changed) = watch::channel(0);
+        let (catchup, background_done) = wal::Catchup::new();
         let writer = Writer {
             conn,
             rx,
@@ -155,7 +168,13 @@ impl SqliteStore {
             changed: changed_tx,
             seq: last_seq,
             max_group: config.max_group.max(1),
+            catchup,
         };
+        tokio::spawn(wal::run_background(
+            checkpointer,
+            ops.downgrade(),
+            background_done,
+        ));
         tokio::spawn(writer.run());
         Ok(Self {
             ops,
@@ -466,6 +485,8 @@ struct Writer {
     /// one more than the last, so it grows across restarts and prunes.
     seq: i64,
     max_group: usize,
+    /// When the writer runs its own WAL checkpoint.
+    catchup: wal::Catchup,
 }
 
 impl Writer {
@@ -474,6 +495,9 @@ impl Writer {
         while self.rx.recv_many(&mut ops, self.max_group).await > 0 {
             let group = std::mem::take(&mut ops);
             self.commit_group(group).await;
+            if self.catchup.due(self.rx.is_empty()) {
+                self.catchup.run(&mut self.conn).await;
+            }
         }
         tracing::debug!("sqlite writer stopped");
     }

@@ -10,6 +10,7 @@ mod support;
 mod batches;
 mod cancel;
 mod changes;
+mod checkpoint;
 mod deps;
 mod exec_tree;
 mod kinds;
