@@ -7,7 +7,7 @@ use crate::kinds::Registry;
 use crate::model::{Batch, BatchId, BatchSpec, Job, JobId, JobSpec, Timestamp};
 use crate::store::{
     BatchFilter, CancelResult, ChangeCursor, ChangeFilter, JobFilter, QueueCounts, RetryResult,
-    Store, StoreError, Submitted,
+    Store, StoreError, Submitted, SubmittedJob,
 };
 use crate::validate::{Problem, SubmitLimits, validate_batch, validate_job};
 
@@ -71,14 +71,20 @@ impl Client {
         Ok(self.store.submit(batch).await?)
     }
 
-    /// Validates and stores one job outside any batch.
+    /// Validates and stores one job outside any batch; its id.
     pub async fn submit_job(&self, spec: &JobSpec) -> Result<JobId, SubmitError> {
+        Ok(self.submit_one(spec).await?.id)
+    }
+
+    /// Validates and stores one job outside any batch, saying whether its
+    /// unique key matched an unfinished job (whose id it then is).
+    pub async fn submit_one(&self, spec: &JobSpec) -> Result<SubmittedJob, SubmitError> {
         let batch = validate_job(spec, &self.registry, &self.limits, Timestamp::now())
             .map_err(SubmitError::Invalid)?;
         let s = self.store.submit(batch).await?;
         s.jobs
             .first()
-            .map(|j| j.id)
+            .cloned()
             .ok_or_else(|| SubmitError::Store(StoreError::Corrupt("no job".into())))
     }
 

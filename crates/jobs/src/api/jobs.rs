@@ -23,14 +23,27 @@ pub(crate) fn routes() -> Router<ApiState> {
 #[derive(Serialize)]
 struct Created {
     id: JobId,
+    /// True when the job's unique key matched an unfinished job: `id` is
+    /// that job's, and nothing new was stored (status 200, not 201).
+    existing: bool,
 }
 
 async fn submit(
     State(state): State<ApiState>,
     ApiJson(spec): ApiJson<JobSpec>,
 ) -> Result<Response, ApiError> {
-    let id = state.client.submit_job(&spec).await?;
-    let mut res = (StatusCode::CREATED, axum::Json(Created { id })).into_response();
+    let job = state.client.submit_one(&spec).await?;
+    let id = job.id;
+    let status = if job.existing {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let created = Created {
+        id,
+        existing: job.existing,
+    };
+    let mut res = (status, axum::Json(created)).into_response();
     if let Ok(loc) = HeaderValue::from_str(&format!("/v1/jobs/{id}")) {
         res.headers_mut().insert(header::LOCATION, loc);
     }

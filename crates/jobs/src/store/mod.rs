@@ -44,6 +44,12 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     }
 }
 
+/// Whether a `--db` value names PostgreSQL (as [`open_store`] reads it).
+pub fn is_postgres_url(url: &str) -> bool {
+    let url = url.trim();
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 /// What a `--db` value names.
 #[derive(Debug, PartialEq, Eq)]
 enum StoreUrl {
@@ -54,7 +60,7 @@ enum StoreUrl {
 impl StoreUrl {
     fn parse(url: &str) -> Result<Self, StoreError> {
         let url = url.trim();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if is_postgres_url(url) {
             return Ok(Self::Postgres(url.to_owned()));
         }
         let path = url.strip_prefix("sqlite://").unwrap_or(url);

@@ -286,27 +286,7 @@ impl Store for SqliteStore {
             let mut conn = self.readers.acquire().await?;
             let rows = q.build().fetch_all(&mut *conn).await?;
             let mut jobs: Vec<Job> = rows.iter().map(job_from_row).collect::<Result<_, _>>()?;
-            if !jobs.is_empty() {
-                let mut d: QueryBuilder<'_, Sqlite> =
-                    QueryBuilder::new("SELECT job_id, depends_on FROM job_deps WHERE job_id IN (");
-                let mut sep = d.separated(", ");
-                for j in &jobs {
-                    sep.push_bind(j.id.0);
-                }
-                d.push(")");
-                let mut deps: HashMap<Uuid, Vec<JobId>> = HashMap::new();
-                for r in d.build().fetch_all(&mut *conn).await? {
-                    deps.entry(r.try_get(0)?)
-                        .or_default()
-                        .push(JobId(r.try_get(1)?));
-                }
-                for j in &mut jobs {
-                    if let Some(mut v) = deps.remove(&j.id.0) {
-                        v.sort();
-                        j.depends_on = v;
-                    }
-                }
-            }
+            add_deps(&mut conn, jobs.iter_mut()).await?;
             Ok(jobs)
         })
     }
@@ -343,8 +323,10 @@ impl Store for SqliteStore {
                 .push_bind(after_id)
                 .push(") ORDER BY change_seq, id LIMIT ")
                 .push_bind(i64::from(limit.clamp(1, 1_000)));
-            let rows = q.build().fetch_all(&self.readers).await?;
-            rows.iter()
+            let mut conn = self.readers.acquire().await?;
+            let rows = q.build().fetch_all(&mut *conn).await?;
+            let mut out = rows
+                .iter()
                 .map(|row| {
                     let job = job_from_row(row)?;
                     let cursor = ChangeCursor {
@@ -353,7 +335,9 @@ impl Store for SqliteStore {
                     };
                     Ok((cursor, job))
                 })
-                .collect()
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            add_deps(&mut conn, out.iter_mut().map(|(_, j)| j)).await?;
+            Ok(out)
         })
     }
 
@@ -638,6 +622,37 @@ impl Writer {
             Op::Retry(id, r) => run!(r, retry_job(c, fx, id, now)),
         }
     }
+}
+
+/// Fills in `depends_on` (sorted) of `jobs` with one query.
+async fn add_deps<'j>(
+    conn: &mut SqliteConnection,
+    jobs: impl Iterator<Item = &'j mut Job>,
+) -> Result<(), StoreError> {
+    let mut jobs: Vec<&mut Job> = jobs.collect();
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut d: QueryBuilder<'_, Sqlite> =
+        QueryBuilder::new("SELECT job_id, depends_on FROM job_deps WHERE job_id IN (");
+    let mut sep = d.separated(", ");
+    for j in &jobs {
+        sep.push_bind(j.id.0);
+    }
+    d.push(")");
+    let mut deps: HashMap<Uuid, Vec<JobId>> = HashMap::new();
+    for r in d.build().fetch_all(&mut *conn).await? {
+        deps.entry(r.try_get(0)?)
+            .or_default()
+            .push(JobId(r.try_get(1)?));
+    }
+    for j in &mut jobs {
+        if let Some(mut v) = deps.remove(&j.id.0) {
+            v.sort();
+            j.depends_on = v;
+        }
+    }
+    Ok(())
 }
 
 fn fail_op(op: Op, e: StoreError) {

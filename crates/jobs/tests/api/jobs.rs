@@ -115,3 +115,22 @@ async fn unknown_jobs_are_404() {
     let err = expect_error(&s.get("/v1/jobs?state=done").await, 400, "bad_request");
     assert!(err["message"].as_str().unwrap().contains("timed_out"));
 }
+
+#[tokio::test]
+async fn a_held_unique_key_answers_200_with_the_existing_job() {
+    let s = Server::start().await;
+    let spec = json!({"kind": "sleep", "args": {"ms": 5}, "unique_key": "nightly-report"});
+    let (status, first) = s.post("/v1/jobs", spec.clone()).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(first["existing"], false);
+    let (status, second) = s.post("/v1/jobs", spec).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["existing"], true);
+    assert_eq!(second["id"], first["id"]);
+    let (_, all) = s.get("/v1/jobs?kind=sleep").await;
+    assert_eq!(
+        all["items"].as_array().unwrap().len(),
+        1,
+        "nothing new stored"
+    );
+}

@@ -11,6 +11,7 @@ on_both_stores!(
     change_ticks_follow_commits,
     retrying_a_failed_job_gives_it_one_more_attempt_and_reopens_its_batch,
     retrying_a_cancelled_job_is_refused_while_its_unique_key_is_taken,
+    changes_carry_each_jobs_dependencies,
 );
 
 fn tagged_noop(tag: &str) -> Callback {
@@ -211,4 +212,26 @@ async fn retrying_a_cancelled_job_is_refused_while_its_unique_key_is_taken(h: Ha
         RetryResult::Requeued
     );
     assert_eq!(h.job(first).await.state, JobState::Queued);
+}
+
+async fn changes_carry_each_jobs_dependencies(h: Harness) {
+    let mut second = JobSpec::new("noop", json!({}));
+    second.depends_on = vec![0];
+    let sub = h
+        .submit_jobs(vec![JobSpec::new("noop", json!({})), second])
+        .await;
+    let batch = sub.batch_id.unwrap();
+    let got = visible(&h, ChangeFilter::Batch(batch), None, 2).await;
+    let of = |i: usize| {
+        got.iter()
+            .find(|(_, j)| j.id == sub.jobs[i].id)
+            .map(|(_, j)| j.depends_on.clone())
+            .expect("both jobs are changes")
+    };
+    assert_eq!(of(0), vec![]);
+    assert_eq!(
+        of(1),
+        vec![sub.jobs[0].id],
+        "as GET /v1/jobs/{{id}} shows them"
+    );
 }

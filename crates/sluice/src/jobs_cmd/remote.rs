@@ -13,12 +13,15 @@ use serde_json::Value;
 pub(crate) struct RemoteArgs {
     /// Base URL of the jobs API (`sluice up` and `sluice server` both listen
     /// on 127.0.0.1:8080 by default).
-    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, env = "SLUICE_SERVER", default_value = DEFAULT_SERVER)]
     pub(crate) server: String,
     /// Bearer token, when the server requires one.
     #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
     pub(crate) token: Option<String>,
 }
+
+/// Where `sluice up` and `sluice server` listen unless told otherwise.
+pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 /// A failed call: the status (if the server answered) and a message.
 #[derive(Debug, thiserror::Error)]

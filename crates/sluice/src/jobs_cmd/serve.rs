@@ -100,7 +100,7 @@ fn redact(url: &str) -> String {
 /// commit latency: only jobs in flight overlap it (bench/jobs.sh measured
 /// 2,300–2,900 no-op jobs/s at 64 slots, 10,900–11,300 at 512).
 fn default_slots(db: &str) -> usize {
-    if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+    if sluice_jobs::store::is_postgres_url(db) {
         512
     } else {
         64

@@ -95,8 +95,14 @@ pub(crate) async fn run(args: SubmitArgs) -> anyhow::Result<std::process::ExitCo
         .context("the server's answer has no batch_id")?
         .to_owned();
     println!("{id}");
+    // Name the server only when it is not the one `sluice watch` assumes.
+    let server = if args.remote.server == super::remote::DEFAULT_SERVER {
+        String::new()
+    } else {
+        format!(" --server {}", args.remote.server)
+    };
     eprintln!(
-        "submitted {} jobs; watch with: sluice watch {id}",
+        "submitted {} jobs; watch with: sluice watch{server} {id}",
         job_count(&batch)
     );
     if args.watch {
