@@ -129,6 +129,12 @@ impl Activity {
         InFlight(self.clone())
     }
 
+    /// Stamp a byte moved now, for IO that does not go through [`IdleIo`]
+    /// (the lean server path).
+    pub(super) fn touch(&self) {
+        self.0.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
