@@ -129,10 +129,13 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Stamp a byte moved now, for IO that does not go through [`IdleIo`]
-    /// (the lean server path).
-    pub(super) fn touch(&self) {
-        self.0.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    /// Stamp a byte moved at `now`, for IO that does not go through
+    /// [`IdleIo`] (the lean server path, which reads the clock anyway).
+    pub(super) fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.0.opened).as_millis();
+        self.0
+            .last_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     fn now_ms(&self) -> u64 {

@@ -62,11 +62,19 @@ pub(super) enum Ended {
     Hyper(bytes::Bytes),
 }
 
-/// Why the wait for more of a head ended without bytes.
+/// How a wait for more of a head ended.
 enum Waited {
     Bytes,
+    /// The timer fired: its deadline may have moved since it was set.
+    Timer,
     Closed,
+}
+
+/// What is due when a wait's deadline passes.
+#[derive(Clone, Copy)]
+enum Due {
     Park,
+    Close,
 }
 
 impl Conn {
@@ -88,20 +96,32 @@ impl Conn {
         let mut out: Vec<u8> = Vec::new();
         let hard_stop = self.listen.hard_stop.cancelled();
         let shutdown = self.listen.shutdown.cancelled();
-        // One timer for the connection, moved as waits begin.
-        let timer = tokio::time::sleep_until(Instant::now().into());
+        let start = Instant::now();
+        // One timer for the connection. It is moved only when a wait needs
+        // it sooner than it is set for; firing early costs a look at the
+        // clock, moving it for every request costs more.
+        let timer = tokio::time::sleep_until(start.into());
+        let mut armed: Option<Instant> = None;
         tokio::pin!(hard_stop, shutdown, timer);
+        // When bytes last moved (read, or a response written).
+        let mut last_moved = start;
         // When the head being read began: the first request's with the
         // connection, a later one's with its first byte (or, pipelined, with
         // the end of the response before it).
         let mut head_since = if activity.served_any() {
-            Instant::now()
+            start
         } else {
             activity.opened()
         };
         loop {
             let head = loop {
-                match request::parse(&mut buf, head_limits) {
+                // An empty buffer (the usual state after a response) holds no head.
+                let parsed = if buf.is_empty() {
+                    Parsed::Partial
+                } else {
+                    request::parse(&mut buf, head_limits)
+                };
+                match parsed {
                     Parsed::Simple(head) => break head,
                     Parsed::Partial => {}
                     Parsed::Hyper => return Ended::Hyper(buf.freeze()),
@@ -118,48 +138,64 @@ impl Conn {
                     }
                 }
                 let between = buf.is_empty();
-                let (deadline, on_timeout) = if between {
+                let (deadline, due) = if between {
                     // Between requests, wait briefly here, then let go of the
                     // buffers; the listener's wait applies idle_timeout.
-                    let park = Instant::now() + PARK_AFTER;
+                    let park = last_moved + PARK_AFTER;
                     let idle = activity.last() + limits.idle_timeout;
                     if idle <= park {
-                        (idle, Waited::Closed)
+                        (idle, Due::Close)
                     } else {
-                        (park, Waited::Park)
+                        (park, Due::Park)
                     }
                 } else {
-                    (head_since + limits.header_read_timeout, Waited::Closed)
+                    (head_since + limits.header_read_timeout, Due::Close)
                 };
                 if buf.capacity() - buf.len() < READ_SIZE / 4 {
                     buf.reserve(READ_SIZE.max(buf.len()));
                 }
-                timer.as_mut().reset(deadline.into());
+                if armed.is_none_or(|at| at > deadline) {
+                    timer.as_mut().reset(deadline.into());
+                    armed = Some(deadline);
+                }
                 let waited = tokio::select! {
                     biased;
                     read = io.read_buf(&mut buf) => match read {
                         Ok(0) | Err(_) => Waited::Closed,
                         Ok(_) => Waited::Bytes,
                     },
-                    () = &mut timer => on_timeout,
+                    () = &mut timer => Waited::Timer,
                     () = &mut hard_stop => Waited::Closed,
                     // Draining: no new request. A head half read is dropped
                     // with the connection, as hyper's graceful shutdown does.
                     () = &mut shutdown => Waited::Closed,
                 };
                 match waited {
-                    Waited::Bytes if between && activity.served_any() => {
-                        head_since = Instant::now();
-                        activity.touch();
+                    Waited::Bytes => {
+                        let now = Instant::now();
+                        last_moved = now;
+                        activity.touch(now);
+                        if between && activity.served_any() {
+                            head_since = now;
+                        }
                     }
-                    Waited::Bytes => activity.touch(),
-                    Waited::Closed => {
-                        if !between {
-                            tracing::debug!(peer = %self.peer, "request head not complete in time, or connection closed");
+                    Waited::Timer => {
+                        armed = None;
+                        if Instant::now() < deadline {
+                            continue;
+                        }
+                        match due {
+                            Due::Park => return Ended::Parked,
+                            Due::Close if between => {
+                                tracing::debug!(peer = %self.peer, "closing idle connection");
+                            }
+                            Due::Close => {
+                                tracing::debug!(peer = %self.peer, "request head not complete in time");
+                            }
                         }
                         return Ended::Closed;
                     }
-                    Waited::Park => return Ended::Parked,
+                    Waited::Closed => return Ended::Closed,
                 }
             };
 
@@ -172,8 +208,13 @@ impl Conn {
             };
             let req = head.request.map(|()| body::empty());
             // Boxed: the handler's state is large, and unboxed it would size
-            // every connection task, parked ones included.
-            let handler = Box::pin(proxy::handle(Arc::clone(&self.shared), req, info));
+            // every connection task, parked ones included. Written straight
+            // into the allocation: `Box::pin(f)` builds `f` on the stack and
+            // copies all of it (some 15 KiB) into the box.
+            let handler = Box::into_pin(Box::write(
+                Box::new_uninit(),
+                proxy::handle(Arc::clone(&self.shared), req, info),
+            ));
             let resp = tokio::select! {
                 biased;
                 resp = handler => resp,
@@ -189,12 +230,14 @@ impl Conn {
                 () = &mut hard_stop => return Ended::Closed,
             };
             drop(in_flight);
-            activity.touch();
+            let now = Instant::now();
+            activity.touch(now);
+            last_moved = now;
             if out.capacity() > KEEP_WRITE_BUFFER {
                 out = Vec::new();
             }
             match sent {
-                Ok(true) => head_since = Instant::now(),
+                Ok(true) => head_since = now,
                 Ok(false) => {
                     // Close as hyper does: the write side first, so the client
                     // reads the whole response before the end.

@@ -16,6 +16,9 @@ use http::{Method, Request, Uri, Version};
 
 /// Fields parsed on the stack; hyper's default limit too.
 const MAX_FIELDS: usize = 100;
+/// Where the fields of a typical head are noted: on the stack, and small,
+/// as it is zeroed for every head. Heads with more fields use the heap.
+const INLINE_SPANS: usize = 24;
 
 /// How large and how many fields a request head may have.
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +63,8 @@ type Span = (u32, u32, u32, u32);
 /// copy per field), as hyper's own parser does: the head is split off the
 /// buffer, which gets its memory back once the request is dropped.
 pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Parsed {
-    let mut spans: [Span; MAX_FIELDS] = [(0, 0, 0, 0); MAX_FIELDS];
+    let mut inline: [Span; INLINE_SPANS] = [(0, 0, 0, 0); INLINE_SPANS];
+    let mut heap: Vec<Span> = Vec::new();
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     // More fields than the stack holds are allowed: hyper counts them.
     let stack_limited = limits.max_headers > MAX_FIELDS;
@@ -103,6 +107,12 @@ pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Parsed {
         // Spans fit u32: a head is at most `max_size` bytes, checked above
         // against the buffer, which holds the whole head.
         let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        let spans: &mut [Span] = if req.headers.len() <= INLINE_SPANS {
+            &mut inline
+        } else {
+            heap.resize(req.headers.len(), (0, 0, 0, 0));
+            &mut heap
+        };
         for (span, f) in spans.iter_mut().zip(req.headers.iter()) {
             *span = (
                 offset(f.name.as_bytes()),
@@ -115,6 +125,11 @@ pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Parsed {
         let target = (offset(path.as_bytes()), path.len() as u32);
         (used, method, target, version, req.headers.len(), facts)
     };
+    let spans = if count <= INLINE_SPANS {
+        &inline[..count]
+    } else {
+        &heap[..]
+    };
     let head = buf.split_to(used).freeze();
     let (t0, tl) = (target.0 as usize, target.1 as usize);
     let Ok(uri) = Uri::from_maybe_shared(head.slice(t0..t0 + tl)) else {
@@ -122,7 +137,7 @@ pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Parsed {
     };
     // Room for what the proxy adds (request id, TE, X-Forwarded-*, Via).
     let mut headers = HeaderMap::with_capacity(count + 6);
-    for &(n0, nl, v0, vl) in &spans[..count] {
+    for &(n0, nl, v0, vl) in spans {
         let (n0, v0) = (n0 as usize, v0 as usize);
         let Ok(name) = HeaderName::from_bytes(&head[n0..n0 + nl as usize]) else {
             return Parsed::Malformed;

@@ -143,7 +143,7 @@ pub(super) async fn send<W: AsyncWrite + Unpin>(
             if to.trailers
                 && let Some(t) = &trailers
             {
-                write_fields(out, t, |_| false);
+                write_fields(out, t);
             }
             out.extend_from_slice(b"\r\n");
             true
@@ -200,16 +200,6 @@ fn encode_head(
     out.extend_from_slice(b"\r\n");
 
     let mut keep_alive = to.keep_alive;
-    // A handler's own `Connection: close` (a fixed route's, say) is honoured.
-    for value in headers.get_all(header::CONNECTION) {
-        if value
-            .as_bytes()
-            .split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        {
-            keep_alive = false;
-        }
-    }
     let exact = body.size_hint().exact();
     let no_body = to.head_method
         || status.is_informational()
@@ -225,14 +215,38 @@ fn encode_head(
         keep_alive = false;
         Framing::Close
     };
-    // The length a HEAD answer announces is the upstream's (the body here
-    // is empty); a fixed answer's is its body's.
-    let keep_length = no_body;
-    write_fields(out, headers, |name| {
-        name == header::TRANSFER_ENCODING
-            || name == header::CONNECTION
-            || (name == header::CONTENT_LENGTH && !keep_length)
-    });
+    // One pass over the fields: the framing ones are written here, not
+    // copied; what the rest says about the connection and the date is
+    // noted on the way.
+    let mut has_length = false;
+    let mut has_date = false;
+    for (name, value) in headers {
+        if *name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        if *name == header::CONNECTION {
+            // A handler's own `Connection: close` (a fixed route's) is honoured.
+            if value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
+            {
+                keep_alive = false;
+            }
+            continue;
+        }
+        if *name == header::CONTENT_LENGTH {
+            // The length a HEAD answer announces is the upstream's (the body
+            // here is empty); otherwise the body's own is written below.
+            if !no_body {
+                continue;
+            }
+            has_length = true;
+        } else if *name == header::DATE {
+            has_date = true;
+        }
+        write_field(out, name, value.as_bytes());
+    }
     match framing {
         Framing::Length(n) => {
             out.extend_from_slice(b"content-length: ");
@@ -241,8 +255,9 @@ fn encode_head(
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         Framing::None => {
+            // A fixed answer to HEAD: the length its body would have.
             if to.head_method
-                && !headers.contains_key(header::CONTENT_LENGTH)
+                && !has_length
                 && let Some(n) = exact.filter(|&n| n > 0)
             {
                 out.extend_from_slice(b"content-length: ");
@@ -252,7 +267,7 @@ fn encode_head(
         }
         Framing::Close => {}
     }
-    if !headers.contains_key(header::DATE) {
+    if !has_date {
         out.extend_from_slice(b"date: ");
         date::write(out);
         out.extend_from_slice(b"\r\n");
@@ -266,16 +281,20 @@ fn encode_head(
     (framing, keep_alive)
 }
 
-/// `name: value` lines for every field but those `skip` names.
-fn write_fields(out: &mut Vec<u8>, headers: &HeaderMap, skip: impl Fn(&HeaderName) -> bool) {
-    for (name, value) in headers {
-        if skip(name) {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+/// One `name: value` line, the room for it made once.
+fn write_field(out: &mut Vec<u8>, name: &HeaderName, value: &[u8]) {
+    let name = name.as_str().as_bytes();
+    out.reserve(name.len() + value.len() + 4);
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `name: value` lines for every field (trailers).
+fn write_fields(out: &mut Vec<u8>, fields: &HeaderMap) {
+    for (name, value) in fields {
+        write_field(out, name, value.as_bytes());
     }
 }
 
