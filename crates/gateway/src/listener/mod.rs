@@ -445,7 +445,9 @@ impl Conn {
                     }
                     activity.unpark();
                     if lean {
-                        match self.serve_lean(&mut s, &activity, info).await {
+                        // Boxed: a parked connection keeps none of it.
+                        let served = Box::pin(self.serve_lean(&mut s, &activity, info));
+                        match served.await {
                             lean::Ended::Closed => break,
                             lean::Ended::Parked => {
                                 stream = Some(s);

@@ -80,6 +80,9 @@ enum Due {
 impl Conn {
     /// Serve simple requests on `io` until it closes, parks, or a request
     /// needs hyper. `io` must have a request's bytes ready (or its prefix).
+    ///
+    /// The future holds a request handler's state (some 15 KiB): the caller
+    /// boxes it, so that a parked connection's task does not carry it.
     pub(super) async fn serve_lean<S: Transport>(
         &self,
         io: &mut super::rewind::Rewind<S>,
@@ -207,14 +210,10 @@ impl Conn {
                 trailers: head.trailers,
             };
             let req = head.request.map(|()| body::empty());
-            // Boxed: the handler's state is large, and unboxed it would size
-            // every connection task, parked ones included. Written straight
-            // into the allocation: `Box::pin(f)` builds `f` on the stack and
-            // copies all of it (some 15 KiB) into the box.
-            let handler = Box::into_pin(Box::write(
-                Box::new_uninit(),
-                proxy::handle(Arc::clone(&self.shared), req, info),
-            ));
+            // Not boxed: this whole loop is (see `Conn::run`), so the
+            // handler's large state is allocated once per busy spell rather
+            // than once per request.
+            let handler = proxy::handle(Arc::clone(&self.shared), req, info);
             let resp = tokio::select! {
                 biased;
                 resp = handler => resp,
