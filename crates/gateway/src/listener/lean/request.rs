@@ -40,6 +40,9 @@ pub(super) struct Head {
 }
 
 /// What the start of the buffer holds.
+// Returned by value once per head and matched at once: boxing the large
+// variant would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(super) enum Parsed {
     /// A simple request, taken off the buffer.
