@@ -129,6 +129,15 @@ impl Activity {
         InFlight(self.clone())
     }
 
+    /// Stamp a byte moved at `now`, for IO that does not go through
+    /// [`IdleIo`] (the lean server path, which reads the clock anyway).
+    pub(super) fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.0.opened).as_millis();
+        self.0
+            .last_ms
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
     fn now_ms(&self) -> u64 {
         u64::try_from(self.0.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
     }

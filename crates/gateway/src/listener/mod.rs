@@ -10,8 +10,16 @@
 //! and a new one is built when the client's next bytes arrive. Timeouts are
 //! enforced here rather than by hyper, because hyper's HTTP/1 header read
 //! timer also runs while a keep-alive connection waits for its next request.
+//!
+//! Plain HTTP/1 connections start on the lean server path ([`lean`]), which
+//! serves requests without a body itself; the first request it does not
+//! serve hands the connection to hyper, with the bytes already read
+//! ([`rewind`]). A connection hyper parks starts on the lean path again.
+//! TLS connections and HTTP/2 are hyper's.
 
 mod idle;
+mod lean;
+mod rewind;
 mod tls;
 
 use std::collections::HashMap;
@@ -22,7 +30,9 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::Response;
+use http::{Request, Response};
+use http_body::Body as _;
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -32,13 +42,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::body::Body;
+use crate::body::{self, Body};
 use crate::config::ServerConfig;
 use crate::gateway::{Error, Shared};
 use crate::proxy::guarded::Guarded;
 use crate::proxy::{self, ConnInfo};
 
 use idle::{Activity, Hold, IdleIo, Limits, Verdict};
+use rewind::Rewind;
 
 /// Open connections per client IP.
 #[derive(Debug, Default)]
@@ -88,6 +99,8 @@ struct Listen {
     /// `None` when `http2 = false`.
     h2: Option<http2::Builder<TokioExecutor>>,
     limits: Limits,
+    /// Request head limits on the lean path (hyper has its own copy).
+    head_limits: lean::HeadLimits,
     /// Cancelled when the listener starts draining.
     shutdown: CancellationToken,
     /// Cancelled when the drain deadline passes: close at once.
@@ -117,6 +130,7 @@ pub(crate) async fn serve(
             header_read_timeout: cfg.header_read_timeout.0,
             idle_timeout: cfg.idle_timeout.0,
         },
+        head_limits: lean::head_limits(max_head_buffer(&cfg), cfg.max_headers),
         shutdown: shutdown.clone(),
         hard_stop: CancellationToken::new(),
         tasks: TaskTracker::new(),
@@ -201,9 +215,7 @@ pub(crate) async fn serve(
 /// Neither gets a header read timeout: the connection task enforces it, only
 /// while a request head is arriving (see the module docs).
 fn http_builders(cfg: &ServerConfig) -> (http1::Builder, Option<http2::Builder<TokioExecutor>>) {
-    let max_buf = usize::try_from(cfg.max_header_size.0)
-        .unwrap_or(usize::MAX)
-        .max(8192);
+    let max_buf = max_head_buffer(cfg);
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new())
         .header_read_timeout(None)
@@ -222,6 +234,14 @@ fn http_builders(cfg: &ServerConfig) -> (http1::Builder, Option<http2::Builder<T
         h2
     });
     (h1, h2)
+}
+
+/// The most bytes of a request head read before it is refused with 431:
+/// `max_header_size`, but no less than hyper's smallest read buffer.
+fn max_head_buffer(cfg: &ServerConfig) -> usize {
+    usize::try_from(cfg.max_header_size.0)
+        .unwrap_or(usize::MAX)
+        .max(8192)
 }
 
 /// A stream a connection can wait on without reading from it.
@@ -243,6 +263,16 @@ fn poll_peek(tcp: &TcpStream, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>
     let mut byte = [0u8; 1];
     let mut buf = tokio::io::ReadBuf::new(&mut byte);
     tcp.poll_peek(cx, &mut buf).map_ok(|_| ())
+}
+
+impl<S: Transport> Transport for Rewind<S> {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // Bytes put back are ready without the socket's say.
+        if self.has_prefix() {
+            return Poll::Ready(Ok(()));
+        }
+        self.get_ref().poll_read_ready(cx)
+    }
 }
 
 impl Transport for tokio_rustls::server::TlsStream<TcpStream> {
@@ -362,7 +392,6 @@ impl Conn {
         h2: bool,
         tls: bool,
     ) {
-        let hold = Hold::new(guards);
         let info = ConnInfo {
             peer: self.peer,
             tls,
@@ -373,10 +402,19 @@ impl Conn {
                 listen: Arc::clone(&self.listen),
                 activity: activity.clone(),
             };
-            service_fn(move |req| -> HandlerFuture {
+            service_fn(move |req: Request<Incoming>| -> HandlerFuture {
                 let shared = Arc::clone(&shared);
                 // In flight until hyper drops the response body: idle means no request at all.
                 let in_flight = scope.activity.request();
+                // A request without a body keeps none (no box, no
+                // connection to hyper's body channel).
+                let req = req.map(|b| {
+                    if b.is_end_stream() {
+                        body::empty()
+                    } else {
+                        body::boxed(b)
+                    }
+                });
                 Box::pin(SCOPE.scope(scope.clone(), async move {
                     let resp = proxy::handle(shared, req, info).await;
                     Ok(resp.map(|b| Guarded::wrap(b, in_flight)))
@@ -386,6 +424,7 @@ impl Conn {
         metrics::gauge!("sluice_gateway_open_connections").increment(1.0);
         match &self.listen.h2 {
             Some(builder) if h2 => {
+                let hold = Hold::new(guards);
                 let io = TokioIo::new(IdleIo::new(stream, activity.clone(), hold));
                 // Boxed, so that HTTP/2's larger state does not size every
                 // connection task.
@@ -394,12 +433,29 @@ impl Conn {
                     .await;
             }
             _ => {
-                let mut stream = Some(stream);
-                while let Some(s) = stream.take() {
+                let hold = Hold::new(guards);
+                // Plain connections start on the lean path; a request it
+                // leaves to hyper makes the connection hyper's until hyper
+                // parks it (at a request boundary, nothing buffered).
+                let mut lean = !tls;
+                let mut stream = Some(Rewind::new(stream));
+                while let Some(mut s) = stream.take() {
                     if !self.await_bytes(&s, &activity).await {
                         break;
                     }
                     activity.unpark();
+                    if lean {
+                        // Boxed: a parked connection keeps none of it.
+                        let served = Box::pin(self.serve_lean(&mut s, &activity, info));
+                        match served.await {
+                            lean::Ended::Closed => break,
+                            lean::Ended::Parked => {
+                                stream = Some(s);
+                                continue;
+                            }
+                            lean::Ended::Hyper(read) => s.rewind(read),
+                        }
+                    }
                     let io = TokioIo::new(IdleIo::new(s, activity.clone(), Arc::clone(&hold)));
                     // Boxed: a parked connection keeps none of it.
                     let conn = Box::pin(
@@ -413,7 +469,10 @@ impl Conn {
                         .await
                     {
                         Ended::Closed => break,
-                        Ended::Parked => stream = hold.take_parked(),
+                        Ended::Parked => {
+                            stream = hold.take_parked();
+                            lean = !tls;
+                        }
                     }
                 }
             }

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body as _;
 use http_body_util::Limited;
-use hyper::body::Incoming;
 
 use crate::access_log::AccessRecord;
 use crate::body::{self, Body};
@@ -33,10 +33,11 @@ pub(crate) struct ConnInfo {
     pub(crate) tls: bool,
 }
 
-/// Handle one request from a client.
+/// Handle one request from a client. A request without a body carries
+/// [`body::empty`] (the lean server path's always do).
 pub(crate) async fn handle(
     shared: Arc<Shared>,
-    mut req: Request<Incoming>,
+    mut req: Request<Body>,
     conn: ConnInfo,
 ) -> Response<Body> {
     let start = Instant::now();
@@ -109,7 +110,7 @@ impl Served {
 async fn route_and_serve(
     shared: &Shared,
     state: &Arc<State>,
-    mut req: Request<Incoming>,
+    mut req: Request<Body>,
     conn: ConnInfo,
 ) -> Served {
     if req.method() == Method::CONNECT {
@@ -249,10 +250,14 @@ async fn route_and_serve(
         path_and_query.push_str(q);
     }
     let hash_key = hash_key(upstream, &parts.headers, client_ip);
-    let req_body = body::boxed(Limited::new(
-        incoming,
-        usize::try_from(max_body).unwrap_or(usize::MAX),
-    ));
+    let req_body = if incoming.is_end_stream() {
+        incoming
+    } else {
+        body::boxed(Limited::new(
+            incoming,
+            usize::try_from(max_body).unwrap_or(usize::MAX),
+        ))
+    };
     let out = if route.config.cache && !upgrade {
         let mut target = path.clone();
         if let Some(q) = parts.uri.query() {
@@ -327,7 +332,6 @@ async fn serve_cached(
     path_and_query: String,
     hash_key: Option<Vec<u8>>,
 ) -> forward::Outcome {
-    use http_body::Body as _;
     let CacheContext {
         cache,
         state,

@@ -13,6 +13,12 @@ use http::{Method, StatusCode, Version};
 pub(crate) const MAX_HEAD: usize = 64 << 10;
 /// Most response header fields accepted (hyper's default too).
 const MAX_FIELDS: usize = 100;
+/// Where the fields of a typical head are noted: on the stack, and small,
+/// as it is zeroed for every head. Heads with more fields use the heap.
+const INLINE_SPANS: usize = 24;
+
+/// Where a field's name and value lie in the buffer.
+type Span = (u32, u32, u32, u32);
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +112,8 @@ pub(crate) fn parse_response(
 ) -> Result<Option<ResponseHead>, HeadError> {
     // Where each field's name and value lie in `buf`: the parsed fields
     // borrow `buf`, which must be split before values can share it.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_FIELDS];
+    let mut inline: [Span; INLINE_SPANS] = [(0, 0, 0, 0); INLINE_SPANS];
+    let mut heap: Vec<Span> = Vec::new();
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let (used, code, version, count) = {
         let mut resp = httparse::Response::new(&mut []);
@@ -129,6 +136,12 @@ pub(crate) fn parse_response(
         }
         let base = buf.as_ptr() as usize;
         let offset = |s: &[u8]| (s.as_ptr() as usize - base) as u32;
+        let spans: &mut [Span] = if resp.headers.len() <= INLINE_SPANS {
+            &mut inline
+        } else {
+            heap.resize(resp.headers.len(), (0, 0, 0, 0));
+            &mut heap
+        };
         for (span, f) in spans.iter_mut().zip(resp.headers.iter()) {
             *span = (
                 offset(f.name.as_bytes()),
@@ -151,6 +164,11 @@ pub(crate) fn parse_response(
     } else {
         Version::HTTP_11
     };
+    let spans = if count <= INLINE_SPANS {
+        &inline[..count]
+    } else {
+        &heap[..]
+    };
     let head = buf.split_to(used).freeze();
     // Room for what the proxy adds on the way back (Via, X-Request-Id,
     // rate-limit fields) without a rehash.
@@ -160,7 +178,7 @@ pub(crate) fn parse_response(
     let mut length: Option<u64> = None;
     let mut close = false;
     let mut keep_alive_token = false;
-    for &(n0, nl, v0, vl) in &spans[..count] {
+    for &(n0, nl, v0, vl) in spans {
         let (n0, v0) = (n0 as usize, v0 as usize);
         let name_bytes = &head[n0..n0 + nl as usize];
         let value = head.slice(v0..v0 + vl as usize);
