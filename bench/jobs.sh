@@ -847,8 +847,10 @@ apalis_drain() {
             return 0
         fi
         row drain "$sys" "$run" "$res"
+        local db_cpu
+        db_cpu=$(jget "$res" broker_cpu_s)
         printf '   drain    %s run %d: %8s jobs/s  process %s µs/job  database %s s CPU  results stored %s/%s  (concurrency %s)\n' "$sys" "$run" \
-            "$(jget "$res" jobs_per_s)" "$(jget "$res" worker_cpu_us_per_job)" "$(jget "$res" broker_cpu_s)" "$(jget "$res" results_stored)" "$n" "$(ap_conc)" >&2
+            "$(jget "$res" jobs_per_s)" "$(jget "$res" worker_cpu_us_per_job)" "${db_cpu:-(in process)}" "$(jget "$res" results_stored)" "$n" "$(ap_conc)" >&2
     elif ! enq=$(ab $((n / 50 + 60)) enqueue --n "$n" --batch 1000); then
         fail "$sys enqueue of $n jobs failed: ${enq:-no output}"
         return 1
@@ -968,8 +970,8 @@ setup_redis
     echo "machine:  $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
     echo "versions: Celery $("$VENV/bin/python" -c 'import celery; print(celery.__version__)' 2>/dev/null || echo -), kombu $("$VENV/bin/python" -c 'import kombu; print(kombu.__version__)' 2>/dev/null || echo -), redis-py $("$VENV/bin/python" -c 'import redis; print(redis.__version__)' 2>/dev/null || echo -), Redis $(rcli info server | tr -d '\r' | awk -F: '$1 == "redis_version" {print $2}'), Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo -), sluice $(cd "$ROOT" && git rev-parse --short HEAD)"
     echo "settings: $RUNS run(s), $JOBS_N jobs, latency windows ${LAT_SECS}s (+1 s warm-up) at fractions $FRACTIONS, async probes at ${ASYNC_RATE}/s with ${BURN_MS} ms burn jobs"
-    echo "celery:   prefork -c $CELERY_CONC, worker_prefetch_multiplier $CELERY_PREFETCH, task_acks_late, task_reject_on_worker_lost, results in Redis DB $REDIS_DB, --without-gossip --without-mingle --without-heartbeat, -l WARNING; worker on CPU0, producer on CPU1"
-    echo "sluice:   server --workers ($SL_WORKERS) --cpu-threads 1 on CPU0 (API, store and workers in one process), load generator target/release/examples/jobs_load on CPU1; stores: $SL_BACKENDS; SQLite WAL synchronous=NORMAL$(has "$SL_BACKENDS" postgres && printf '; PostgreSQL synchronous_commit %s' "$(timeout 5 psql -h 127.0.0.1 -U postgres -d postgres -qAt -c 'show synchronous_commit' 2>/dev/null || echo -)")"
+    has "$PEERS" celery && echo "celery:   prefork -c $CELERY_CONC, worker_prefetch_multiplier $CELERY_PREFETCH, task_acks_late, task_reject_on_worker_lost, results in Redis DB $REDIS_DB, --without-gossip --without-mingle --without-heartbeat, -l WARNING; worker on CPU0, producer on CPU1"
+    has "$PEERS" sluice && echo "sluice:   server --workers ($SL_WORKERS) --cpu-threads 1 on CPU0 (API, store and workers in one process), load generator target/release/examples/jobs_load on CPU1; stores: $SL_BACKENDS; SQLite WAL synchronous=NORMAL$(has "$SL_BACKENDS" postgres && printf '; PostgreSQL synchronous_commit %s' "$(timeout 5 psql -h 127.0.0.1 -U postgres -d postgres -qAt -c 'show synchronous_commit' 2>/dev/null || echo -)")"
     has "$PEERS" apalis && echo "apalis:   apalis 1.0.0, apalis-sqlite/apalis-postgres 1.0.0 (bench/jobs/apalis), one process per step on CPU0 (producer in process, workers, SQLite inside); concurrency ($AP_CONC); stores: $AP_BACKENDS; SQLite WAL synchronous=NORMAL"
     echo "redis:    appendonly $(rcli config get appendonly | sed -n 2p), appendfsync $(rcli config get appendfsync | sed -n 2p), save '$(rcli config get save | sed -n 2p)'"
     echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start"
