@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/jobs.sh: the sluice jobs server side by side with Celery 5 on Redis (issue 3).
+# bench/jobs.sh: the sluice jobs server side by side with Celery 5 on Redis and, with
+# --peers ...,apalis, apalis 1.0 on SQLite and PostgreSQL (issue 3; see run_apalis).
 #
 # The system under test (Celery's workers; later sluice's server) runs on CPU0, the
 # load generator (one Python producer) on CPU1, loopback only. Celery's broker and
@@ -39,9 +40,10 @@ usage: bench/jobs.sh [--runs N] [--jobs N] [--quick] [--scenarios drain,enqueue,
   --scenarios LIST        comma-separated subset of the scenarios
   --peers LIST            comma-separated systems: celery, sluice, apalis (default celery,sluice:
                           apalis-bench is a separate Cargo workspace whose first build takes
-                          minutes, and apalis-sqlite drains only ~100-400 jobs/s, so at the
-                          default 100,000 jobs its drain alone can take 15 minutes or more;
-                          add it explicitly, e.g. --peers apalis --jobs 20000)
+                          minutes, and apalis-sqlite drains slower as its table grows (650
+                          jobs/s with 2,000 queued, 61 with 20,000), so at the default 100,000
+                          jobs its drain may run into its bound (N/25 + 120 s); add it
+                          explicitly, e.g. --peers apalis --jobs 20000)
   --latency-secs S        length of one measured open-loop window (default 10)
   --fractions LIST        latency rates as fractions of the drain rate (default 0.25,0.5)
   --max-rate R            the rate the fractions apply to when drain is not run here
@@ -849,8 +851,9 @@ apalis_drain() {
         row drain "$sys" "$run" "$res"
         local db_cpu
         db_cpu=$(jget "$res" broker_cpu_s)
-        printf '   drain    %s run %d: %8s jobs/s  process %s µs/job  database %s s CPU  results stored %s/%s  (concurrency %s)\n' "$sys" "$run" \
-            "$(jget "$res" jobs_per_s)" "$(jget "$res" worker_cpu_us_per_job)" "${db_cpu:-(in process)}" "$(jget "$res" results_stored)" "$n" "$(ap_conc)" >&2
+        db_cpu=${db_cpu:+$db_cpu s}
+        printf '   drain    %s run %d: %8s jobs/s  process %s µs/job  database CPU %s  results stored %s/%s  (concurrency %s)\n' "$sys" "$run" \
+            "$(jget "$res" jobs_per_s)" "$(jget "$res" worker_cpu_us_per_job)" "${db_cpu:-in process}" "$(jget "$res" results_stored)" "$n" "$(ap_conc)" >&2
     elif ! enq=$(ab $((n / 50 + 60)) enqueue --n "$n" --batch 1000); then
         fail "$sys enqueue of $n jobs failed: ${enq:-no output}"
         return 1
