@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/jobs.sh: the sluice jobs server side by side with Celery 5 on Redis (issue 3).
+# bench/jobs.sh: the sluice jobs server side by side with Celery 5 on Redis and, with
+# --peers ...,apalis, apalis 1.0 on SQLite and PostgreSQL (issue 3; see run_apalis).
 #
 # The system under test (Celery's workers; later sluice's server) runs on CPU0, the
 # load generator (one Python producer) on CPU1, loopback only. Celery's broker and
@@ -27,16 +28,22 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: bench/jobs.sh [--runs N] [--jobs N] [--quick] [--scenarios drain,enqueue,latency,async]
-                     [--peers celery,sluice] [--latency-secs S] [--fractions 0.25,0.5]
+                     [--peers celery,sluice,apalis] [--latency-secs S] [--fractions 0.25,0.5]
                      [--max-rate R] [--async-rate R] [--burn-ms MS]
                      [--celery-concurrency C] [--celery-prefetch P]
                      [--redis-db N] [--redis-persistence aof|asis]
-                     [--sluice-backends sqlite,postgres] [--sluice-workers W] [--sluice-conc C] [--build]
+                     [--sluice-backends sqlite,postgres] [--sluice-workers W] [--sluice-conc C]
+                     [--apalis-backends sqlite,postgres] [--apalis-conc C] [--build]
   --runs N                measured runs per scenario and system; medians are reported (default 3)
   --jobs N                jobs queued in the drain/enqueue scenarios (default 100000)
   --quick                 smoke test: 1 run, 10,000 jobs, 5 s latency windows
   --scenarios LIST        comma-separated subset of the scenarios
-  --peers LIST            comma-separated systems: celery, sluice (apalis: see bench/jobs/README.md)
+  --peers LIST            comma-separated systems: celery, sluice, apalis (default celery,sluice:
+                          apalis-bench is a separate Cargo workspace whose first build takes
+                          minutes, and apalis-sqlite drains slower as its table grows (650
+                          jobs/s with 2,000 queued, 61 with 20,000), so at the default 100,000
+                          jobs its drain may run into its bound (N/25 + 120 s); add it
+                          explicitly, e.g. --peers apalis --jobs 20000)
   --latency-secs S        length of one measured open-loop window (default 10)
   --fractions LIST        latency rates as fractions of the drain rate (default 0.25,0.5)
   --max-rate R            the rate the fractions apply to when drain is not run here
@@ -54,7 +61,18 @@ usage: bench/jobs.sh [--runs N] [--jobs N] [--quick] [--scenarios drain,enqueue,
   --sluice-workers LIST   jobs run at once by the server (--workers) per store: N for all, or
                           sqlite=N,postgres=M (default sqlite=64,postgres=512; see bench/jobs/README.md)
   --sluice-conc C         connections of the one-job-per-request enqueue (default 32)
-  --build                 build sluice and the load generator first (nice -n 19 cargo build --release)
+  --apalis-backends LIST  apalis stores: sqlite, postgres (default both; postgres is skipped when
+                          127.0.0.1:5432 does not answer; its database apalis_bench is created
+                          fresh per step and dropped on exit)
+  --apalis-conc LIST      concurrency of the apalis worker (and its fetch batch, at least 10) per
+                          store: N for all, or sqlite=N,postgres=M (default sqlite=64,postgres=512)
+  --build                 build first (nice -n 19 cargo build --release): sluice and the load
+                          generator, and with apalis in --peers bench/jobs/apalis (also built when
+                          its binary is missing); APALIS_BIN, SLUICE_BIN, SLUICE_LOAD_BIN override
+                          the binaries
+apalis runs as one apalis-bench process pinned to CPU0 per step: its producer is in that
+process (there is no separate load generator on CPU1), with its workers and, for SQLite,
+the database. See bench/jobs/README.md.
 EOF
 }
 
@@ -74,6 +92,8 @@ REDIS_PERSIST=aof
 SL_BACKENDS=sqlite,postgres
 SL_WORKERS=sqlite=64,postgres=512
 SL_SINGLE_CONC=32
+AP_BACKENDS=sqlite,postgres
+AP_CONC=sqlite=64,postgres=512
 BUILD=0
 QUICK=0
 ARGS=("$@")
@@ -96,6 +116,8 @@ while (($#)); do
     --sluice-backends) SL_BACKENDS=$2; shift 2 ;;
     --sluice-workers) SL_WORKERS=$2; shift 2 ;;
     --sluice-conc) SL_SINGLE_CONC=$2; shift 2 ;;
+    --apalis-backends) AP_BACKENDS=$2; shift 2 ;;
+    --apalis-conc) AP_CONC=$2; shift 2 ;;
     --build) BUILD=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -110,6 +132,7 @@ for v in RUNS JOBS_N LAT_SECS ASYNC_RATE BURN_MS CELERY_CONC CELERY_PREFETCH RED
     [[ ${!v} =~ ^[0-9]+$ && ${!v} -ge 1 ]] || { echo "bad value for ${v,,}: ${!v}" >&2; exit 2; }
 done
 [[ $SL_WORKERS =~ ^([0-9]+|((sqlite|postgres)=[0-9]+)(,(sqlite|postgres)=[0-9]+)*)$ ]] || { echo "bad value for --sluice-workers: $SL_WORKERS" >&2; exit 2; }
+[[ $AP_CONC =~ ^([0-9]+|((sqlite|postgres)=[0-9]+)(,(sqlite|postgres)=[0-9]+)*)$ ]] || { echo "bad value for --apalis-conc: $AP_CONC" >&2; exit 2; }
 [[ $REDIS_PERSIST == aof || $REDIS_PERSIST == asis ]] || { echo "--redis-persistence is aof or asis" >&2; exit 2; }
 has() { [[ ",$1," == *",$2,"* ]]; }
 
@@ -174,7 +197,8 @@ install_deps() {
     command -v redis-cli >/dev/null || missing+=(redis-tools)
     command -v taskset >/dev/null || missing+=(util-linux)
     command -v curl >/dev/null || missing+=(curl)
-    has "$PEERS" sluice && has "$SL_BACKENDS" postgres && ! command -v psql >/dev/null && missing+=(postgresql-client)
+    { { has "$PEERS" sluice && has "$SL_BACKENDS" postgres; } || { has "$PEERS" apalis && has "$AP_BACKENDS" postgres; }; } &&
+        ! command -v psql >/dev/null && missing+=(postgresql-client)
     if ! redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" ping >/dev/null 2>&1; then
         command -v redis-server >/dev/null || missing+=(redis-server)
     fi
@@ -240,6 +264,7 @@ cleanup() {
     trap - EXIT INT TERM
     for pid in "${STARTED[@]}"; do stop "$pid"; done
     declare -F pg_cleanup >/dev/null && pg_cleanup
+    declare -F apalis_pg_cleanup >/dev/null && apalis_pg_cleanup
     if ((!REDIS_OURS)) && rcli ping >/dev/null 2>&1; then
         flush_db || true
         if ((${#REDIS_RESTORE[@]})); then
@@ -742,9 +767,204 @@ run_sluice() {
     done
 }
 
+# ---------------------------------------------------------------- apalis
+# The same scenarios against apalis 1.0 (bench/jobs/apalis: apalis-bench, its own
+# Cargo workspace). One apalis-bench process per step, pinned to CPU0, holds the
+# producer (in process: a thread on the intended times and tokio tasks pushing),
+# the workers, and for SQLite the database; nothing runs on CPU1. Rows are
+# labelled apalis-sqlite and apalis-postgres. Each step starts from an empty store:
+# a fresh SQLite file under $RUN/state, or the database apalis_bench on
+# 127.0.0.1:5432, dropped and created again (and dropped on exit).
+APALIS=${APALIS_BIN:-$ROOT/bench/jobs/apalis/target/release/apalis-bench}
+AP_BACKEND=""
+AP_DB=""
+AP_PG_DB=apalis_bench
+AP_PG_USED=0
+AP_DRAIN_RATES=()
+
+build_apalis() {
+    has "$PEERS" apalis || return 0
+    ((BUILD)) || [[ ! -x $APALIS ]] || return 0
+    say "building apalis-bench (release, nice -n 19; its own workspace and target dir)"
+    log_cmd "nice -n 19 cargo build --release --manifest-path $ROOT/bench/jobs/apalis/Cargo.toml"
+    nice -n 19 cargo build --release --manifest-path "$ROOT/bench/jobs/apalis/Cargo.toml" || warn "apalis-bench did not build"
+}
+
+apalis_pg_cleanup() {
+    ((${AP_PG_USED:-0})) || return 0
+    timeout 60 "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $AP_PG_DB" >/dev/null 2>&1 || warn "could not drop database $AP_PG_DB"
+}
+
+# ap_conc: the workers' concurrency for the current backend.
+ap_conc() {
+    if [[ $AP_CONC =~ ^[0-9]+$ ]]; then echo "$AP_CONC"; return; fi
+    local kv
+    for kv in ${AP_CONC//,/ }; do
+        [[ ${kv%%=*} == "$AP_BACKEND" ]] && { echo "${kv#*=}"; return; }
+    done
+    echo 64
+}
+
+# ap_fresh_db: an empty store for the current backend; sets AP_DB.
+ap_fresh_db() {
+    case $AP_BACKEND in
+    sqlite)
+        rm -f "$STATE"/apalis.db "$STATE"/apalis.db-wal "$STATE"/apalis.db-shm
+        AP_DB=$STATE/apalis.db
+        ;;
+    postgres)
+        timeout 60 "${PG_ADMIN[@]}" -c "DROP DATABASE IF EXISTS $AP_PG_DB" -c "CREATE DATABASE $AP_PG_DB" >/dev/null
+        AP_DB=postgres://postgres@127.0.0.1:5432/$AP_PG_DB
+        ;;
+    esac
+}
+
+# ab SECONDS CMD [ARGS...]: apalis-bench CMD on a fresh store, pinned to CPU0, bounded;
+# its JSON lines on stdout. Called in $(...): a subshell, so it sets nothing here.
+ab() {
+    local secs=$1 cmd=$2
+    shift 2
+    ap_fresh_db || return 1
+    log_cmd "taskset -c 0 $APALIS $cmd $AP_BACKEND $AP_DB $*"
+    timeout "$secs" taskset -c 0 "$APALIS" "$cmd" "$AP_BACKEND" "$AP_DB" "$@" 2>>"$STATE/apalis-$AP_BACKEND.log"
+}
+
+# apalis_drain RUN [calibrate]: N no-op jobs pushed in chunks of 1,000 (scenario enqueue),
+# then drained by one worker (scenario drain); then, for enqueue, N pushed one at a time.
+apalis_drain() {
+    local run=$1 mode=${2:-} n=$JOBS_N res enq sys=apalis-$AP_BACKEND ok=1
+    [[ $mode == calibrate ]] && n=$((JOBS_N < 10000 ? JOBS_N : 10000))
+    if [[ -n $mode ]] || has "$SCENARIOS" drain; then
+        # bounded: assumes at least 25 jobs/s (apalis-sqlite's fetch slows as its table grows)
+        res=$(ab $((n / 25 + 120)) drain --n "$n" --conc "$(ap_conc)") || ok=0
+        enq=$(sed -n 1p <<<"$res")
+        res=$(sed -n 2p <<<"$res")
+        if ((!ok)) || [[ -z $res || -z $(jget "$res" jobs_per_s) ]]; then
+            fail "$sys drain of $n jobs failed: ${res:-no output} (log: $STATE/apalis-$AP_BACKEND.log)"
+            return 1
+        fi
+        AP_DRAIN_RATES+=("$(jget "$res" jobs_per_s)")
+        if [[ -n $mode ]]; then
+            note "$sys: calibration drain of $n jobs: $(jget "$res" jobs_per_s) jobs/s (sets the latency rates)"
+            return 0
+        fi
+        row drain "$sys" "$run" "$res"
+        local db_cpu
+        db_cpu=$(jget "$res" broker_cpu_s)
+        db_cpu=${db_cpu:+$db_cpu s}
+        printf '   drain    %s run %d: %8s jobs/s  process %s µs/job  database CPU %s  results stored %s/%s  (concurrency %s)\n' "$sys" "$run" \
+            "$(jget "$res" jobs_per_s)" "$(jget "$res" worker_cpu_us_per_job)" "${db_cpu:-in process}" "$(jget "$res" results_stored)" "$n" "$(ap_conc)" >&2
+    elif ! enq=$(ab $((n / 50 + 60)) enqueue --n "$n" --batch 1000); then
+        fail "$sys enqueue of $n jobs failed: ${enq:-no output}"
+        return 1
+    fi
+    has "$SCENARIOS" enqueue || return 0
+    row enqueue "$sys" "$run" "$enq"
+    printf '   enqueue  %s run %d: %8s jobs/s  (%s jobs, %s)\n' "$sys" "$run" "$(jget "$enq" jobs_per_s)" "$n" "$(jget "$enq" mode)" >&2
+    if res=$(ab $((n / 50 + 60)) enqueue --n "$n" --batch 1); then
+        row enqueue "$sys" "$run" "$res"
+        printf '   enqueue  %s run %d: %8s jobs/s  (%s jobs, %s)\n' "$sys" "$run" "$(jget "$res" jobs_per_s)" "$n" "$(jget "$res" mode)" >&2
+    else
+        fail "$sys enqueue of $n single jobs failed: ${res:-no output}"
+    fi
+}
+
+# apalis_window SCENARIO RUN RATE [KEY=VALUE...]: one latency window in its own process.
+apalis_window() {
+    local sc=$1 run=$2 rate=$3 res
+    shift 3
+    if ! res=$(ab $((LAT_SECS + 200)) latency --rate "$rate" --secs "$LAT_SECS" --warm 1 --wait 60 --conc "$(ap_conc)"); then
+        fail "apalis-$AP_BACKEND $sc at $rate jobs/s: probes missing or the program failed: ${res:-no output}"
+        [[ -n $res ]] || return 1
+    fi
+    window_row "apalis-$AP_BACKEND" "$sc" "$run" "$rate" "$res" "$@"
+}
+
+apalis_latency() {
+    local max=$MAX_RATE frac rate run sys=apalis-$AP_BACKEND
+    if [[ -z $max ]]; then
+        if ((${#AP_DRAIN_RATES[@]})); then
+            max=$(median "${AP_DRAIN_RATES[@]}")
+        else
+            say "$sys: calibration drain for the latency rates"
+            apalis_drain 0 calibrate || return 1
+            max=${AP_DRAIN_RATES[-1]}
+        fi
+    fi
+    note "$sys: latency rates are fractions $FRACTIONS of $max jobs/s, its drain rate (its producer runs in the same process, on the same CPU)"
+    for frac in ${FRACTIONS//,/ }; do
+        rate=$(awk -v m="$max" -v f="$frac" 'BEGIN {r = int(m * f + 0.5); print (r < 1 ? 1 : r)}')
+        for ((run = 1; run <= RUNS; run++)); do
+            apalis_window latency "$run" "$rate" "fraction=$frac" "max_rate=$max"
+        done
+    done
+}
+
+# The burn jobs go to a queue of their own with a worker of their own (concurrency 2,
+# fetching 2 at a time), in the same process as the probes' worker, as Celery's
+# separate burn worker (prefetch 1) and sluice's burn:2 queue do. A burn job runs its
+# busy loop on tokio's blocking pool: apalis has no CPU pool of its own.
+apalis_async() {
+    local run k res idle burn left sys=apalis-$AP_BACKEND
+    k=$(((LAT_SECS + 1 + 20) * 1000 / BURN_MS))
+    for ((run = 1; run <= RUNS; run++)); do
+        if ! res=$(ab $((2 * LAT_SECS + 300)) async --rate "$ASYNC_RATE" --secs "$LAT_SECS" --warm 1 --wait 60 --conc "$(ap_conc)" \
+            --burn-ms "$BURN_MS" --burn-n "$k" --burn-conc 2); then
+            fail "$sys async run $run: probes missing or the program failed: ${res:-no output}"
+            [[ -n $res ]] || return 1
+        fi
+        idle=$(sed -n 1p <<<"$res")
+        burn=$(sed -n 2p <<<"$res")
+        [[ -n $idle ]] && window_row "$sys" async "$run" "$ASYNC_RATE" "$idle" phase=idle
+        [[ -n $burn ]] || continue
+        window_row "$sys" async "$run" "$ASYNC_RATE" "$burn" phase=burn "burn_ms=$BURN_MS"
+        left=$(jget "$burn" burn_left)
+        if [[ ${left:-0} == 0 ]]; then
+            note "$sys async run $run: the burn queue ran dry during the window: CPU0 was not saturated throughout"
+        fi
+    done
+}
+
+run_apalis() {
+    if [[ ! -x $APALIS ]]; then
+        say "apalis: $APALIS missing (it did not build); skipped"
+        note "apalis: apalis-bench not built; skipped"
+        return 0
+    fi
+    local backend run
+    for backend in ${AP_BACKENDS//,/ }; do
+        AP_BACKEND=$backend
+        AP_DRAIN_RATES=()
+        if [[ $backend == postgres ]]; then
+            if ! timeout 10 "${PG_ADMIN[@]}" -c 'select 1' >/dev/null 2>&1; then
+                say "apalis: no PostgreSQL on 127.0.0.1:5432 (user postgres, trust); postgres skipped"
+                note "apalis-postgres: skipped, no PostgreSQL on 127.0.0.1:5432"
+                continue
+            fi
+            AP_PG_USED=1 # dropped on exit
+            note "apalis-postgres: the apalis-bench process (producer and workers) on CPU0; PostgreSQL not pinned (its CPU, all postgres processes', is the drain's broker CPU), synchronous_commit $(timeout 10 "${PG_ADMIN[@]}" -c 'show synchronous_commit'), fsync $(timeout 10 "${PG_ADMIN[@]}" -c 'show fsync') (as found; not changed), database $AP_PG_DB created fresh per step (dropped on exit); workers woken by LISTEN/NOTIFY (apalis's Pubsub, as with_pubsub(), with the notifications coalesced: see bench/jobs/README.md)"
+        else
+            note "apalis-sqlite: one apalis-bench process on CPU0 holds the producer (in process), the workers and the database; WAL, synchronous=NORMAL on every measured connection (as sluice); workers woken by an update hook on inserts (as apalis's SqliteStorageWithHook, with the events coalesced: see bench/jobs/README.md)"
+        fi
+        if has "$SCENARIOS" drain || has "$SCENARIOS" enqueue; then
+            say "apalis-$backend: enqueue and drain $JOBS_N no-op jobs (concurrency $(ap_conc))"
+            for ((run = 1; run <= RUNS; run++)); do apalis_drain "$run" || true; done
+        fi
+        if has "$SCENARIOS" latency; then
+            say "apalis-$backend: enqueue-to-start latency at fractions $FRACTIONS of the drain rate"
+            apalis_latency || true
+        fi
+        if has "$SCENARIOS" async; then
+            say "apalis-$backend: no-op latency at $ASYNC_RATE/s, idle and with $BURN_MS ms burn jobs on CPU0"
+            apalis_async || true
+        fi
+    done
+}
+
 # ---------------------------------------------------------------- main
 install_deps
 build_sluice
+build_apalis
 setup_redis
 
 {
@@ -753,8 +973,9 @@ setup_redis
     echo "machine:  $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(uname -sr)"
     echo "versions: Celery $("$VENV/bin/python" -c 'import celery; print(celery.__version__)' 2>/dev/null || echo -), kombu $("$VENV/bin/python" -c 'import kombu; print(kombu.__version__)' 2>/dev/null || echo -), redis-py $("$VENV/bin/python" -c 'import redis; print(redis.__version__)' 2>/dev/null || echo -), Redis $(rcli info server | tr -d '\r' | awk -F: '$1 == "redis_version" {print $2}'), Python $("$VENV/bin/python" -c 'import platform; print(platform.python_version())' 2>/dev/null || echo -), sluice $(cd "$ROOT" && git rev-parse --short HEAD)"
     echo "settings: $RUNS run(s), $JOBS_N jobs, latency windows ${LAT_SECS}s (+1 s warm-up) at fractions $FRACTIONS, async probes at ${ASYNC_RATE}/s with ${BURN_MS} ms burn jobs"
-    echo "celery:   prefork -c $CELERY_CONC, worker_prefetch_multiplier $CELERY_PREFETCH, task_acks_late, task_reject_on_worker_lost, results in Redis DB $REDIS_DB, --without-gossip --without-mingle --without-heartbeat, -l WARNING; worker on CPU0, producer on CPU1"
-    echo "sluice:   server --workers ($SL_WORKERS) --cpu-threads 1 on CPU0 (API, store and workers in one process), load generator target/release/examples/jobs_load on CPU1; stores: $SL_BACKENDS; SQLite WAL synchronous=NORMAL$(has "$SL_BACKENDS" postgres && printf '; PostgreSQL synchronous_commit %s' "$(timeout 5 psql -h 127.0.0.1 -U postgres -d postgres -qAt -c 'show synchronous_commit' 2>/dev/null || echo -)")"
+    has "$PEERS" celery && echo "celery:   prefork -c $CELERY_CONC, worker_prefetch_multiplier $CELERY_PREFETCH, task_acks_late, task_reject_on_worker_lost, results in Redis DB $REDIS_DB, --without-gossip --without-mingle --without-heartbeat, -l WARNING; worker on CPU0, producer on CPU1"
+    has "$PEERS" sluice && echo "sluice:   server --workers ($SL_WORKERS) --cpu-threads 1 on CPU0 (API, store and workers in one process), load generator target/release/examples/jobs_load on CPU1; stores: $SL_BACKENDS; SQLite WAL synchronous=NORMAL$(has "$SL_BACKENDS" postgres && printf '; PostgreSQL synchronous_commit %s' "$(timeout 5 psql -h 127.0.0.1 -U postgres -d postgres -qAt -c 'show synchronous_commit' 2>/dev/null || echo -)")"
+    has "$PEERS" apalis && echo "apalis:   apalis 1.0.0, apalis-sqlite/apalis-postgres 1.0.0 (bench/jobs/apalis), one process per step on CPU0 (producer in process, workers, SQLite inside); concurrency ($AP_CONC); stores: $AP_BACKENDS; SQLite WAL synchronous=NORMAL"
     echo "redis:    appendonly $(rcli config get appendonly | sed -n 2p), appendfsync $(rcli config get appendfsync | sed -n 2p), save '$(rcli config get save | sed -n 2p)'"
     echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at start"
 } >"$RUN_DIR/header.txt"
@@ -762,7 +983,7 @@ cat "$RUN_DIR/header.txt" >&2
 
 has "$PEERS" celery && run_celery
 has "$PEERS" sluice && run_sluice
-has "$PEERS" apalis && note "apalis: not wired into bench/jobs.sh yet (see bench/jobs/README.md)"
+has "$PEERS" apalis && run_apalis
 echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min) at end" >>"$RUN_DIR/header.txt"
 
 python3 "$CONF/report.py" --header "$RUN_DIR/header.txt" --results "$RESULTS" --commands "$CMDS" | tee "$RUN_DIR/report.md"

@@ -1,6 +1,7 @@
 """Markdown report of a bench/jobs.sh run: medians per scenario and system, ratios of
-every sluice system (sluice, sluice-sqlite, sluice-postgres, ...) to Celery once both
-ran, the targets of issue 3, the notes and the exact commands."""
+every system to Celery once both ran, sluice/apalis ratios on the same store
+(sluice-sqlite / apalis-sqlite, sluice-postgres / apalis-postgres), the targets of
+issue 3, the notes and the exact commands."""
 
 import argparse
 import json
@@ -8,6 +9,7 @@ import statistics
 from collections import OrderedDict, defaultdict
 
 PEER = "celery"
+STORES = ("sqlite", "postgres")
 
 
 def med(vals):
@@ -83,13 +85,13 @@ def main():
             stored = col("drain", s, "results_stored")
             out.append(
                 f"| {s} | {spread(col('drain', s, 'jobs_per_s'))} | {spread(col('drain', s, 'worker_cpu_us_per_job'), 0)} "
-                f"| {spread(broker, 0)} | {int(min(stored)):,}/{int(n):,} | "
+                f"| {spread(broker, 0)} | {int(min(stored)):,}/{int(max(col('drain', s, 'n'))):,} | "
                 f"{'–' if s == PEER else ratio(med(col('drain', s, 'jobs_per_s')), peer)} |"
             )
         out.append("")
 
     if any(sc == "enqueue" for sc, _ in by):
-        out.append("#### Enqueue throughput (client side, one producer on CPU1)\n")
+        out.append("#### Enqueue throughput (client side, one producer: on CPU1; apalis's in its own process on CPU0)\n")
         out.append("| system | how | jobs/s (min–max) | producer CPU µs/job | jobs/s vs Celery |")
         out.append("|---|---|--:|--:|--:|")
         peer = med(col("enqueue", PEER, "jobs_per_s"))
@@ -124,7 +126,8 @@ def main():
     if any(sc == "latency" for sc, _ in by):
         out.append("#### Enqueue-to-start latency, open loop (intended send time to task start)\n")
         out.append("Rates are fractions of each system's maximum: Celery's drain rate (its producer and Redis")
-        out.append("are off the worker's CPU), sluice's end-to-end rate (its server also serves every submission).\n")
+        out.append("are off the worker's CPU), sluice's end-to-end rate (its server also serves every submission),")
+        out.append("apalis's drain rate (its producer is in the same process, on the same CPU).\n")
         out.append("| system | fraction of its max rate | rate jobs/s (sent at) | p50 ms | p99 ms | max ms | missing |")
         out.append("|---|--:|--:|--:|--:|--:|--:|")
         for s in systems:
@@ -163,48 +166,75 @@ def main():
                 )
         out.append("")
 
-    # Targets of issue 3: judged only for sluice systems; Celery's figure is the reference.
-    out.append("#### Targets (issue 3)\n")
-    out.append("| target | Celery (reference) | sluice |")
-    out.append("|---|--:|---|")
-    sl = [s for s in systems if s.startswith("sluice")]
-    peer_drain = med(col("drain", PEER, "jobs_per_s"))
-
-    def per_sluice(fn):
-        return "; ".join(f"{s}: {fn(s)}" for s in sl) if sl else "not measured yet"
-
-    out.append(
-        f"| drain ≥ 10× Celery | {fmt(peer_drain)} jobs/s | "
-        + per_sluice(lambda s: ratio(med(col("drain", s, "jobs_per_s")), peer_drain, 1))
-        + " |"
-    )
-    out.append(
-        "| drain ≥ 5,000 jobs/s (SQLite), ≥ 8,000 jobs/s (PostgreSQL) | – | "
-        + per_sluice(lambda s: f"{fmt(med(col('drain', s, 'jobs_per_s')))} jobs/s")
-        + " |"
-    )
-
     def p99_half(s):
         rs = [r for r in by[("latency", s)] if abs(r.get("fraction", 0) - 0.5) < 1e-9]
         return med([r.get("p99_ms") for r in rs])
 
-    out.append(
-        f"| p99 enqueue-to-start < 20 ms at half the max rate | {fmt(p99_half(PEER), 2)} ms | "
-        + per_sluice(lambda s: f"{fmt(p99_half(s), 2)} ms")
-        + " |"
-    )
+    def async_p99(s, phase):
+        return med([r.get("p99_ms") for r in by[("async", s)] if r.get("phase") == phase])
 
     def async_ratio(s):
-        rs = by[("async", s)]
-        return ratio(
-            med([r.get("p99_ms") for r in rs if r.get("phase") == "burn"]),
-            med([r.get("p99_ms") for r in rs if r.get("phase") == "idle"]),
-            1,
+        return ratio(async_p99(s, "burn"), async_p99(s, "idle"), 1)
+
+    def enqueue_jps(s, batched):
+        # Batched: sluice's POST /v1/batches, apalis's push_all; single: one job per request / push.
+        return med(
+            [
+                r.get("jobs_per_s")
+                for r in by[("enqueue", s)]
+                if (r.get("batch", 1) > 1) == batched
+            ]
         )
 
+    # sluice / apalis on the same store: above 1 sluice is ahead (for latencies, apalis/sluice).
+    pairs = [(st, f"sluice-{st}", f"apalis-{st}") for st in STORES if f"sluice-{st}" in systems and f"apalis-{st}" in systems]
+    if pairs:
+        out.append("#### sluice vs apalis on the same store\n")
+        out.append("Ratios above 1× favour sluice: throughputs are sluice/apalis, latencies apalis/sluice.\n")
+        out.append("| measure | " + " | ".join(st for st, _, _ in pairs) + " |")
+        out.append("|---|" + "--:|" * len(pairs))
+        lines = [
+            ("drain jobs/s", lambda sl, ap: ratio(med(col("drain", sl, "jobs_per_s")), med(col("drain", ap, "jobs_per_s")))),
+            ("enqueue jobs/s, batches of 1,000", lambda sl, ap: ratio(enqueue_jps(sl, True), enqueue_jps(ap, True))),
+            ("enqueue jobs/s, one job at a time", lambda sl, ap: ratio(enqueue_jps(sl, False), enqueue_jps(ap, False))),
+            ("latency p99 at half its own max rate", lambda sl, ap: ratio(p99_half(ap), p99_half(sl))),
+            ("async p99 idle", lambda sl, ap: ratio(async_p99(ap, "idle"), async_p99(sl, "idle"))),
+            ("async p99 under burn", lambda sl, ap: ratio(async_p99(ap, "burn"), async_p99(sl, "burn"))),
+        ]
+        for label, fn in lines:
+            out.append(f"| {label} | " + " | ".join(fn(sl, ap) for _, sl, ap in pairs) + " |")
+        out.append("")
+
+    # Targets of issue 3: judged only for sluice systems; Celery's and apalis's figures are references.
+    out.append("#### Targets (issue 3)\n")
+    out.append("| target | Celery (reference) | apalis (reference) | sluice |")
+    out.append("|---|--:|---|---|")
+    sl = [s for s in systems if s.startswith("sluice")]
+    ap = [s for s in systems if s.startswith("apalis")]
+    peer_drain = med(col("drain", PEER, "jobs_per_s"))
+
+    def per(group, fn):
+        return "; ".join(f"{s}: {fn(s)}" for s in group) if group else "not measured"
+
+    def both(fn):
+        return f"{per(ap, fn)} | {per(sl, fn)}"
+
     out.append(
-        f"| async p99 under CPU saturation within 2× of idle | {async_ratio(PEER)} | " + per_sluice(async_ratio) + " |"
+        f"| drain ≥ 10× Celery | {fmt(peer_drain)} jobs/s | "
+        + both(lambda s: ratio(med(col("drain", s, "jobs_per_s")), peer_drain, 1))
+        + " |"
     )
+    out.append(
+        "| drain ≥ 5,000 jobs/s (SQLite), ≥ 8,000 jobs/s (PostgreSQL) | – | "
+        + both(lambda s: f"{fmt(med(col('drain', s, 'jobs_per_s')))} jobs/s")
+        + " |"
+    )
+    out.append(
+        f"| p99 enqueue-to-start < 20 ms at half the max rate | {fmt(p99_half(PEER), 2)} ms | "
+        + both(lambda s: f"{fmt(p99_half(s), 2)} ms")
+        + " |"
+    )
+    out.append(f"| async p99 under CPU saturation within 2× of idle | {async_ratio(PEER)} | " + both(async_ratio) + " |")
     out.append("")
 
     if notes:

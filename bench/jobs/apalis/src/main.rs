@@ -1,125 +1,142 @@
-//! apalis-bench: the apalis side of bench/jobs.sh's drain and enqueue
-//! scenarios, on SQLite and PostgreSQL (apalis 1.0).
+//! apalis-bench: apalis 1.0 on SQLite or PostgreSQL in bench/jobs.sh's scenarios
+//! (issue 3). Each command opens a store (apalis's migrations), runs one
+//! scenario in this one process (producer and workers: pin the process), and
+//! prints one JSON object per line with the fields celery_bench.py and
+//! jobs_load print, for bench/jobs/report.py.
 //!
-//!   apalis-bench sqlite PATH N CONCURRENCY
-//!   apalis-bench postgres URL N CONCURRENCY
+//!   apalis-bench drain   STORE DB --n N [--conc C]
+//!       N no-op jobs pushed with `push_all` in chunks of 1,000 (line 1: enqueue),
+//!       then one worker drains them (line 2: drain)
+//!   apalis-bench enqueue STORE DB --n N [--batch B]
+//!       N no-op jobs pushed, B per transaction (`push_all`), or one at a time
+//!       with `push` when B is 1 (the default); no worker
+//!   apalis-bench latency STORE DB --rate R [--secs S] [--warm W] [--wait T] [--conc C]
+//!       open-loop probes at R/s for S seconds after a W-second warm-up
+//!   apalis-bench async   STORE DB [--rate R] [--secs S] [--warm W] [--wait T] [--conc C]
+//!                        [--burn-ms MS] [--burn-n K] [--burn-conc B]
+//!       probes at R/s idle (line 1), then while K burn jobs of MS ms run on
+//!       their own worker of concurrency B (line 2)
 //!
-//! Enqueues N no-op jobs in chunks of 1,000 (`push_all`), then runs one
-//! worker with a concurrency limit until N jobs ran, and prints one JSON line
-//! with both rates. SQLite runs in WAL mode with synchronous=NORMAL (apalis's
-//! `setup` sets OFF on the connection it uses; it runs on a separate pool
-//! that is closed before the measured pool opens, so every measured
-//! connection is NORMAL); PostgreSQL as the server is configured.
+//! STORE DB: `sqlite PATH` (WAL, synchronous=NORMAL on every measured
+//! connection) or `postgres URL` (as the server is configured). Defaults:
+//! --conc 64, --secs 10, --warm 1, --wait 60, --rate 100 (async), --burn-ms 20,
+//! --burn-n (secs+warm+20)*1000/burn-ms, --burn-conc 2.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+mod burn;
+mod drain;
+mod job;
+mod latency;
+mod stats;
+mod store;
 
-use apalis::prelude::*;
-use futures::stream;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
 
-static DONE: AtomicUsize = AtomicUsize::new(0);
-static TARGET: AtomicUsize = AtomicUsize::new(usize::MAX);
+use crate::latency::Window;
+use crate::store::{Error, Store};
 
-async fn noop(_job: u64, wrk: WorkerContext) -> Result<(), BoxDynError> {
-    if DONE.fetch_add(1, Ordering::SeqCst) + 1 >= TARGET.load(Ordering::SeqCst) {
-        let _ = wrk.stop();
+struct Args {
+    cmd: String,
+    store: String,
+    db: String,
+    opts: HashMap<String, String>,
+}
+
+impl Args {
+    fn parse() -> Result<Args, Error> {
+        let a: Vec<String> = std::env::args().skip(1).collect();
+        if a.len() < 3 || a.len() % 2 == 0 {
+            return Err("usage: apalis-bench drain|enqueue|latency|async sqlite|postgres PATH|URL [--key value]... (see src/main.rs)".into());
+        }
+        let mut opts = HashMap::new();
+        for kv in a[3..].chunks(2) {
+            let k = kv[0].strip_prefix("--").ok_or_else(|| format!("expected --key, got {}", kv[0]))?;
+            opts.insert(k.to_string(), kv[1].clone());
+        }
+        Ok(Args { cmd: a[0].clone(), store: a[1].clone(), db: a[2].clone(), opts })
     }
-    Ok(())
-}
 
-fn tasks(from: u64, n: u64) -> Vec<Task<u64>> {
-    (from..from + n).map(|i| TaskBuilder::new(i).build()).collect()
-}
-
-fn report(system: &str, n: usize, conc: usize, enqueue_s: f64, drain_s: f64) {
-    println!(
-        "{{\"system\":\"{system}\",\"jobs\":{n},\"concurrency\":{conc},\"enqueue_jobs_per_s\":{:.0},\"drain_jobs_per_s\":{:.0},\"drain_s\":{drain_s:.3}}}",
-        n as f64 / enqueue_s,
-        n as f64 / drain_s
-    );
-}
-
-async fn sqlite(path: &str, n: usize, conc: usize) -> Result<(), Box<dyn std::error::Error>> {
-    use apalis_sqlite::{Config, SqliteConnectOptions, SqlitePoolOptions, SqliteStorage};
-    use std::str::FromStr;
-    let opts = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-        .create_if_missing(true)
-        .journal_mode(sqlx_sqlite_journal())
-        .synchronous(sqlx_sqlite_sync());
-    {
-        let setup = SqlitePoolOptions::new().max_connections(1).connect_with(opts.clone()).await?;
-        SqliteStorage::setup(&setup).await?;
-        setup.close().await;
+    fn num<T: std::str::FromStr>(&self, key: &str, default: Option<T>) -> Result<T, Error> {
+        match self.opts.get(key) {
+            Some(v) => v.parse().map_err(|_| format!("bad --{key}: {v}").into()),
+            None => default.ok_or_else(|| format!("--{key} is required").into()),
+        }
     }
-    let pool = SqlitePoolOptions::new().max_connections(8).connect_with(opts).await?;
-    let config = Config::default().queue("bench").batch_size(conc.clamp(10, 1000));
-    let mut backend = SqliteStorage::<u64>::new(&pool).with_config(config);
-    let t = Instant::now();
-    let mut sent = 0u64;
-    while (sent as usize) < n {
-        let chunk = (n as u64 - sent).min(1_000);
-        let mut s = stream::iter(tasks(sent, chunk));
-        backend.push_all(&mut s).await?;
-        sent += chunk;
+
+    fn window(&self, rate: Option<f64>) -> Result<Window, Error> {
+        Ok(Window {
+            rate: self.num("rate", rate)?,
+            secs: self.num("secs", Some(10.0))?,
+            warm: self.num("warm", Some(1.0))?,
+            wait: self.num("wait", Some(60.0))?,
+        })
     }
-    let enqueue_s = t.elapsed().as_secs_f64();
-    TARGET.store(n, Ordering::SeqCst);
-    let t = Instant::now();
-    let worker = WorkerBuilder::new("bench-sqlite")
-        .backend(backend)
-        .concurrency(conc)
-        .build(noop);
-    worker.run().await?;
-    report("apalis-sqlite", n, conc, enqueue_s, t.elapsed().as_secs_f64());
-    Ok(())
 }
 
-fn sqlx_sqlite_journal() -> sqlx::sqlite::SqliteJournalMode {
-    sqlx::sqlite::SqliteJournalMode::Wal
+fn print(v: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
 }
 
-fn sqlx_sqlite_sync() -> sqlx::sqlite::SqliteSynchronous {
-    sqlx::sqlite::SqliteSynchronous::Normal
+async fn run(a: Args) -> Result<bool, Error> {
+    let store = Arc::new(Store::open(&a.store, &a.db).await?);
+    let conc: usize = a.num("conc", Some(64))?;
+    match a.cmd.as_str() {
+        "drain" => {
+            let (enq, drained) = drain::drain(&store, a.num("n", None)?, conc).await?;
+            print(&enq);
+            print(&drained);
+            Ok(drained["results_stored"].as_u64() == drained["n"].as_u64())
+        }
+        "enqueue" => {
+            print(&drain::enqueue(&store, a.num("n", None)?, a.num("batch", Some(1))?).await?);
+            Ok(true)
+        }
+        "latency" => {
+            let w = a.window(None)?;
+            let _worker = store.spawn_worker("bench-probe", latency::QUEUE, conc, conc.clamp(10, 1000));
+            let res = latency::window(&store, 0, &w).await?;
+            print(&res);
+            Ok(res["missing"] == 0)
+        }
+        "async" => {
+            let w = a.window(Some(100.0))?;
+            let ms: u64 = a.num("burn-ms", Some(20))?;
+            let b = burn::Burn {
+                ms,
+                n: a.num("burn-n", Some(((w.secs + w.warm + 20.0) * 1000.0 / ms as f64) as usize))?,
+                conc: a.num("burn-conc", Some(2))?,
+            };
+            let (idle, burnt) = burn::run(&store, &w, conc, &b).await?;
+            print(&idle);
+            print(&burnt);
+            Ok(idle["missing"] == 0 && burnt["missing"] == 0)
+        }
+        other => Err(format!("unknown command {other}").into()),
+    }
 }
 
-async fn postgres(url: &str, n: usize, conc: usize) -> Result<(), Box<dyn std::error::Error>> {
-    use apalis_postgres::{Config, PgPool, PostgresStorage};
-    let pool = PgPool::connect(url).await?;
-    PostgresStorage::setup(&pool).await?;
-    let config = Config::default().queue("bench").batch_size(conc.clamp(10, 1000));
-    let mut backend = PostgresStorage::<u64>::new(&pool).with_config(config);
-    let t = Instant::now();
-    let mut sent = 0u64;
-    while (sent as usize) < n {
-        let chunk = (n as u64 - sent).min(1_000);
-        let mut s = stream::iter(tasks(sent, chunk));
-        backend.push_all(&mut s).await?;
-        sent += chunk;
-    }
-    let enqueue_s = t.elapsed().as_secs_f64();
-    TARGET.store(n, Ordering::SeqCst);
-    let t = Instant::now();
-    let worker = WorkerBuilder::new("bench-postgres")
-        .backend(backend)
-        .concurrency(conc)
-        .build(noop);
-    worker.run().await?;
-    report("apalis-postgres", n, conc, enqueue_s, t.elapsed().as_secs_f64());
-    Ok(())
-}
-
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let a: Vec<String> = std::env::args().collect();
-    if a.len() != 5 {
-        eprintln!("usage: apalis-bench sqlite|postgres PATH|URL N CONCURRENCY");
-        std::process::exit(2);
-    }
-    let n: usize = a[3].parse()?;
-    let conc: usize = a[4].parse()?;
-    match a[1].as_str() {
-        "sqlite" => sqlite(&a[2], n, conc).await,
-        "postgres" => postgres(&a[2], n, conc).await,
-        other => Err(format!("unknown store {other}").into()),
-    }
+fn main() {
+    let code = match Args::parse() {
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+        Ok(a) => {
+            // One runtime thread per CPU the process may use: 1 when pinned to CPU0.
+            let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+            match rt.block_on(run(a)) {
+                Ok(true) => 0,
+                Ok(false) => 1,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+    };
+    // Workers and in-flight burn jobs are not waited for: the figures are out.
+    std::process::exit(code);
 }
