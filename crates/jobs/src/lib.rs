@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod client;
+mod cpu_pool;
 pub mod kinds;
 pub mod model;
 pub mod runner;

@@ -215,10 +215,7 @@ impl Runner {
                 "heartbeat_interval must be shorter than lease".into(),
             ));
         }
-        let cpu = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.cpu_threads.max(1))
-            .thread_name(|i| format!("sluice-cpu-{i}"))
-            .build()?;
+        let cpu = crate::cpu_pool::build(config.cpu_threads)?;
         let queues = config
             .queues
             .iter()
