@@ -1,6 +1,8 @@
 //! Numbers and addresses written as ASCII straight into a byte buffer. On
 //! the request path `Display` and `format!` cost more than the header work
 //! around them; these writers give the same text without the formatter.
+//! Also the comma-separated tokens of a field value (`Connection`, `TE`,
+//! `Transfer-Encoding`), read without a `&str` conversion.
 
 use std::net::IpAddr;
 
@@ -47,6 +49,16 @@ pub(crate) fn write_thousandths(out: &mut Vec<u8>, n: u64) {
         b'0' + (n / 10 % 10) as u8,
         b'0' + (n % 10) as u8,
     ]);
+}
+
+/// The comma-separated tokens of a field value, trimmed.
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// Whether a field value lists `token` (ASCII case-insensitive).
+pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
+    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

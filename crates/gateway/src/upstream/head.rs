@@ -8,6 +8,8 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
+use crate::ascii::{has_token, tokens};
+
 /// Largest response head (status line and fields) accepted; a larger one
 /// is a bad response (502).
 pub(crate) const MAX_HEAD: usize = 64 << 10;
@@ -257,14 +259,6 @@ fn merge_length(prev: Option<u64>, value: &[u8]) -> Result<u64, HeadError> {
         }
     }
     out.ok_or(HeadError::BadLength)
-}
-
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    tokens(value).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 fn last_token_is(value: &[u8], token: &[u8]) -> bool {

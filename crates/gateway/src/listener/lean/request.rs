@@ -14,6 +14,8 @@ use bytes::BytesMut;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
+use crate::ascii::{has_token, tokens};
+
 /// Fields parsed on the stack; hyper's default limit too.
 const MAX_FIELDS: usize = 100;
 /// Where the fields of a typical head are noted: on the stack, and small,
@@ -200,16 +202,11 @@ impl Facts {
                     }
                 }
             } else if name.eq_ignore_ascii_case(b"te") {
-                facts.trailers |= tokens(f.value).any(|t| t.eq_ignore_ascii_case(b"trailers"));
+                facts.trailers |= has_token(f.value, b"trailers");
             }
         }
         Some(facts)
     }
-}
-
-/// The comma-separated tokens of a field value, trimmed.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use http::{Response, StatusCode, Version};
 use http_body::{Body as _, Frame};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
+use crate::ascii::has_token;
 use crate::body::{Body, BoxError};
 
 use super::date;
@@ -226,11 +227,7 @@ fn encode_head(
         }
         if *name == header::CONNECTION {
             // A handler's own `Connection: close` (a fixed route's) is honoured.
-            if value
-                .as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-            {
+            if has_token(value.as_bytes(), b"close") {
                 keep_alive = false;
             }
             continue;
