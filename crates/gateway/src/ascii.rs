@@ -2,9 +2,12 @@
 //! the request path `Display` and `format!` cost more than the header work
 //! around them; these writers give the same text without the formatter.
 //! Also the comma-separated tokens of a field value (`Connection`, `TE`,
-//! `Transfer-Encoding`), read without a `&str` conversion.
+//! `Transfer-Encoding`), read without a `&str` conversion, and field names
+//! as parsed off the wire.
 
 use std::net::IpAddr;
+
+use http::header::{self, HeaderName, InvalidHeaderName};
 
 /// Write `ip` as `Display` would.
 pub(crate) fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
@@ -61,9 +64,67 @@ pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     tokens(value).any(|t| t.eq_ignore_ascii_case(token))
 }
 
+/// The fields most messages carry, by length: looked up first, as one
+/// case-insensitive comparison costs less than `HeaderName::from_bytes`'
+/// lowercasing and its match over every standard name.
+const COMMON_FIELDS: [(&[u8], HeaderName); 14] = [
+    (b"age", header::AGE),
+    (b"date", header::DATE),
+    (b"etag", header::ETAG),
+    (b"host", header::HOST),
+    (b"vary", header::VARY),
+    (b"accept", header::ACCEPT),
+    (b"server", header::SERVER),
+    (b"expires", header::EXPIRES),
+    (b"connection", header::CONNECTION),
+    (b"user-agent", header::USER_AGENT),
+    (b"content-type", header::CONTENT_TYPE),
+    (b"cache-control", header::CACHE_CONTROL),
+    (b"last-modified", header::LAST_MODIFIED),
+    (b"content-length", header::CONTENT_LENGTH),
+];
+
+/// A field name as read off the wire (any case).
+pub(crate) fn field_name(name: &[u8]) -> Result<HeaderName, InvalidHeaderName> {
+    for (known, header) in &COMMON_FIELDS {
+        if known.len() == name.len() && known.eq_ignore_ascii_case(name) {
+            return Ok(header.clone());
+        }
+    }
+    HeaderName::from_bytes(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_names_match_the_http_crate() {
+        for name in [
+            "Date",
+            "HOST",
+            "content-Length",
+            "Content-Type",
+            "X-Custom",
+            "age",
+            "Etag",
+            "ages",
+            "Vary",
+            "connection",
+            "Keep-Alive",
+            "user-agent",
+            "Server",
+            "Last-Modified",
+        ] {
+            assert_eq!(
+                field_name(name.as_bytes()).unwrap(),
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "{name}"
+            );
+        }
+        assert!(field_name(b"bad name").is_err());
+        assert!(field_name(b"").is_err());
+    }
 
     #[test]
     fn writes_addresses_as_display_does() {

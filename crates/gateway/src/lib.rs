@@ -15,6 +15,7 @@
 //! - `access_log` — the non-blocking JSON access log.
 //! - `watch` — reload when the config file changes.
 //! - `body` — the boxed body type and JSON errors.
+//! - `socket` — socket reads that forget readiness after a short read.
 
 mod access_log;
 mod admin;
@@ -28,6 +29,7 @@ mod listener;
 mod metrics;
 mod proxy;
 mod router;
+mod socket;
 mod upstream;
 mod watch;
 

@@ -248,11 +248,40 @@ fn max_head_buffer(cfg: &ServerConfig) -> usize {
 trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// Ready when a read would return data (or EOF).
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
+
+    /// Read into `buf`'s spare capacity: the count, `Ok(0)` at the end.
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut bytes::BytesMut,
+    ) -> Poll<std::io::Result<usize>> {
+        poll_read_into(self, cx, buf)
+    }
+}
+
+/// A read through `AsyncRead` into `buf`'s spare capacity.
+fn poll_read_into<R: AsyncRead + Unpin + ?Sized>(
+    io: &mut R,
+    cx: &mut Context<'_>,
+    buf: &mut bytes::BytesMut,
+) -> Poll<std::io::Result<usize>> {
+    // `read_buf`'s future holds no state between polls: one per poll is fine.
+    let read = tokio::io::AsyncReadExt::read_buf(io, buf);
+    std::pin::pin!(read).poll(cx)
 }
 
 impl Transport for TcpStream {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         poll_peek(self, cx)
+    }
+
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut bytes::BytesMut,
+    ) -> Poll<std::io::Result<usize>> {
+        // A short read forgets the readiness: no failed read per request.
+        crate::socket::poll_read_buf(self, cx, buf)
     }
 }
 
@@ -272,6 +301,17 @@ impl<S: Transport> Transport for Rewind<S> {
             return Poll::Ready(Ok(()));
         }
         self.get_ref().poll_read_ready(cx)
+    }
+
+    fn poll_fill(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut bytes::BytesMut,
+    ) -> Poll<std::io::Result<usize>> {
+        if self.has_prefix() {
+            return poll_read_into(self, cx, buf);
+        }
+        self.get_mut().poll_fill(cx, buf)
     }
 }
 

@@ -46,6 +46,10 @@ impl<S> Rewind<S> {
     pub(super) fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    pub(super) fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {

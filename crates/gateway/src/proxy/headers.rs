@@ -141,7 +141,7 @@ pub(crate) fn add_forwarding(
     headers: &mut HeaderMap,
     peer: IpAddr,
     proto: &'static str,
-    host: Option<&str>,
+    host: Option<HeaderValue>,
     http_version: http::Version,
 ) {
     // Up to four headers are added: grow the table once, not per insert.
@@ -160,7 +160,7 @@ pub(crate) fn add_forwarding(
         HeaderName::from_static("x-forwarded-proto"),
         HeaderValue::from_static(proto),
     );
-    if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    if let Some(host) = host {
         headers.insert(HeaderName::from_static("x-forwarded-host"), host);
     }
     add_via(headers, http_version);
@@ -287,7 +287,7 @@ mod tests {
             &mut h,
             peer,
             "https",
-            Some("example.com"),
+            Some(HeaderValue::from_static("example.com")),
             http::Version::HTTP_11,
         );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.7");

@@ -221,12 +221,13 @@ async fn route_and_serve(
     let upgrade = headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
+    // The client's own Host value is shared, not copied.
     let original_host = parts
         .headers
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or(host.clone());
+        .filter(|h| h.to_str().is_ok())
+        .cloned()
+        .or_else(|| host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()));
     let version = parts.version;
     let trailers = headers::accepts_trailers(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
@@ -236,13 +237,7 @@ async fn route_and_serve(
             .insert(header::TE, HeaderValue::from_static("trailers"));
     }
     let proto = if conn.tls { "https" } else { "http" };
-    headers::add_forwarding(
-        &mut parts.headers,
-        client_ip,
-        proto,
-        original_host.as_deref(),
-        version,
-    );
+    headers::add_forwarding(&mut parts.headers, client_ip, proto, original_host, version);
 
     let mut path_and_query = route.upstream_path(&path);
     if let Some(q) = parts.uri.query() {

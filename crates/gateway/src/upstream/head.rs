@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 
-use crate::ascii::{has_token, tokens};
+use crate::ascii::{field_name, has_token, tokens};
 
 /// Largest response head (status line and fields) accepted; a larger one
 /// is a bad response (502).
@@ -35,11 +35,16 @@ pub(crate) enum Framing {
     Close,
 }
 
+/// `Keep-Alive` (RFC 7230 §A.1.2): hop-by-hop, and not kept.
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 /// A parsed response head.
 #[derive(Debug)]
 pub(crate) struct ResponseHead {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
+    /// The end-to-end fields: `Transfer-Encoding`, `Keep-Alive` and a
+    /// `Connection` that names no other field are read, not kept.
     pub(crate) headers: HeaderMap,
     pub(crate) framing: Framing,
     /// Whether the connection may carry another request afterwards.
@@ -184,16 +189,31 @@ pub(crate) fn parse_response(
         let (n0, v0) = (n0 as usize, v0 as usize);
         let name_bytes = &head[n0..n0 + nl as usize];
         let value = head.slice(v0..v0 + vl as usize);
-        let name = HeaderName::from_bytes(name_bytes).map_err(|_| HeadError::BadField)?;
+        let name = field_name(name_bytes).map_err(|_| HeadError::BadField)?;
+        // Fields about this connection alone are read here and not kept:
+        // the proxy would strip them (RFC 9110 §7.6.1), and the body's
+        // framing is taken from them now.
         if name == header::TRANSFER_ENCODING {
             has_te = true;
             // Only the last coding decides: chunked must come last.
             chunked = last_token_is(&value, b"chunked");
+            continue;
         } else if name == header::CONTENT_LENGTH {
             length = Some(merge_length(length, &value)?);
         } else if name == header::CONNECTION {
             close |= has_token(&value, b"close");
             keep_alive_token |= has_token(&value, b"keep-alive");
+            // A `Connection` that names other fields stays, for the proxy
+            // to remove them too.
+            if tokens(&value).all(|t| {
+                t.is_empty()
+                    || t.eq_ignore_ascii_case(b"close")
+                    || t.eq_ignore_ascii_case(b"keep-alive")
+            }) {
+                continue;
+            }
+        } else if name == KEEP_ALIVE {
+            continue;
         }
         let value = HeaderValue::from_maybe_shared(value).map_err(|_| HeadError::BadField)?;
         headers.append(name, value);
@@ -351,6 +371,28 @@ mod tests {
             Method::GET,
         );
         assert_eq!(h.framing, Framing::Length(4));
+    }
+
+    #[test]
+    fn connection_fields_are_read_not_kept() {
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+             Transfer-Encoding: chunked\r\nDate: x\r\n\r\n",
+            Method::GET,
+        );
+        assert_eq!((h.framing, h.keep_alive), (Framing::Chunked, true));
+        let names: Vec<_> = h.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["date"]);
+        // A `Connection` naming another field stays, so that the proxy
+        // removes that field too; `close` is still read.
+        let h = parse(
+            "HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\n\
+             Content-Length: 0\r\n\r\n",
+            Method::GET,
+        );
+        assert!(!h.keep_alive);
+        assert_eq!(h.headers[header::CONNECTION], "close, X-Secret");
+        assert_eq!(h.headers["x-secret"], "1");
     }
 
     #[test]

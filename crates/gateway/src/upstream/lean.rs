@@ -160,19 +160,15 @@ impl LeanConn {
             self.buf.reserve(self.read_size);
         }
         let offered = self.buf.capacity() - self.buf.len();
-        loop {
-            ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Ok(n) => {
-                    if n == offered {
-                        self.read_size = (self.read_size * 2).min(READ_MAX);
-                    }
-                    return Poll::Ready(Ok(n));
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
+        let n = ready!(crate::socket::poll_read_buf(
+            &self.stream,
+            cx,
+            &mut self.buf
+        ))?;
+        if n == offered {
+            self.read_size = (self.read_size * 2).min(READ_MAX);
         }
+        Poll::Ready(Ok(n))
     }
 }
 

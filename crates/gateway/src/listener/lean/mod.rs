@@ -23,6 +23,7 @@ mod date;
 mod request;
 mod response;
 
+use std::future::poll_fn;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -163,7 +164,7 @@ impl Conn {
                 }
                 let waited = tokio::select! {
                     biased;
-                    read = io.read_buf(&mut buf) => match read {
+                    read = poll_fn(|cx| io.poll_fill(cx, &mut buf)) => match read {
                         Ok(0) | Err(_) => Waited::Closed,
                         Ok(_) => Waited::Bytes,
                     },

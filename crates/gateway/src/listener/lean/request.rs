@@ -11,10 +11,10 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Uri, Version};
 
-use crate::ascii::{has_token, tokens};
+use crate::ascii::{field_name, has_token, tokens};
 
 /// Fields parsed on the stack; hyper's default limit too.
 const MAX_FIELDS: usize = 100;
@@ -144,7 +144,7 @@ pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Parsed {
     let mut headers = HeaderMap::with_capacity(count + 6);
     for &(n0, nl, v0, vl) in spans {
         let (n0, v0) = (n0 as usize, v0 as usize);
-        let Ok(name) = HeaderName::from_bytes(&head[n0..n0 + nl as usize]) else {
+        let Ok(name) = field_name(&head[n0..n0 + nl as usize]) else {
             return Parsed::Malformed;
         };
         let Ok(value) = HeaderValue::from_maybe_shared(head.slice(v0..v0 + vl as usize)) else {
