@@ -26,7 +26,7 @@ use clap::{Args, ValueEnum};
 use rayon::prelude::*;
 
 use super::Experiment;
-use crate::measure::{interleaved, time};
+use crate::measure::{Sample, interleaved, time};
 use crate::report::{Cell, Report, Table};
 
 /// The workloads, selectable with `--workload`.
@@ -102,8 +102,9 @@ impl Experiment for Taskpool {
             ],
             tables,
             notes: vec![
-                "ns/job = median wall time of the runs / jobs; x threadpool = ns/job over threadpool's ns/job \
-                 (below 1 is cheaper); speed-up = sequential time / contender time."
+                "ns/job = median wall time of the runs / jobs; CPU ns/job = median CPU time of all the \
+                 process's threads (schedstat) / jobs; x threadpool = over threadpool's figure (below 1 \
+                 is cheaper); speed-up = sequential wall time / contender wall time."
                     .to_owned(),
                 "Wall-clock figures move with the machine's load; count instructions with \
                  bench/lab-taskpool-instructions.sh for a repeatable per-job cost."
@@ -228,7 +229,7 @@ fn cpu(seed: u64, rounds: u64) -> u64 {
     black_box(x)
 }
 
-type Run<'a> = Box<dyn FnMut() -> Duration + 'a>;
+type Run<'a> = Box<dyn FnMut() -> Sample + 'a>;
 
 impl Taskpool {
     fn wanted(&self, name: &str) -> bool {
@@ -252,35 +253,39 @@ impl Taskpool {
             return None; // --only chose none of this workload's contenders
         }
         let medians = interleaved(self.runs, &mut contenders, |(_, run)| run());
-        let ns: Vec<f64> = medians
-            .iter()
-            .map(|d| d.as_secs_f64() * 1e9 / jobs as f64)
-            .collect();
-        let find = |name: &str| {
-            contenders
-                .iter()
-                .position(|(n, _)| *n == name)
-                .map(|i| ns[i])
-        };
+        let per_job = |d: Duration| d.as_secs_f64() * 1e9 / jobs as f64;
+        let wall: Vec<f64> = medians.iter().map(|m| per_job(m.wall)).collect();
+        let cpu: Vec<f64> = medians.iter().map(|m| per_job(m.cpu)).collect();
+        let find = |name: &str| contenders.iter().position(|(n, _)| *n == name);
         let (threadpool, sequential) = (find("threadpool"), find("sequential"));
-        let mut header = vec!["contender", "total ms", "ns/job", "jobs/s", "x threadpool"];
+        let ratio = |v: &[f64], i: usize| threadpool.map_or(f64::NAN, |t| v[i] / v[t]);
+        let mut header = vec![
+            "contender",
+            "total ms",
+            "ns/job",
+            "jobs/s",
+            "x threadpool",
+            "CPU ns/job",
+            "CPU x threadpool",
+        ];
         if sequential.is_some() {
             header.push("speed-up");
         }
         let rows = contenders
             .iter()
-            .zip(&medians)
-            .zip(&ns)
-            .map(|(((name, _), d), &ns)| {
+            .enumerate()
+            .map(|(i, (name, _))| {
                 let mut row = vec![
                     Cell::Text((*name).to_owned()),
-                    Cell::Num(d.as_secs_f64() * 1e3, 1),
-                    Cell::Num(ns, 1),
-                    Cell::Num(1e9 / ns, 0),
-                    Cell::Num(threadpool.map_or(f64::NAN, |t| ns / t), 2),
+                    Cell::Num(medians[i].wall.as_secs_f64() * 1e3, 1),
+                    Cell::Num(wall[i], 1),
+                    Cell::Num(1e9 / wall[i], 0),
+                    Cell::Num(ratio(&wall, i), 2),
+                    Cell::Num(cpu[i], 1),
+                    Cell::Num(ratio(&cpu, i), 2),
                 ];
                 if let Some(seq) = sequential {
-                    row.push(Cell::Num(seq / ns, 2));
+                    row.push(Cell::Num(wall[seq] / wall[i], 2));
                 }
                 row
             })
