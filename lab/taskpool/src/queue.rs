@@ -17,7 +17,13 @@
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+/// Back-off of an idle worker before it sleeps: busy-wait 1, 2, 4 ... 32
+/// spin hints, then yield the core a few times.
+const SPIN_STEPS: u32 = 6;
+const YIELD_STEPS: u32 = 4;
 
 use crate::stats::{ShutdownReport, Stats};
 
@@ -99,6 +105,8 @@ pub(crate) struct State<'scope> {
     pub(crate) panicked: u64,
     pub(crate) cancelled: u64,
     pub(crate) peak_queued: usize,
+    /// Times a worker found nothing to do and went to sleep.
+    pub(crate) worker_sleeps: u64,
 }
 
 /// The state plus its condition variables; one `Arc<Shared>` per pool.
@@ -110,6 +118,9 @@ pub(crate) struct Shared<'scope> {
     not_full: Condvar,
     /// [`Shared::wait_idle`] waits here for an empty queue and no running job.
     idle: Condvar,
+    /// A copy of the queue's length, written under the lock and read
+    /// without it by workers deciding whether to keep spinning.
+    queued: AtomicUsize,
 }
 
 /// Outcome of offering a job to the queue without blocking.
@@ -135,10 +146,32 @@ impl<'scope> Shared<'scope> {
                 panicked: 0,
                 cancelled: 0,
                 peak_queued: 0,
+                worker_sleeps: 0,
             }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             idle: Condvar::new(),
+            queued: AtomicUsize::new(0),
+        }
+    }
+
+    /// Spins, then yields, for a few microseconds at most, until a job is
+    /// queued. The same back-off crossbeam's channels use before parking:
+    /// exponentially longer busy-waits, then handing the core to another
+    /// thread (on a machine with fewer cores than threads, maybe the
+    /// producer we are waiting for).
+    fn spin_for_work(&self) {
+        for step in 0..SPIN_STEPS + YIELD_STEPS {
+            if self.queued.load(Ordering::Relaxed) > 0 {
+                return;
+            }
+            if step < SPIN_STEPS {
+                for _ in 0..1u32 << step {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
 
@@ -155,6 +188,7 @@ impl<'scope> Shared<'scope> {
         st.submitted += weight;
         st.queue.push_back(Entry { job, weight });
         let len = st.queue.len();
+        self.queued.store(len, Ordering::Relaxed);
         st.peak_queued = st.peak_queued.max(len);
         // `len` entries wait; up to `idle_workers` of them can be served by
         // sleepers. The earlier `len - 1` pushes already sent their wake-ups.
@@ -219,6 +253,7 @@ impl<'scope> Shared<'scope> {
         st.closed = true;
         let dropped = if drop_queued {
             let dropped = std::mem::take(&mut st.queue);
+            self.queued.store(0, Ordering::Relaxed);
             st.cancelled += dropped.iter().map(|e| e.weight).sum::<u64>();
             dropped
         } else {
@@ -245,6 +280,7 @@ impl<'scope> Shared<'scope> {
             queued: st.queue.len(),
             peak_queued: st.peak_queued,
             active: st.active,
+            worker_sleeps: st.worker_sleeps,
         }
     }
 
@@ -278,8 +314,10 @@ impl<'scope> Shared<'scope> {
                         self.idle.notify_all();
                     }
                 }
+                let mut spun = false;
                 loop {
                     if let Some(entry) = st.queue.pop_front() {
+                        self.queued.store(st.queue.len(), Ordering::Relaxed);
                         st.active += 1;
                         // Wake blocked producers once, when the queue is half
                         // empty, rather than on every pop: a producer that
@@ -293,6 +331,18 @@ impl<'scope> Shared<'scope> {
                     if st.closed {
                         return;
                     }
+                    if !spun {
+                        // Before paying for a sleep and a wake-up (two system
+                        // calls, and a trip through the scheduler), give a
+                        // producer that is only a little slower than us a
+                        // moment to push, watching `queued` without the lock.
+                        spun = true;
+                        drop(st);
+                        self.spin_for_work();
+                        st = self.lock();
+                        continue;
+                    }
+                    st.worker_sleeps += 1;
                     st.idle_workers += 1;
                     st = self
                         .not_empty

@@ -23,6 +23,10 @@ pub struct Stats {
     pub peak_queued: usize,
     /// Workers running a job now.
     pub active: usize,
+    /// Times a worker found the queue empty and went to sleep (after a short
+    /// spin). Many sleeps per job mean a producer that cannot keep the
+    /// workers busy: each sleep costs a wake-up later.
+    pub worker_sleeps: u64,
 }
 
 /// What a shutdown did; see [`crate::ThreadPool::shutdown`].
