@@ -20,6 +20,7 @@ usage() {
     cat <<'USAGE'
 usage: bench/lab-taskpool-instructions.sh [--n1 50000] [--n2 150000] [--threads 2]
                                           [--capacity 1024] [--repeats 1] [--no-build]
+                                          [--cases "tiny:threadpool,tiny:sluice scoped"]
 USAGE
 }
 
@@ -29,6 +30,7 @@ THREADS=2
 CAPACITY=1024
 REPEATS=1
 BUILD=1
+CASES_ARG=
 while (($#)); do
     case $1 in
     --n1) N1=$2; shift 2 ;;
@@ -37,6 +39,7 @@ while (($#)); do
     --capacity) CAPACITY=$2; shift 2 ;;
     --repeats) REPEATS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --cases) CASES_ARG=$2; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -64,10 +67,15 @@ CASES=(
     "tiny:rayon spawn"
     "tiny:rayon scope"
     "tiny:sluice submit+join"
+    "tiny:sluice scoped"
     "batch:threadpool"
     "batch:sluice batch"
     "batch:rayon par_iter"
 )
+
+if [[ -n $CASES_ARG ]]; then
+    IFS=, read -r -a CASES <<<"$CASES_ARG"
+fi
 
 # Total instructions (Ir) of one run under callgrind.
 count() {

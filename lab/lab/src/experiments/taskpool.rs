@@ -119,6 +119,7 @@ const CONTENDERS: &[&str] = &[
     "sequential",
     "sluice execute",
     "sluice submit+join",
+    "sluice scoped",
     "sluice batch",
     "threadpool",
     "rayon spawn",
@@ -255,7 +256,17 @@ impl Taskpool {
         let medians = interleaved(self.runs, &mut contenders, |(_, run)| run());
         let per_job = |d: Duration| d.as_secs_f64() * 1e9 / jobs as f64;
         let wall: Vec<f64> = medians.iter().map(|m| per_job(m.wall)).collect();
-        let cpu: Vec<f64> = medians.iter().map(|m| per_job(m.cpu)).collect();
+        // Zero CPU time means "not measured" (no schedstat, or threads that exited).
+        let cpu: Vec<f64> = medians
+            .iter()
+            .map(|m| {
+                if m.cpu.is_zero() {
+                    f64::NAN
+                } else {
+                    per_job(m.cpu)
+                }
+            })
+            .collect();
         let find = |name: &str| contenders.iter().position(|(n, _)| *n == name);
         let (threadpool, sequential) = (find("threadpool"), find("sequential"));
         let ratio = |v: &[f64], i: usize| threadpool.map_or(f64::NAN, |t| v[i] / v[t]);
@@ -337,6 +348,39 @@ impl Taskpool {
                     });
                     check("sluice submit");
                     d
+                }),
+            ),
+            (
+                // A pool started inside std::thread::scope for this run only
+                // (thread start-up included), its jobs borrowing a local.
+                "sluice scoped",
+                Box::new(|| {
+                    let d = time(|| {
+                        let local = AtomicU64::new(0);
+                        std::thread::scope(|s| {
+                            let pool = sluice_taskpool::Builder::new()
+                                .threads(self.threads)
+                                .queue_capacity(self.capacity)
+                                .thread_name("lab-scoped")
+                                .build_scoped(s)
+                                .expect("threads start");
+                            for i in 0..n {
+                                let local = &local;
+                                let _ = pool.execute(move || {
+                                    local.fetch_add(i, Ordering::Relaxed);
+                                });
+                            }
+                            pool.shutdown();
+                        });
+                        SUM.fetch_add(local.into_inner(), Ordering::Relaxed);
+                    });
+                    check("sluice scoped");
+                    // Its workers exit inside the run, and the CPU time of
+                    // exited threads is not in schedstat: not measured.
+                    Sample {
+                        cpu: Duration::ZERO,
+                        ..d
+                    }
                 }),
             ),
             (
@@ -605,7 +649,7 @@ mod tests {
         .run()
         .unwrap();
         let rows: Vec<usize> = report.tables.iter().map(|t| t.rows.len()).collect();
-        assert_eq!(rows, [5, 6, 4]);
+        assert_eq!(rows, [6, 6, 4]);
         let json = report.json();
         let tiny = &json["tables"][0]["rows"];
         let threadpool = tiny
