@@ -78,6 +78,22 @@
 //!   return a [`ShutdownReport`] where
 //!   `submitted == completed + panicked + cancelled`.
 //!
+//! # Caveats (each one a lesson)
+//!
+//! - **A job that waits for jobs of its own pool can deadlock it.** With
+//!   every worker blocked in `join` on a child that sits in the queue,
+//!   nobody is left to run the children; a full bounded queue makes it worse,
+//!   since the parent then blocks in `execute` itself. Work-stealing pools
+//!   (rayon's `join` and `scope`) run the child on the waiting thread
+//!   instead; this one does not.
+//! - **`wait_idle` inside a job never returns**: the job counts as running.
+//! - **A job that never returns hangs shutdown**, graceful or forced:
+//!   threads cannot be killed safely, so the pool waits for it.
+//! - **`panic = "abort"`** turns a job's panic into the end of the process;
+//!   isolation needs unwinding.
+//! - A job may drop the last `Arc<ThreadPool>`: the shutdown that follows
+//!   runs on a worker, which then skips joining itself.
+//!
 //! # What it costs
 //!
 //! Per job: one allocation, two lock acquisitions, and a futex wake-up when

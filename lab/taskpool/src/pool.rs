@@ -153,8 +153,17 @@ enum Worker<'scope> {
 
 impl Worker<'_> {
     /// Joins the thread; `false` if it died of a panic.
+    ///
+    /// A worker never joins itself. That happens when a job holds the last
+    /// `Arc<ThreadPool>` and drops it: the pool's shutdown then runs on one
+    /// of its own workers, which would wait for itself forever (std reports
+    /// `EDEADLK` and panics instead). Skipped, that worker finishes its job,
+    /// finds the queue closed and exits by itself.
     fn join(self) -> bool {
+        let me = thread::current().id();
         match self {
+            Worker::Owned(h) if h.thread().id() == me => true,
+            Worker::Scoped(h) if h.thread().id() == me => true,
             Worker::Owned(h) => h.join().is_ok(),
             Worker::Scoped(h) => h.join().is_ok(),
         }

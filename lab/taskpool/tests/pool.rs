@@ -476,3 +476,20 @@ fn join_timeout_gives_the_handle_back_until_the_job_is_done() {
         Some("late")
     );
 }
+
+#[test]
+fn a_job_may_drop_the_last_reference_to_its_own_pool() {
+    let pool = Arc::new(pool(2, 8));
+    let inner = Arc::clone(&pool);
+    let (tx, rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    pool.execute(move || {
+        go_rx.recv().unwrap(); // wait until the caller's reference is gone
+        drop(inner); // the pool's shutdown runs here, on one of its own workers
+        tx.send("survived").unwrap();
+    })
+    .unwrap();
+    drop(pool);
+    go_tx.send(()).unwrap();
+    assert_eq!(rx.recv(), Ok("survived"));
+}
