@@ -36,8 +36,8 @@
 //!
 //! # How it works
 //!
-//! - **One queue, one lock** (`queue.rs`). A `VecDeque` of boxed jobs, the counters and the "closed"
-//!   flag sit behind one `Mutex`. Producers push under it; each worker takes
+//! - **One queue, one lock** (`queue.rs`). A `VecDeque` of boxed jobs, the
+//!   counters and the "closed" flag sit behind one `Mutex`. Producers push under it; each worker takes
 //!   it once per job, to book the last job's outcome and take the next.
 //!   Nothing else is shared, so every figure in [`Stats`] is exact.
 //! - **Three condition variables**: workers wait for "not empty", blocked
@@ -57,7 +57,7 @@
 //!   Book's pool loses a thread per panic; `threadpool` spawns a new one).
 //!   This relies on unwinding: under `panic = "abort"` a job's panic ends the
 //!   process, as it would anywhere.
-//! - **Handles** (`handle.rs`) are a one-shot `Mutex<Option<_>>` + `Condvar`.
+//! - **Handles** (`handle.rs`) are a one-shot slot: a `Mutex` + `Condvar`.
 //!   The job side fills it with the value or the panic payload; if the job
 //!   is dropped unrun, its `Drop` fills in [`JobError::Cancelled`], so no
 //!   caller waits forever.
