@@ -128,3 +128,43 @@ async fn restart_resumes_from_the_checkpoint_without_loss_or_duplicates() {
     // Let the sink's connection close before the temp dir goes.
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_cut_short_keeps_the_checkpoint_before_what_was_not_written() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let db = dir.path().join("out.db");
+    let short = config(dir.path())
+        .replace("drain_timeout = \"5s\"", "drain_timeout = \"300ms\"")
+        .replace("batch = {", "busy_timeout = \"10ms\"\nbatch = {");
+    append(&log, &lines("d", 10));
+    let run = start(&short).await;
+    wait_rows(&db, 10).await;
+
+    // The sink cannot commit; new lines are read but never written.
+    let mut locked = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locked)
+        .await
+        .unwrap();
+    append(&log, &lines("e", 10));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !run.stop().await,
+        "the drain deadline cut the stuck sink short"
+    );
+    sqlx::query("ROLLBACK").execute(&mut locked).await.unwrap();
+    drop(locked);
+    assert_eq!(payloads(&db).await.len(), 10);
+
+    // The next start reads the unwritten lines again.
+    let run = start(&short).await;
+    let rows = wait_rows(&db, 20).await;
+    assert!(run.stop().await);
+    assert_eq!(rows.len(), 20);
+    assert_eq!(rows[10], "e-0");
+    assert_eq!(rows[19], "e-9");
+}
