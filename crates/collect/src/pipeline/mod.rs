@@ -76,6 +76,10 @@ pub(crate) struct SourceCtx {
     pub(crate) when_full: WhenFull,
     /// Where durable positions live.
     pub(crate) data_dir: std::path::PathBuf,
+    /// `sluice_collect_source_records_total` for this source.
+    records: metrics::Counter,
+    /// `sluice_collect_source_dropped_total` for this source.
+    dropped: metrics::Counter,
 }
 
 impl SourceCtx {
@@ -93,8 +97,7 @@ impl SourceCtx {
                     Ok(None)
                 }
                 Err(TryError::Full) => {
-                    metrics::counter!("sluice_collect_source_dropped_total", "source" => self.name.to_string())
-                        .increment(1);
+                    self.dropped.increment(1);
                     record.commit();
                     Ok(None)
                 }
@@ -105,8 +108,7 @@ impl SourceCtx {
 
     /// Count one record sent on.
     pub(crate) fn count_in(&self) {
-        metrics::counter!("sluice_collect_source_records_total", "source" => self.name.to_string())
-            .increment(1);
+        self.records.increment(1);
     }
 }
 
@@ -206,6 +208,8 @@ impl Pipeline {
                 shutdown: shutdown.child_token(),
                 when_full: s.when_full,
                 data_dir: config.data_dir.clone(),
+                records: metrics::counter!("sluice_collect_source_records_total", "source" => name.clone()),
+                dropped: metrics::counter!("sluice_collect_source_dropped_total", "source" => name.clone()),
             };
             let span =
                 tracing::info_span!("source", source.name = %name, source.kind = s.kind.name());

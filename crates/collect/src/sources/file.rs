@@ -80,6 +80,8 @@ struct Tail {
     generation: u64,
     lines: Lines,
     name: String,
+    /// Read buffer, kept between reads.
+    chunk: Vec<u8>,
 }
 
 impl Tail {
@@ -119,10 +121,9 @@ impl Tail {
                 }
                 continue;
             };
-            let mut chunk = vec![0u8; CHUNK];
-            let n = file.read(&mut chunk)?;
+            let n = file.read(&mut self.chunk)?;
             if n > 0 {
-                self.lines.push(&chunk[..n]);
+                self.lines.push(&self.chunk[..n]);
                 continue;
             }
             // End of file: rotated, truncated, or just nothing new yet.
@@ -231,6 +232,7 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &FileSource) -> Result<(), SourceE
         generation: 0,
         lines: Lines::new(0, cfg.max_line_length.0 as usize),
         name: ctx.name.to_string(),
+        chunk: vec![0; CHUNK],
     };
     // Where to start: the checkpoint if it is about this file and still fits.
     let mut committed = Checkpoint::default();
@@ -265,6 +267,8 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &FileSource) -> Result<(), SourceE
     let mut pending: Option<Record> = None;
     let poll = cfg.poll_interval.0;
 
+    let acks_pending =
+        metrics::gauge!("sluice_collect_source_acks_pending", "source" => ctx.name.to_string());
     let result: Result<(), SourceError> = loop {
         tokio::select! {
             biased;
@@ -298,11 +302,12 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &FileSource) -> Result<(), SourceE
                 pending = ctx.offer(record)?;
             }
         }
-        metrics::gauge!("sluice_collect_source_acks_pending", "source" => ctx.name.to_string())
-            .set(pos.in_flight.len() as f64);
+        acks_pending.set(pos.in_flight.len() as f64);
     };
-    // Drain: stop reading, let go of the output so the stages behind close,
-    // and keep committing positions as the last acknowledgements come in.
+    // Drain: stop reading and keep committing positions as the last
+    // acknowledgements come in (sinks flush on their batch timeout, so they
+    // come without the channels closing); done when every record sent is
+    // acknowledged, or when the pipeline's drain deadline aborts this task.
     drop(pending);
     drop(ack_tx);
     while let Some(a) = acks.recv().await {
