@@ -2,6 +2,7 @@
 //! line, installs tracing and the Prometheus recorder, handles signals, and
 //! hands off to the libraries; no business logic lives here.
 
+mod collect_cmd;
 mod gateway_cmd;
 mod jobs_cmd;
 mod signals;
@@ -44,6 +45,8 @@ enum LogFormat {
 enum Command {
     /// Run the API gateway (reverse proxy), or check its config.
     Gateway(gateway_cmd::GatewayArgs),
+    /// Run a data-collection pipeline (sources → transforms → sinks), or check its config.
+    Collect(collect_cmd::CollectArgs),
     /// Run everything in one process: jobs API, dashboard and workers behind
     /// the gateway on 127.0.0.1:8080, stored in ./sluice-data.
     Up(up::UpArgs),
@@ -84,6 +87,11 @@ fn main() -> ExitCode {
         init_tracing(&cli);
         return report(gateway_cmd::run(args).map(|()| ExitCode::SUCCESS));
     }
+    if let Command::Collect(ref args) = cli.command
+        && args.is_check()
+    {
+        return collect_cmd::check(args);
+    }
     init_tracing(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -95,6 +103,7 @@ fn main() -> ExitCode {
     report(rt.block_on(async move {
         match cli.command {
             Command::Gateway(_) => unreachable!("handled above"),
+            Command::Collect(a) => collect_cmd::run(a).await,
             Command::Up(a) => up::run(a).await,
             Command::Server(a) => jobs_cmd::serve::server(a).await,
             Command::Worker(a) => jobs_cmd::serve::worker(a).await,

@@ -1,14 +1,12 @@
 //! The gateway's configuration: one TOML file, deserialized into these
 //! structs, then checked as a whole; [`Config::load`] reports every problem
-//! with its key path and line (see `load`, `locate` and `validate`).
+//! with its key path and line (see `load` and `validate`, over the `sluice-tomlspan` crate).
 //!
 //! Every struct denies unknown keys; every key has a default except the ones
 //! that name something (upstream targets, route upstreams). Durations, sizes
-//! and rates use the units in [`units`].
+//! and rates use the units of `sluice-tomlspan` ([`Dur`], [`ByteSize`], [`Rate`]).
 
 mod load;
-mod locate;
-mod units;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -20,7 +18,7 @@ use serde::Deserialize;
 
 pub(crate) use load::is_blank;
 pub use load::{ConfigError, Problem};
-pub use units::{ByteSize, Dur, Rate};
+pub use sluice_tomlspan::{ByteSize, Dur, Rate};
 
 /// The whole gateway configuration.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]

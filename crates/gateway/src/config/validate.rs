@@ -11,11 +11,11 @@ use std::path::Path;
 
 use http::{HeaderName, HeaderValue, Method};
 
-use super::locate::KeyPath;
 use super::{
     Balance, Config, Dur, FixedResponse, HealthConfig, RouteConfig, RouteRateLimit, ServerConfig,
     TlsConfig, UpstreamConfig,
 };
+use sluice_tomlspan::KeyPath;
 
 /// One semantic problem.
 #[derive(Clone, Debug)]

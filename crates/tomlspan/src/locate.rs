@@ -14,7 +14,7 @@ use toml::de::{DeTable, DeValue};
 
 /// One step of a key path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Seg {
+pub enum Seg {
     /// A table key.
     Key(String),
     /// An array index.
@@ -23,35 +23,35 @@ pub(crate) enum Seg {
 
 /// A path from the document root to a key or array element.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct KeyPath(pub(crate) Vec<Seg>);
+pub struct KeyPath(pub Vec<Seg>);
 
 impl KeyPath {
     /// The document root.
-    pub(crate) fn root() -> KeyPath {
+    pub fn root() -> KeyPath {
         KeyPath(Vec::new())
     }
 
     /// This path, then the key `k`.
-    pub(crate) fn key(&self, k: &str) -> KeyPath {
+    pub fn key(&self, k: &str) -> KeyPath {
         let mut v = self.0.clone();
         v.push(Seg::Key(k.to_owned()));
         KeyPath(v)
     }
 
     /// This path, then the array index `i`.
-    pub(crate) fn index(&self, i: usize) -> KeyPath {
+    pub fn index(&self, i: usize) -> KeyPath {
         let mut v = self.0.clone();
         v.push(Seg::Index(i));
         KeyPath(v)
     }
 
     /// Whether this is the document root.
-    pub(crate) fn is_root(&self) -> bool {
+    pub fn is_root(&self) -> bool {
         self.0.is_empty()
     }
 
     /// Whether `prefix` is this path or one of its ancestors.
-    pub(crate) fn starts_with(&self, prefix: &KeyPath) -> bool {
+    pub fn starts_with(&self, prefix: &KeyPath) -> bool {
         self.0.starts_with(&prefix.0)
     }
 }
@@ -89,18 +89,18 @@ impl fmt::Display for KeyPath {
 
 /// One key or array element of the document.
 #[derive(Clone, Debug)]
-pub(crate) struct Entry {
+pub struct Entry {
     /// Where it is.
-    pub(crate) path: KeyPath,
+    pub path: KeyPath,
     /// Span of the key (none for array elements).
-    pub(crate) key: Option<Range<usize>>,
+    pub key: Option<Range<usize>>,
     /// Span of the value (for `[table]` headers: the header).
-    pub(crate) value: Range<usize>,
+    pub value: Range<usize>,
 }
 
 /// Every entry of a parsed document, by path and span.
 #[derive(Debug)]
-pub(crate) struct SpanIndex {
+pub struct SpanIndex {
     entries: Vec<Entry>,
     line_starts: Vec<usize>,
 }
@@ -111,7 +111,7 @@ fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
 
 impl SpanIndex {
     /// Index `root`, parsed from `text`.
-    pub(crate) fn build(root: &DeTable<'_>, text: &str) -> SpanIndex {
+    pub fn build(root: &DeTable<'_>, text: &str) -> SpanIndex {
         let mut entries = Vec::new();
         walk_table(root, &KeyPath::root(), &mut entries);
         let line_starts = std::iter::once(0)
@@ -124,17 +124,22 @@ impl SpanIndex {
     }
 
     /// Number of entries.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// Whether the document has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// 1-based line of a byte offset.
-    pub(crate) fn line_at(&self, offset: usize) -> usize {
+    pub fn line_at(&self, offset: usize) -> usize {
         self.line_starts.partition_point(|&s| s <= offset).max(1)
     }
 
     /// The innermost entry whose key or value span holds `span`.
-    pub(crate) fn locate(&self, span: &Range<usize>) -> Option<&Entry> {
+    pub fn locate(&self, span: &Range<usize>) -> Option<&Entry> {
         self.entries
             .iter()
             .filter_map(|e| {
@@ -151,12 +156,12 @@ impl SpanIndex {
     }
 
     /// The entry at exactly `path`.
-    pub(crate) fn get(&self, path: &KeyPath) -> Option<&Entry> {
+    pub fn get(&self, path: &KeyPath) -> Option<&Entry> {
         self.entries.iter().find(|e| &e.path == path)
     }
 
     /// The line of `path`, or of its nearest ancestor present in the file.
-    pub(crate) fn line_of(&self, path: &KeyPath) -> Option<usize> {
+    pub fn line_of(&self, path: &KeyPath) -> Option<usize> {
         let mut p = path.0.as_slice();
         loop {
             if p.is_empty() {
@@ -203,7 +208,7 @@ fn walk_value(v: &Spanned<DeValue<'_>>, at: &KeyPath, out: &mut Vec<Entry>) {
 
 /// Remove the entry of `doc` whose key span (or, for array elements, value
 /// span) is `entry`'s. Returns whether something was removed.
-pub(crate) fn remove(doc: &mut DeTable<'_>, entry: &Entry) -> bool {
+pub fn remove(doc: &mut DeTable<'_>, entry: &Entry) -> bool {
     remove_in_table(doc, entry)
 }
 

@@ -1,0 +1,417 @@
+//! The collector's configuration: one TOML file of `[sources.NAME]`,
+//! `[transforms.NAME]` and `[sinks.NAME]` tables, each with a `kind`.
+//! [`Config::load`] reports every problem with its key path and line (see
+//! `load`); each kind's keys are a struct that denies unknown keys.
+
+mod load;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+pub use sluice_tomlspan::{ByteSize, Dur, Problem};
+
+pub use load::ConfigError;
+
+/// The whole collector configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Where sources keep their durable positions (file checkpoints).
+    pub data_dir: PathBuf,
+    /// How long a shutdown may take to deliver what is in flight.
+    pub drain_timeout: Dur,
+    /// Capacity of each transform's and sink's input channel, in records.
+    pub buffer: usize,
+    /// Sources by name.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Transforms by name.
+    pub transforms: BTreeMap<String, TransformConfig>,
+    /// Sinks by name.
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// The top-level keys other than the component tables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Settings {
+    #[serde(default = "default_data_dir")]
+    pub(crate) data_dir: PathBuf,
+    #[serde(default = "default_drain_timeout")]
+    pub(crate) drain_timeout: Dur,
+    #[serde(default = "default_buffer")]
+    pub(crate) buffer: usize,
+    // Read table by table by the loader, so each kind is checked on its own.
+    #[serde(default, rename = "sources")]
+    _sources: serde::de::IgnoredAny,
+    #[serde(default, rename = "transforms")]
+    _transforms: serde::de::IgnoredAny,
+    #[serde(default, rename = "sinks")]
+    _sinks: serde::de::IgnoredAny,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./sluice-data")
+}
+fn default_drain_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn default_buffer() -> usize {
+    1000
+}
+
+/// What a source does when its output is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait: the source stops reading until there is room (the default).
+    #[default]
+    Block,
+    /// Drop the record that does not fit, count it, and go on.
+    DropNewest,
+}
+
+/// One source: its kind's settings plus the keys every source has.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceConfig {
+    /// What to do when the output is full.
+    pub when_full: WhenFull,
+    /// The kind and its settings.
+    pub kind: SourceKind,
+}
+
+/// The keys every source has, besides its kind's.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SourceCommon {
+    pub(crate) kind: String,
+    #[serde(default)]
+    pub(crate) when_full: WhenFull,
+}
+
+/// Source kinds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceKind {
+    /// Tail a file.
+    File(FileSource),
+    /// Newline-delimited records over TCP.
+    Tcp(TcpSource),
+    /// JSON and NDJSON pushed over HTTP.
+    HttpPush(HttpPushSource),
+}
+
+impl SourceKind {
+    /// The kind's name as written in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SourceKind::File(_) => "file",
+            SourceKind::Tcp(_) => "tcp",
+            SourceKind::HttpPush(_) => "http_push",
+        }
+    }
+}
+
+/// `kind = "file"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    /// The file to tail.
+    pub path: PathBuf,
+    /// Where to start when there is no checkpoint: `beginning` or `end`.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+    /// How often to look for new data at the end of the file.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval: Dur,
+    /// Longest line emitted; longer lines are skipped and counted.
+    #[serde(default = "default_max_line")]
+    pub max_line_length: ByteSize,
+}
+
+/// Where a file source starts without a checkpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadFrom {
+    /// From the first byte (the default).
+    #[default]
+    Beginning,
+    /// From the end: only lines written from now on.
+    End,
+}
+
+fn default_poll_interval() -> Dur {
+    Dur::millis(250)
+}
+fn default_max_line() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+/// `kind = "tcp"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSource {
+    /// Address to listen on, e.g. `"127.0.0.1:9500"`.
+    pub address: SocketAddr,
+    /// Longest line accepted; longer lines are skipped and counted.
+    #[serde(default = "default_tcp_max_line")]
+    pub max_line_length: ByteSize,
+    /// Most connections at once; more wait to be accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_tcp_max_line() -> ByteSize {
+    ByteSize(64 << 10)
+}
+fn default_max_connections() -> usize {
+    256
+}
+
+/// `kind = "http_push"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPushSource {
+    /// Address to listen on, e.g. `"127.0.0.1:9400"`.
+    pub address: SocketAddr,
+    /// The path records are POSTed to.
+    #[serde(default = "default_push_path")]
+    pub path: String,
+    /// Largest request body; larger ones get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// How long a request waits for its records to be committed; then 503.
+    #[serde(default = "default_ack_timeout")]
+    pub ack_timeout: Dur,
+    /// A top-level string field of each JSON object to use as its stable id.
+    #[serde(default)]
+    pub id_field: Option<String>,
+}
+
+fn default_push_path() -> String {
+    "/".to_owned()
+}
+fn default_max_body() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn default_ack_timeout() -> Dur {
+    Dur::secs(30)
+}
+
+/// One transform.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformConfig {
+    /// Sources and transforms it reads from.
+    pub inputs: Vec<String>,
+    /// The kind and its settings.
+    pub kind: TransformKind,
+}
+
+/// The keys every transform and sink has, besides its kind's.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WithInputs {
+    pub(crate) kind: String,
+    #[serde(default)]
+    pub(crate) inputs: Vec<String>,
+}
+
+/// Transform kinds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TransformKind {
+    /// Parse text payloads as JSON.
+    ParseJson(ParseJson),
+    /// Rename, drop and add fields of JSON objects.
+    Fields(Fields),
+}
+
+/// `kind = "parse_json"`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParseJson {
+    /// Parse this string field of a JSON object instead of a text payload.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Drop (and count) records that do not parse, instead of passing them on unchanged.
+    #[serde(default)]
+    pub drop_invalid: bool,
+}
+
+/// `kind = "fields"`: applied in the order rename, drop, add.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fields {
+    /// Old name → new name.
+    #[serde(default)]
+    pub rename: BTreeMap<String, String>,
+    /// Names to remove.
+    #[serde(default)]
+    pub drop: Vec<String>,
+    /// Name → value to set (overwrites).
+    #[serde(default)]
+    pub add: BTreeMap<String, serde_json::Value>,
+}
+
+/// One sink.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SinkConfig {
+    /// Sources and transforms it reads from.
+    pub inputs: Vec<String>,
+    /// The kind and its settings.
+    pub kind: SinkKind,
+}
+
+/// Sink kinds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SinkKind {
+    /// Rows in an SQLite database.
+    Sqlite(SqliteSink),
+    /// JSON lines in rotating files.
+    Jsonl(JsonlSink),
+    /// JSON lines on standard output.
+    Stdout(StdoutSink),
+}
+
+impl SinkKind {
+    /// The kind's name as written in the file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SinkKind::Sqlite(_) => "sqlite",
+            SinkKind::Jsonl(_) => "jsonl",
+            SinkKind::Stdout(_) => "stdout",
+        }
+    }
+}
+
+/// When a sink writes: whichever limit is reached first.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Most records per write.
+    #[serde(default = "default_batch_records")]
+    pub max_records: usize,
+    /// Most payload bytes per write.
+    #[serde(default = "default_batch_bytes")]
+    pub max_bytes: ByteSize,
+    /// Longest a record waits for its batch to fill.
+    #[serde(default = "default_batch_timeout")]
+    pub timeout: Dur,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch {
+            max_records: default_batch_records(),
+            max_bytes: default_batch_bytes(),
+            timeout: default_batch_timeout(),
+        }
+    }
+}
+
+fn default_batch_records() -> usize {
+    1000
+}
+fn default_batch_bytes() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn default_batch_timeout() -> Dur {
+    Dur::millis(100)
+}
+
+/// How a sink retries a failed write.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// First wait.
+    #[serde(default = "default_retry_initial")]
+    pub initial: Dur,
+    /// Longest wait.
+    #[serde(default = "default_retry_max")]
+    pub max: Dur,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            initial: default_retry_initial(),
+            max: default_retry_max(),
+        }
+    }
+}
+
+fn default_retry_initial() -> Dur {
+    Dur::millis(100)
+}
+fn default_retry_max() -> Dur {
+    Dur::secs(30)
+}
+
+/// `kind = "sqlite"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSink {
+    /// The database file; created with its directory if missing.
+    pub path: PathBuf,
+    /// The table records go to; created if missing.
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// How long one write waits for a lock held by another connection
+    /// before the batch fails and is retried.
+    #[serde(default = "default_busy_timeout")]
+    pub busy_timeout: Dur,
+    /// Records larger than this go to the dead-letter table instead.
+    #[serde(default = "default_max_record")]
+    pub max_record_size: ByteSize,
+    /// When to write.
+    #[serde(default)]
+    pub batch: Batch,
+    /// How to retry.
+    #[serde(default)]
+    pub retry: Retry,
+}
+
+fn default_busy_timeout() -> Dur {
+    Dur::secs(5)
+}
+fn default_table() -> String {
+    "records".to_owned()
+}
+fn default_max_record() -> ByteSize {
+    ByteSize(16 << 20)
+}
+
+/// `kind = "jsonl"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonlSink {
+    /// The file appended to; its directory is created if missing.
+    pub path: PathBuf,
+    /// Rotate when the file would grow past this (`FILE` → `FILE.1` → `FILE.2` …).
+    #[serde(default = "default_rotate_size")]
+    pub max_size: ByteSize,
+    /// Rotated files kept.
+    #[serde(default = "default_max_files")]
+    pub max_files: usize,
+    /// Call fsync after each batch before acknowledging it.
+    #[serde(default)]
+    pub fsync: bool,
+    /// When to write.
+    #[serde(default)]
+    pub batch: Batch,
+    /// How to retry.
+    #[serde(default)]
+    pub retry: Retry,
+}
+
+fn default_rotate_size() -> ByteSize {
+    ByteSize(100 << 20)
+}
+fn default_max_files() -> usize {
+    5
+}
+
+/// `kind = "stdout"`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSink {
+    /// When to write.
+    #[serde(default)]
+    pub batch: Batch,
+}

@@ -1,0 +1,31 @@
+//! sluice's data collector: a pipeline of sources → transforms → sinks from
+//! one TOML file, each source under its own `tokio::select!` loop, bounded
+//! channels with backpressure, and acknowledgements that flow back from the
+//! sinks so a source commits its position only after its records are
+//! written (at least once, end to end; idempotent by stable id in SQLite).
+//!
+//! Modules:
+//! - `config`: the TOML shape, and [`Config::load`], which reports every
+//!   problem with its key path and line.
+//! - `record`: [`Record`] (source, timestamp, stable id, payload) and its
+//!   [`Ack`] handle back to the source.
+//! - `pipeline`: wiring, backpressure, source supervision and the drain
+//!   ([`Pipeline`]).
+//! - `sources`: `file`, `tcp`, `http_push`, one file each.
+//! - `transforms`: `parse_json`, `fields`.
+//! - `sinks`: the batching and retry loop; `sqlite`, `jsonl`, `stdout`.
+
+mod config;
+mod pipeline;
+mod record;
+mod sinks;
+mod sources;
+mod transforms;
+
+pub use config::{
+    Batch, ByteSize, Config, ConfigError, Dur, Fields, FileSource, HttpPushSource, JsonlSink,
+    ParseJson, Problem, ReadFrom, Retry, SinkConfig, SinkKind, SourceConfig, SourceKind,
+    SqliteSink, StdoutSink, TcpSource, TransformConfig, TransformKind, WhenFull,
+};
+pub use pipeline::{Pipeline, StartError};
+pub use record::{Ack, Acked, Payload, Record};

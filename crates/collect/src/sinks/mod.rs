@@ -1,0 +1,133 @@
+//! Sink kinds, one file each, behind one batching loop: records collect
+//! until `batch.max_records`, `batch.max_bytes` or `batch.timeout`, then
+//! the batch is written as one unit. A failed write is retried with
+//! exponential backoff and jitter until it succeeds (or the drain deadline
+//! stops the pipeline); only a written batch is acknowledged. Records that
+//! can never be written are the sink's to set aside (the SQLite sink's
+//! dead-letter table), so they do not stall the rest.
+
+mod jsonl;
+mod sqlite;
+mod stdout;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::{Batch, Retry, SinkKind};
+use crate::pipeline::Backoff;
+use crate::record::Record;
+
+/// A failed write of a whole batch (it is retried).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct WriteError(pub(crate) String);
+
+enum Writer {
+    Sqlite(sqlite::SqliteWriter),
+    Jsonl(jsonl::JsonlWriter),
+    Stdout(stdout::StdoutWriter),
+}
+
+impl Writer {
+    async fn write(&mut self, batch: &[Record]) -> Result<(), WriteError> {
+        match self {
+            Writer::Sqlite(w) => w.write(batch).await,
+            Writer::Jsonl(w) => w.write(batch).await,
+            Writer::Stdout(w) => w.write(batch).await,
+        }
+    }
+}
+
+/// An opened sink, ready to run.
+pub(crate) struct SinkTask {
+    name: String,
+    writer: Writer,
+    batch: Batch,
+    retry: Retry,
+}
+
+/// Open what the sink writes to (so a bad path fails the start).
+pub(crate) async fn open(name: &str, kind: &SinkKind) -> Result<SinkTask, String> {
+    let (writer, batch, retry) = match kind {
+        SinkKind::Sqlite(c) => (
+            Writer::Sqlite(sqlite::SqliteWriter::open(name, c).await?),
+            c.batch.clone(),
+            c.retry.clone(),
+        ),
+        SinkKind::Jsonl(c) => (
+            Writer::Jsonl(jsonl::JsonlWriter::open(c)?),
+            c.batch.clone(),
+            c.retry.clone(),
+        ),
+        SinkKind::Stdout(c) => (
+            Writer::Stdout(stdout::StdoutWriter),
+            c.batch.clone(),
+            Retry::default(),
+        ),
+    };
+    Ok(SinkTask {
+        name: name.to_owned(),
+        writer,
+        batch,
+        retry,
+    })
+}
+
+impl SinkTask {
+    /// Write batches until the input closes and the last batch is written.
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Record>) {
+        let mut batch: Vec<Record> = Vec::with_capacity(self.batch.max_records.min(4096));
+        let mut bytes = 0usize;
+        let mut deadline = Instant::now();
+        let mut open = true;
+        let timeout = self.batch.timeout.0;
+        while open || !batch.is_empty() {
+            let flush = tokio::select! {
+                biased;
+                r = rx.recv(), if open => match r {
+                    Some(r) => {
+                        if batch.is_empty() {
+                            deadline = Instant::now() + timeout;
+                        }
+                        bytes += r.payload.size();
+                        batch.push(r);
+                        batch.len() >= self.batch.max_records || bytes as u64 >= self.batch.max_bytes.0
+                    }
+                    None => {
+                        open = false;
+                        true
+                    }
+                },
+                _ = tokio::time::sleep_until(deadline), if !batch.is_empty() => true,
+            };
+            if flush && !batch.is_empty() {
+                self.flush(&mut batch).await;
+                bytes = 0;
+            }
+        }
+        tracing::debug!("sink drained");
+    }
+
+    async fn flush(&mut self, batch: &mut Vec<Record>) {
+        let mut backoff = Backoff::new(self.retry.initial.0, self.retry.max.0);
+        loop {
+            match self.writer.write(batch).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let wait: Duration = backoff.next_wait();
+                    metrics::counter!("sluice_collect_sink_retries_total", "sink" => self.name.clone())
+                        .increment(1);
+                    tracing::warn!(error = %e, records = batch.len(), wait_ms = wait.as_millis() as u64, "write failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        metrics::counter!("sluice_collect_sink_records_total", "sink" => self.name.clone())
+            .increment(batch.len() as u64);
+        for r in batch.drain(..) {
+            r.commit();
+        }
+    }
+}

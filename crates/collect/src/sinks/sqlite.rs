@@ -1,0 +1,155 @@
+//! `sqlite`: rows in an SQLite database (WAL), one transaction per batch.
+//!
+//! Table `TABLE(seq, source, record_id, ts_ms, payload, is_json)` with a
+//! unique index on `(source, record_id)`: a record with an id is inserted
+//! with `ON CONFLICT DO NOTHING`, so a replay after a restart adds nothing.
+//! A record that can never be written (larger than `max_record_size`, or
+//! refused by SQLite for itself — not for a busy or full database) goes to
+//! `TABLE_dead_letters` with the reason, in the same transaction, and is
+//! counted; the rest of the batch is written. Errors about the database as
+//! a whole fail the batch, which the sink loop retries.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::WriteError;
+use crate::config::SqliteSink;
+use crate::record::{Payload, Record};
+
+pub(crate) struct SqliteWriter {
+    pool: SqlitePool,
+    insert: String,
+    dead: String,
+    max_record: u64,
+    name: String,
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Whether an error is about the database as a whole (retry the batch)
+/// rather than about one record.
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+            // BUSY, LOCKED, IOERR, FULL, CANTOPEN, READONLY, and their extended codes.
+            matches!(code & 0xff, 5 | 6 | 8 | 10 | 13 | 14)
+        }
+        _ => true,
+    }
+}
+
+impl SqliteWriter {
+    pub(crate) async fn open(name: &str, cfg: &SqliteSink) -> Result<SqliteWriter, String> {
+        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(&cfg.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(cfg.busy_timeout.0);
+        // One writer: SQLite serializes writes anyway.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await
+            .map_err(|e| format!("opening {}: {e}", cfg.path.display()))?;
+        let t = &cfg.table;
+        let schema = format!(
+            "CREATE TABLE IF NOT EXISTS {t} (
+                seq INTEGER PRIMARY KEY,
+                source TEXT NOT NULL,
+                record_id TEXT,
+                ts_ms INTEGER NOT NULL,
+                payload TEXT NOT NULL,
+                is_json INTEGER NOT NULL
+            );
+            CREATE UNIQUE INDEX IF NOT EXISTS {t}_source_record_id ON {t}(source, record_id);
+            CREATE TABLE IF NOT EXISTS {t}_dead_letters (
+                seq INTEGER PRIMARY KEY,
+                source TEXT NOT NULL,
+                record_id TEXT,
+                ts_ms INTEGER NOT NULL,
+                payload TEXT NOT NULL,
+                error TEXT NOT NULL,
+                failed_at_ms INTEGER NOT NULL
+            );"
+        );
+        sqlx::raw_sql(&schema)
+            .execute(&pool)
+            .await
+            .map_err(|e| format!("creating table {t}: {e}"))?;
+        Ok(SqliteWriter {
+            pool,
+            insert: format!(
+                "INSERT INTO {t} (source, record_id, ts_ms, payload, is_json) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT(source, record_id) DO NOTHING"
+            ),
+            dead: format!(
+                "INSERT INTO {t}_dead_letters (source, record_id, ts_ms, payload, error, failed_at_ms)
+                 VALUES (?, ?, ?, ?, ?, ?)"
+            ),
+            max_record: cfg.max_record_size.0,
+            name: name.to_owned(),
+        })
+    }
+
+    pub(crate) async fn write(&mut self, batch: &[Record]) -> Result<(), WriteError> {
+        let err = |e: sqlx::Error| WriteError(e.to_string());
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        let mut dead = 0u64;
+        for r in batch {
+            let payload = r.payload.to_text();
+            let is_json = matches!(r.payload, Payload::Json(_));
+            let problem = if payload.len() as u64 > self.max_record {
+                Some(format!(
+                    "{} bytes, over max_record_size ({})",
+                    payload.len(),
+                    self.max_record
+                ))
+            } else {
+                match sqlx::query(&self.insert)
+                    .bind(&*r.source)
+                    .bind(r.id.as_deref())
+                    .bind(millis(r.timestamp))
+                    .bind(&payload)
+                    .bind(is_json)
+                    .execute(&mut *tx)
+                    .await
+                {
+                    Ok(_) => None,
+                    Err(e) if is_transient(&e) => return Err(err(e)),
+                    Err(e) => Some(e.to_string()),
+                }
+            };
+            if let Some(problem) = problem {
+                dead += 1;
+                tracing::warn!(record.id = r.id.as_deref(), error = %problem, "record set aside in the dead-letter table");
+                sqlx::query(&self.dead)
+                    .bind(&*r.source)
+                    .bind(r.id.as_deref())
+                    .bind(millis(r.timestamp))
+                    .bind(&payload)
+                    .bind(&problem)
+                    .bind(millis(SystemTime::now()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().await.map_err(err)?;
+        if dead > 0 {
+            metrics::counter!("sluice_collect_sink_dead_letters_total", "sink" => self.name.clone())
+                .increment(dead);
+        }
+        Ok(())
+    }
+}

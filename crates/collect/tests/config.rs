@@ -1,0 +1,144 @@
+//! Config errors: every problem, with its key path and line.
+
+use sluice_collect::{Config, ConfigError};
+
+fn problems(toml: &str) -> Vec<String> {
+    match Config::parse(toml, "c.toml") {
+        Ok(_) => panic!("expected problems"),
+        Err(ConfigError::Invalid { problems, .. }) => problems
+            .iter()
+            .map(|p| format!("{}:{}: {}", p.line.unwrap_or(0), p.path, p.message))
+            .collect(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn every_problem_with_its_line() {
+    let got = problems(
+        r#"
+[sources.orders]
+kind = "nats"
+url = "nats://127.0.0.1:4222"
+
+[sources.logs]
+kind = "file"
+path = "/var/log/app.log"
+poll_interval = "often"
+colour = "blue"
+
+[transforms.parsed]
+kind = "parse_json"
+inputs = ["orders", "logz"]
+
+[transforms.a]
+kind = "fields"
+inputs = ["b"]
+
+[transforms.b]
+kind = "fields"
+inputs = ["a"]
+
+[sinks.db]
+kind = "sqlite"
+path = "x.db"
+batch = { timeout = "soon" }
+
+[sinks.nowhere]
+kind = "jsonl"
+path = "out.jsonl"
+
+[sinks.odd]
+kind = "kafka"
+inputs = ["parsed"]
+"#,
+    );
+    let expect = [
+        "3:sources.orders.kind: kind `nats` is not built yet",
+        "9:sources.logs.poll_interval: invalid duration \"often\"",
+        "10:sources.logs.colour: unknown key `colour`",
+        "14:transforms.parsed.inputs[1]: no source or transform named `logz`",
+        "18:transforms.a.inputs: inputs form a cycle",
+        "24:sinks.db.inputs: needs at least one input",
+        "27:sinks.db.batch.timeout: invalid duration \"soon\"",
+        "29:sinks.nowhere.inputs: needs at least one input",
+        "34:sinks.odd.kind: unknown kind `kafka`; expected one of sqlite, jsonl, stdout",
+    ];
+    for e in expect {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in:\n{}",
+            got.join("\n")
+        );
+    }
+    let mut lines: Vec<&str> = got.iter().map(|g| g.split(':').next().unwrap()).collect();
+    let sorted = {
+        let mut s = lines.clone();
+        s.sort_by_key(|l| l.parse::<usize>().unwrap());
+        s
+    };
+    assert_eq!(lines, sorted, "problems in file order");
+    lines.dedup();
+}
+
+#[test]
+fn the_issue_shape_parses_once_its_kinds_exist() {
+    let cfg = Config::parse(
+        r#"
+data_dir = "./d"
+
+[sources.web]
+kind = "http_push"
+address = "127.0.0.1:0"
+
+[sources.lines]
+kind = "tcp"
+address = "127.0.0.1:0"
+when_full = "drop_newest"
+
+[transforms.parsed]
+kind = "parse_json"
+inputs = ["web", "lines"]
+
+[sinks.db]
+kind = "sqlite"
+inputs = ["parsed"]
+path = "./sluice-data/collect.db"
+batch = { max_records = 500, max_bytes = "1MiB", timeout = "50ms" }
+"#,
+        "ok.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sources.len(), 2);
+    assert_eq!(cfg.sinks["db"].inputs, vec!["parsed"]);
+}
+
+#[test]
+fn syntax_errors_and_empty_files() {
+    let got = problems("[sources.a\nkind = 1\n");
+    assert!(got[0].starts_with("1:<toml>"), "{got:?}");
+    let got = problems("");
+    assert!(got.iter().any(|g| g.contains("no sources")), "{got:?}");
+}
+
+#[test]
+fn a_component_that_is_not_a_table_and_a_missing_kind() {
+    let got = problems(
+        r#"
+sources = { a = 5 }
+
+[sinks.out]
+inputs = ["a"]
+"#,
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("2:sources.a: must be a table")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.contains("sinks.out") && g.contains("missing required key `kind`")),
+        "{got:?}"
+    );
+}
