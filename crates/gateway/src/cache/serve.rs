@@ -137,7 +137,7 @@ fn same_origin_target(v: &HeaderValue, host: &str) -> Option<String> {
     } else if !v.starts_with('/') {
         return None;
     }
-    let mut t = crate::router::normalize(uri.path());
+    let mut t = crate::router::normalize(uri.path()).into_owned();
     if let Some(q) = uri.query() {
         t.push('?');
         t.push_str(q);

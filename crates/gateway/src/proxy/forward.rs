@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -26,7 +27,7 @@ pub(crate) struct Forward<'a> {
     pub(crate) route: &'a Route,
     pub(crate) upstream: &'a Arc<Upstream>,
     /// Path and query to send (after rewrite).
-    pub(crate) path_and_query: String,
+    pub(crate) path_and_query: PathAndQuery,
     /// Bytes for hash balancing, if the upstream hashes.
     pub(crate) hash_key: Option<Vec<u8>>,
 }
@@ -122,6 +123,9 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
     let connect_timeout = rc.connect_timeout.map(|t| t.0);
     upstream.deposit();
 
+    // The answering try's in-flight count, held with the permit by the
+    // response body: one guard layer around the body rather than two.
+    let mut held = None;
     let attempt_all = async {
         let mut tried: Vec<usize> = Vec::new();
         let mut last: Option<Outcome> = None;
@@ -138,7 +142,10 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             let Some(index) = upstream.pick(hash_key.as_deref(), &tried) else {
                 break;
             };
-            tried.push(index);
+            // A single try never looks at what was tried: no allocation.
+            if max_tries > 1 {
+                tried.push(index);
+            }
             let target = Arc::clone(upstream.target(index));
             let Some(body) = req_body.take() else { break };
             // The last possible try takes the headers; earlier ones copy them.
@@ -183,7 +190,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                     let status = resp.status();
                     let failed = retryable_status(status);
                     upstream.record(index, !failed);
-                    let resp = resp.map(|b| Guarded::wrap(b, in_flight));
+                    held = Some(in_flight);
                     let out = Outcome {
                         response: resp,
                         target: target_name,
@@ -236,7 +243,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             tries: 0,
         },
     };
-    out.response = out.response.map(|b| Guarded::wrap(b, permit));
+    out.response = out.response.map(|b| Guarded::wrap(b, (permit, held)));
     out
 }
 
@@ -262,7 +269,7 @@ fn build_request(
     parts: &Parts,
     headers: http::HeaderMap,
     authority: &http::uri::Authority,
-    pq: &str,
+    pq: &PathAndQuery,
     route: &Route,
     h2: bool,
     body: Body,
@@ -272,11 +279,11 @@ fn build_request(
         Uri::builder()
             .scheme(http::uri::Scheme::HTTP)
             .authority(authority.clone())
-            .path_and_query(pq)
+            .path_and_query(pq.clone())
             .build()
             .map_err(|e| format!("bad request path {pq:?}: {e}"))?
     } else {
-        Uri::try_from(pq).map_err(|e| format!("bad request path {pq:?}: {e}"))?
+        Uri::from(pq.clone())
     };
     let mut req = Request::new(body);
     *req.method_mut() = parts.method.clone();

@@ -7,12 +7,14 @@ pub(crate) mod guarded;
 pub(crate) mod headers;
 mod upgrade;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::uri::PathAndQuery;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::Body as _;
 use http_body_util::Limited;
@@ -147,7 +149,10 @@ async fn route_and_serve(
         );
         return Served::local(resp, None);
     }
-    let path = normalize(req.uri().path());
+    // The path borrows a copy of the target (shared bytes, not copied), as
+    // the request moves on.
+    let uri = req.uri().clone();
+    let path = normalize(uri.path());
     let Some(route) = state
         .router
         .find(req.method(), host.as_deref(), &path, req.headers())
@@ -239,11 +244,13 @@ async fn route_and_serve(
     let proto = if conn.tls { "https" } else { "http" };
     headers::add_forwarding(&mut parts.headers, client_ip, proto, original_host, version);
 
-    let mut path_and_query = route.upstream_path(&path);
-    if let Some(q) = parts.uri.query() {
-        path_and_query.push('?');
-        path_and_query.push_str(q);
-    }
+    let path_and_query = match upstream_target(&uri, &path, route) {
+        Ok(pq) => pq,
+        Err(e) => {
+            let resp = body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e);
+            return Served::local(resp, route_name);
+        }
+    };
     let hash_key = hash_key(upstream, &parts.headers, client_ip);
     let req_body = if incoming.is_end_stream() {
         incoming
@@ -254,7 +261,7 @@ async fn route_and_serve(
         ))
     };
     let out = if route.config.cache && !upgrade {
-        let mut target = path.clone();
+        let mut target = path.into_owned();
         if let Some(q) = parts.uri.query() {
             target.push('?');
             target.push_str(q);
@@ -324,7 +331,7 @@ async fn serve_cached(
     upstream: &Arc<Upstream>,
     parts: http::request::Parts,
     req_body: Body,
-    path_and_query: String,
+    path_and_query: PathAndQuery,
     hash_key: Option<Vec<u8>>,
 ) -> forward::Outcome {
     let CacheContext {
@@ -394,7 +401,7 @@ struct RouteOrigin {
     state: Arc<State>,
     route: usize,
     upstream: Arc<Upstream>,
-    path_and_query: String,
+    path_and_query: PathAndQuery,
     hash_key: Option<Vec<u8>>,
 }
 
@@ -429,6 +436,26 @@ impl cache::Origin for RouteOrigin {
             }
         })
     }
+}
+
+/// The path and query to send upstream: the client's own (shared, not
+/// parsed again) when normalization and the route changed nothing.
+fn upstream_target(uri: &http::Uri, path: &str, route: &Route) -> Result<PathAndQuery, String> {
+    let upstream_path = route.upstream_path(path);
+    // Unchanged means the very bytes of the client's path.
+    if let Cow::Borrowed(up) = &upstream_path
+        && std::ptr::eq(up.as_ptr(), uri.path().as_ptr())
+        && up.len() == uri.path().len()
+        && let Some(pq) = uri.path_and_query()
+    {
+        return Ok(pq.clone());
+    }
+    let mut pq = upstream_path.into_owned();
+    if let Some(q) = uri.query() {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    PathAndQuery::try_from(pq.as_str()).map_err(|e| format!("bad request path {pq:?}: {e}"))
 }
 
 fn hash_key(

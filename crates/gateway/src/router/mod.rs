@@ -206,13 +206,15 @@ impl Route {
         })
     }
 
-    /// The path to send upstream, after strip/rewrite of the prefix.
-    pub(crate) fn upstream_path(&self, path: &str) -> String {
+    /// The path to send upstream, after strip/rewrite of the prefix:
+    /// `path` itself when the route changes nothing.
+    pub(crate) fn upstream_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        use std::borrow::Cow;
         let Some(prefix) = &self.config.path_prefix else {
-            return path.to_owned();
+            return Cow::Borrowed(path);
         };
         let Some(rest) = path.strip_prefix(prefix.as_str()) else {
-            return path.to_owned();
+            return Cow::Borrowed(path);
         };
         if let Some(new) = &self.config.rewrite_prefix {
             let mut out = new.clone();
@@ -220,16 +222,16 @@ impl Route {
                 out.push('/');
             }
             out.push_str(rest);
-            return out;
+            return Cow::Owned(out);
         }
         if self.config.strip_prefix {
             return if rest.starts_with('/') {
-                rest.to_owned()
+                Cow::Borrowed(rest)
             } else {
-                format!("/{rest}")
+                Cow::Owned(format!("/{rest}"))
             };
         }
-        path.to_owned()
+        Cow::Borrowed(path)
     }
 }
 

@@ -5,12 +5,13 @@
 //! digits of the rest upper-cased, dot segments removed (never above the
 //! root), and runs of `/` collapsed.
 
-/// Normalize a request path. Always returns a path starting with `/`.
-pub(crate) fn normalize(path: &str) -> String {
+/// Normalize a request path. Always returns a path starting with `/`;
+/// borrowed when `path` is already normal, as most are.
+pub(crate) fn normalize(path: &str) -> std::borrow::Cow<'_, str> {
     if is_normal(path) {
-        return path.to_owned();
+        return std::borrow::Cow::Borrowed(path);
     }
-    rebuild(path)
+    std::borrow::Cow::Owned(rebuild(path))
 }
 
 /// Decode, drop empty and `.` segments, apply `..`, join again.

@@ -114,23 +114,32 @@ impl Upstream {
             return None;
         }
         let now = Instant::now();
-        let mut candidates: Vec<usize> = (0..self.targets.len())
-            .filter(|i| !tried.contains(i) && self.targets[*i].is_available(now))
-            .collect();
-        if candidates.is_empty() {
-            candidates = (0..self.targets.len())
-                .filter(|i| self.targets[*i].is_available(now))
-                .collect();
+        // Candidates are noted on the stack for the usual handful of targets.
+        let mut inline = [0usize; 16];
+        let mut heap = Vec::new();
+        let slots: &mut [usize] = if self.targets.len() <= inline.len() {
+            &mut inline
+        } else {
+            heap.resize(self.targets.len(), 0);
+            &mut heap
+        };
+        let rules: [&dyn Fn(usize) -> bool; 4] = [
+            &|i| !tried.contains(&i) && self.targets[i].is_available(now),
+            &|i| self.targets[i].is_available(now),
+            &|i| !tried.contains(&i),
+            &|_| true,
+        ];
+        for rule in rules {
+            let mut n = 0;
+            for i in (0..self.targets.len()).filter(|&i| rule(i)) {
+                slots[n] = i;
+                n += 1;
+            }
+            if n > 0 {
+                return Some(self.balancer.pick(&self.targets, &slots[..n], key));
+            }
         }
-        if candidates.is_empty() {
-            candidates = (0..self.targets.len())
-                .filter(|i| !tried.contains(i))
-                .collect();
-        }
-        if candidates.is_empty() {
-            candidates = (0..self.targets.len()).collect();
-        }
-        Some(self.balancer.pick(&self.targets, &candidates, key))
+        None
     }
 
     /// The target at `index`.
