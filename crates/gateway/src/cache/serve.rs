@@ -40,7 +40,7 @@ pub(crate) struct Fetched {
     /// The response (a gateway-made 502/504 when the upstream failed).
     pub(crate) response: Response<Body>,
     /// The target that answered, when one did.
-    pub(crate) target: Option<String>,
+    pub(crate) target: Option<http::uri::Authority>,
     /// How many tries it took.
     pub(crate) tries: u32,
 }

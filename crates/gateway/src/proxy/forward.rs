@@ -35,7 +35,7 @@ pub(crate) struct Forward<'a> {
 /// How a forward ended, for metrics and logs.
 pub(crate) struct Outcome {
     pub(crate) response: Response<Body>,
-    pub(crate) target: Option<String>,
+    pub(crate) target: Option<http::uri::Authority>,
     pub(crate) tries: u32,
 }
 
@@ -181,7 +181,8 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             } else {
                 Ok(upstream.send(index, req, connect_timeout).await)
             };
-            let target_name = Some(target.authority.as_str().to_owned());
+            // Shared, not copied: only the access log spells it out.
+            let target_name = Some(target.authority.clone());
             upstream
                 .metrics
                 .record_try(try_outcome(&result), sent.elapsed());

@@ -80,7 +80,7 @@ pub(crate) async fn handle(
             status: status.as_u16(),
             route: route.map(|r| r.name.clone()),
             upstream,
-            target,
+            target: target.map(|a| a.to_string()),
             tries,
             duration: elapsed,
         });
@@ -94,7 +94,7 @@ pub(crate) async fn handle(
 struct Served {
     resp: Response<Body>,
     route: Option<usize>,
-    target: Option<String>,
+    target: Option<http::uri::Authority>,
     tries: u32,
 }
 
@@ -123,19 +123,23 @@ async fn route_and_serve(
         );
         return Served::local(resp, None);
     }
+    // The host and path borrow copies of the target and Host (shared bytes,
+    // not copied), as the request moves on.
+    let uri = req.uri().clone();
+    let host_field = req.headers().get(header::HOST).cloned();
     // RFC 9112 §3.2.2: with an absolute-form target the authority wins over Host.
     // HTTP/2 always carries :authority in the URI; that is not absolute form.
-    let absolute_host = (req.version() < http::Version::HTTP_2)
-        .then(|| req.uri().authority().map(|a| a.host().to_ascii_lowercase()))
-        .flatten();
-    let h2_authority = (req.version() >= http::Version::HTTP_2)
-        .then(|| req.uri().authority().map(|a| a.host().to_ascii_lowercase()))
-        .flatten();
+    let authority_host = uri.authority().map(|a| lowercase(a.host()));
+    let (absolute_host, h2_authority) = if req.version() < http::Version::HTTP_2 {
+        (authority_host, None)
+    } else {
+        (None, authority_host)
+    };
     let host = absolute_host.clone().or(h2_authority).or_else(|| {
-        req.headers()
-            .get(header::HOST)
+        host_field
+            .as_ref()
             .and_then(|h| h.to_str().ok())
-            .map(|h| strip_port(h).to_ascii_lowercase())
+            .map(|h| lowercase(strip_port(h)))
     });
     if let Some(h) = &absolute_host
         && !state.router.routes_host(h)
@@ -149,9 +153,6 @@ async fn route_and_serve(
         );
         return Served::local(resp, None);
     }
-    // The path borrows a copy of the target (shared bytes, not copied), as
-    // the request moves on.
-    let uri = req.uri().clone();
     let path = normalize(uri.path());
     let Some(route) = state
         .router
@@ -270,7 +271,7 @@ async fn route_and_serve(
             cache: shared.cache(),
             state,
             route,
-            host: host.unwrap_or_default(),
+            host: host.map(Cow::into_owned).unwrap_or_default(),
             target,
         };
         // Boxed: the cache path's state would otherwise enlarge every request's future.
@@ -472,6 +473,15 @@ fn hash_key(
             headers.get(name).map(|v| v.as_bytes().to_vec())
         }
         _ => Some(client_ip.to_string().into_bytes()),
+    }
+}
+
+/// `s` in lowercase, borrowed when it already is.
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
