@@ -6,7 +6,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
@@ -283,7 +282,6 @@ impl Gateway {
     /// loaded: a gateway is built from one, and a refused reload keeps it.
     pub fn readiness(&self) -> Readiness {
         let state = self.shared.state();
-        let now = Instant::now();
         // Only upstreams that traffic can reach count; fixed-response routes need none.
         let used: BTreeSet<&str> = state
             .config
@@ -297,7 +295,7 @@ impl Gateway {
             .map(|u| UpstreamReadiness {
                 name: u.name.clone(),
                 targets: u.targets().len(),
-                available: u.targets().iter().filter(|t| t.is_available(now)).count(),
+                available: u.targets().iter().filter(|t| t.is_available()).count(),
             })
             .collect();
         let unavailable: Vec<String> = upstreams

@@ -113,7 +113,6 @@ impl Upstream {
         if self.targets.is_empty() {
             return None;
         }
-        let now = Instant::now();
         // Candidates are noted on the stack for the usual handful of targets.
         let mut inline = [0usize; 16];
         let mut heap = Vec::new();
@@ -124,8 +123,8 @@ impl Upstream {
             &mut heap
         };
         let rules: [&dyn Fn(usize) -> bool; 4] = [
-            &|i| !tried.contains(&i) && self.targets[i].is_available(now),
-            &|i| self.targets[i].is_available(now),
+            &|i| !tried.contains(&i) && self.targets[i].is_available(),
+            &|i| self.targets[i].is_available(),
             &|i| !tried.contains(&i),
             &|_| true,
         ];

@@ -17,6 +17,9 @@ pub(crate) struct Target {
     healthy: AtomicBool,
     consecutive_failures: AtomicU32,
     ejections: AtomicU32,
+    /// Set while `ejected_until` may lie ahead: the usual answer, "not
+    /// ejected", costs one load, without the lock or the clock.
+    ejected: AtomicBool,
     ejected_until: Mutex<Option<Instant>>,
 }
 
@@ -28,6 +31,7 @@ impl Target {
             healthy: AtomicBool::new(true),
             consecutive_failures: AtomicU32::new(0),
             ejections: AtomicU32::new(0),
+            ejected: AtomicBool::new(false),
             ejected_until: Mutex::new(None),
         }
     }
@@ -54,13 +58,26 @@ impl Target {
 
     /// Ejected by passive checks at `now`.
     pub(crate) fn is_ejected(&self, now: Instant) -> bool {
-        let guard = self.ejected_until.lock().unwrap_or_else(|p| p.into_inner());
-        guard.is_some_and(|until| now < until)
+        if !self.ejected.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut guard = self.ejected_until.lock().unwrap_or_else(|p| p.into_inner());
+        match *guard {
+            Some(until) if now < until => true,
+            _ => {
+                // Over: later checks skip the lock again.
+                *guard = None;
+                self.ejected.store(false, Ordering::Release);
+                false
+            }
+        }
     }
 
-    /// Healthy and not ejected.
-    pub(crate) fn is_available(&self, now: Instant) -> bool {
-        self.is_healthy() && !self.is_ejected(now)
+    /// Healthy and not ejected now (the clock is read only while an
+    /// ejection may be running).
+    pub(crate) fn is_available(&self) -> bool {
+        self.is_healthy()
+            && !(self.ejected.load(Ordering::Acquire) && self.is_ejected(Instant::now()))
     }
 
     /// Record a success: the failure streak ends.
@@ -78,6 +95,7 @@ impl Target {
         let n = self.ejections.fetch_add(1, Ordering::Relaxed) + 1;
         let mut guard = self.ejected_until.lock().unwrap_or_else(|p| p.into_inner());
         *guard = Some(now + base * n.min(10));
+        self.ejected.store(true, Ordering::Release);
         self.consecutive_failures.store(0, Ordering::Relaxed);
     }
 }
