@@ -3,10 +3,11 @@
 //! socket's next readiness event instead of trying first.
 //!
 //! tokio forgets a socket's readiness only when a read fails with
-//! `WouldBlock`. On a request/response connection that is one failed
-//! `read` system call per message on each side: the proxy reads a request
-//! whole, answers it, and tries again long before the client's next request
-//! can arrive (likewise for each upstream response). With edge-triggered
+//! `WouldBlock`. On a request/response connection that costs failed `read`
+//! system calls: the proxy reads a request whole, answers it, and tries
+//! again long before the client's next request can arrive (likewise for
+//! upstream responses). Measured on the plain proxy: 3.01 `recvfrom` per
+//! request, 1.00 of them failing, before; 2.01 after. With edge-triggered
 //! epoll, bytes that arrive after a short read raise a new event, so
 //! forgetting the readiness after it loses nothing.
 //!
