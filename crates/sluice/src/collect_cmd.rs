@@ -72,36 +72,22 @@ impl CollectArgs {
     }
 }
 
-/// Exit status of `check` when the file cannot be read.
-const EXIT_UNREADABLE: u8 = 2;
-
 /// `sluice collect check`: 0 valid, 1 invalid (problems on stdout), 2 unreadable.
 pub(crate) fn check(args: &CollectArgs) -> ExitCode {
     match Config::load(&args.config) {
-        Ok(cfg) => {
-            println!(
-                "{}: ok ({} sources, {} transforms, {} sinks)",
-                args.config.display(),
+        Ok(cfg) => crate::check::valid(
+            &args.config,
+            &format!(
+                "{} sources, {} transforms, {} sinks",
                 cfg.sources.len(),
                 cfg.transforms.len(),
                 cfg.sinks.len()
-            );
-            ExitCode::SUCCESS
-        }
+            ),
+        ),
         Err(e @ ConfigError::Invalid { .. }) => {
-            println!("{e}");
-            let n = e.problems().len();
-            eprintln!(
-                "{}: {n} problem{}",
-                args.config.display(),
-                if n == 1 { "" } else { "s" }
-            );
-            ExitCode::FAILURE
+            crate::check::invalid(&args.config, &e, e.problems().len())
         }
-        Err(e @ ConfigError::Read { .. }) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_UNREADABLE)
-        }
+        Err(e @ ConfigError::Read { .. }) => crate::check::unreadable(&e),
     }
 }
 

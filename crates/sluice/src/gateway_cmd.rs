@@ -65,39 +65,25 @@ impl GatewayArgs {
     }
 }
 
-/// Exit status of `check` when the file cannot be read.
-const EXIT_UNREADABLE: u8 = 2;
-
 /// `sluice gateway check`: 0 valid, 1 invalid or empty (problems on stdout), 2 unreadable.
 pub(crate) fn check(args: &GatewayArgs) -> ExitCode {
     match Config::load(&args.config) {
-        Ok(cfg) => {
-            println!(
-                "{}: ok ({} routes, {} upstreams)",
-                args.config.display(),
+        Ok(cfg) => crate::check::valid(
+            &args.config,
+            &format!(
+                "{} routes, {} upstreams",
                 cfg.routes.len(),
                 cfg.upstreams.len()
-            );
-            ExitCode::SUCCESS
-        }
+            ),
+        ),
         Err(e @ ConfigError::Invalid { .. }) => {
-            println!("{e}");
-            let n = e.problems().len();
-            eprintln!(
-                "{}: {n} problem{}",
-                args.config.display(),
-                if n == 1 { "" } else { "s" }
-            );
-            ExitCode::FAILURE
+            crate::check::invalid(&args.config, &e, e.problems().len())
         }
         Err(e @ ConfigError::Empty { .. }) => {
             println!("{e}");
             ExitCode::FAILURE
         }
-        Err(e @ ConfigError::Read { .. }) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_UNREADABLE)
-        }
+        Err(e @ ConfigError::Read { .. }) => crate::check::unreadable(&e),
     }
 }
 

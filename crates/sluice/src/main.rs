@@ -2,6 +2,7 @@
 //! line, installs tracing and the Prometheus recorder, handles signals, and
 //! hands off to the libraries; no business logic lives here.
 
+mod check;
 mod collect_cmd;
 mod gateway_cmd;
 mod jobs_cmd;
