@@ -10,23 +10,23 @@ use std::net::IpAddr;
 use http::header::{self, HeaderName, InvalidHeaderName};
 
 /// Write `ip` as `Display` would.
-pub(crate) fn write_ip(out: &mut Vec<u8>, ip: IpAddr) {
+pub(crate) fn write_ip(out: &mut impl bytes::BufMut, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    out.put_u8(b'.');
                 }
                 if octet >= 100 {
-                    out.push(b'0' + octet / 100);
+                    out.put_u8(b'0' + octet / 100);
                 }
                 if octet >= 10 {
-                    out.push(b'0' + octet / 10 % 10);
+                    out.put_u8(b'0' + octet / 10 % 10);
                 }
-                out.push(b'0' + octet % 10);
+                out.put_u8(b'0' + octet % 10);
             }
         }
-        IpAddr::V6(v6) => out.extend_from_slice(v6.to_string().as_bytes()),
+        IpAddr::V6(v6) => out.put_slice(v6.to_string().as_bytes()),
     }
 }
 

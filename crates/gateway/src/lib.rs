@@ -16,6 +16,8 @@
 //! - `watch` — reload when the config file changes.
 //! - `body` — the boxed body type and JSON errors.
 //! - `socket` — socket reads that forget readiness after a short read.
+//! - `header_arena` — per-request header values split off a per-thread buffer.
+//! - `header_pool` — header maps recycled per thread once written.
 
 mod access_log;
 mod admin;
@@ -24,6 +26,8 @@ mod body;
 mod cache;
 pub mod config;
 mod gateway;
+mod header_arena;
+mod header_pool;
 mod limit;
 mod listener;
 mod metrics;

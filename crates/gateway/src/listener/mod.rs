@@ -103,7 +103,8 @@ struct Listen {
     head_limits: lean::HeadLimits,
     /// Cancelled when the listener starts draining.
     shutdown: CancellationToken,
-    /// Cancelled when the drain deadline passes: close at once.
+    /// Cancelled when the drain deadline passes: close at once. Always
+    /// after `shutdown`, which waits that need both rely on.
     hard_stop: CancellationToken,
     /// Every connection task and upgraded connection, for the drain to wait on.
     tasks: TaskTracker,
@@ -456,7 +457,7 @@ impl Conn {
                     }
                 });
                 Box::pin(SCOPE.scope(scope.clone(), async move {
-                    let resp = proxy::handle(shared, req, info).await;
+                    let resp = proxy::handle(shared, req, info, Instant::now()).await;
                     Ok(resp.map(|b| Guarded::wrap(b, in_flight)))
                 }))
             })

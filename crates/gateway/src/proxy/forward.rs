@@ -3,7 +3,7 @@
 //! reporting, and the mapping of failures to 502/503/504.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -173,11 +173,12 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 }
             };
             let in_flight = target.start();
-            let sent = std::time::Instant::now();
+            let sent = Instant::now();
             // One timer per request when the try may take the whole deadline:
             // the total timeout around the loop already bounds it.
             let result = if try_timeout < rc.timeout.0 {
-                tokio::time::timeout(try_timeout, upstream.send(index, req, connect_timeout)).await
+                let until = (sent + try_timeout).into();
+                tokio::time::timeout_at(until, upstream.send(index, req, connect_timeout)).await
             } else {
                 Ok(upstream.send(index, req, connect_timeout).await)
             };

@@ -3,11 +3,15 @@
 
 use std::net::IpAddr;
 
+use bytes::BufMut;
+
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// A `static`, not a `const`: a `const` array is built and dropped (seven
+/// name drops) at every use. [`hop_by_hop_index`] spells the same list.
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -16,6 +20,20 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+// Names and values the proxy adds, built at compile time: `from_static`
+// called at run time validates (and for names, looks up) on every request.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const UPGRADE_TOKEN: HeaderValue = HeaderValue::from_static("upgrade");
+const PROTO_HTTP: HeaderValue = HeaderValue::from_static("http");
+const PROTO_HTTPS: HeaderValue = HeaderValue::from_static("https");
+const VIA_10: HeaderValue = HeaderValue::from_static("1.0 sluice");
+const VIA_11: HeaderValue = HeaderValue::from_static("1.1 sluice");
+const VIA_2: HeaderValue = HeaderValue::from_static("2 sluice");
+/// `TE: trailers`, sent upstream when the client accepts trailers.
+pub(crate) const TE_TRAILERS: HeaderValue = HeaderValue::from_static("trailers");
 
 /// The request id header, made when the client sent none.
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -38,7 +56,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // (`Connection: keep-alive`), so only those are removed by hash.
     let mut present = 0u8;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        if let Some(i) = hop_by_hop_index(name) {
             present |= 1 << i;
         }
     }
@@ -70,8 +88,23 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
     if let Some(up) = upgrade {
         headers.insert(header::UPGRADE, up);
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::CONNECTION, UPGRADE_TOKEN);
     }
+}
+
+/// The position of `name` in [`HOP_BY_HOP`]: a match on the spelling,
+/// cheaper than comparing with each name in turn.
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    Some(match name.as_str() {
+        "connection" => 0,
+        "keep-alive" => 1,
+        "proxy-connection" => 2,
+        "te" => 3,
+        "trailer" => 4,
+        "transfer-encoding" => 5,
+        "upgrade" => 6,
+        _ => return None,
+    })
 }
 
 /// Whether the client's `TE` accepts trailers. `TE` is hop-by-hop, but
@@ -104,7 +137,7 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) ->
     if !is_trusted(&peer) {
         return peer;
     }
-    let mut chain: Vec<IpAddr> = list_items(headers, HeaderName::from_static("x-forwarded-for"))
+    let mut chain: Vec<IpAddr> = list_items(headers, X_FORWARDED_FOR)
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     if chain.is_empty() {
@@ -140,28 +173,30 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) ->
 pub(crate) fn add_forwarding(
     headers: &mut HeaderMap,
     peer: IpAddr,
-    proto: &'static str,
+    tls: bool,
     host: Option<HeaderValue>,
     http_version: http::Version,
 ) {
     // Up to four headers are added: grow the table once, not per insert.
     headers.reserve(4);
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let mut value = Vec::with_capacity(48);
-    if let Some(prev) = headers.get(&xff).filter(|v| !v.is_empty()) {
-        value.extend_from_slice(prev.as_bytes());
-        value.extend_from_slice(b", ");
-    }
-    crate::ascii::write_ip(&mut value, peer);
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value)) {
+    let xff = X_FORWARDED_FOR;
+    let prev = headers.get(&xff).filter(|v| !v.is_empty());
+    let value = crate::header_arena::header_value(|out| {
+        if let Some(prev) = prev {
+            out.put_slice(prev.as_bytes());
+            out.put_slice(b", ");
+        }
+        crate::ascii::write_ip(out, peer);
+    });
+    if let Some(v) = value {
         headers.insert(xff, v);
     }
     headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
+        X_FORWARDED_PROTO,
+        if tls { PROTO_HTTPS } else { PROTO_HTTP },
     );
     if let Some(host) = host {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
     add_via(headers, http_version);
 }
@@ -169,35 +204,45 @@ pub(crate) fn add_forwarding(
 /// Append this hop to `Via`.
 pub(crate) fn add_via(headers: &mut HeaderMap, version: http::Version) {
     let hop = match version {
-        http::Version::HTTP_10 => "1.0 sluice",
-        http::Version::HTTP_2 => "2 sluice",
-        _ => "1.1 sluice",
+        http::Version::HTTP_10 => VIA_10,
+        http::Version::HTTP_2 => VIA_2,
+        _ => VIA_11,
     };
     let value = match headers.get(header::VIA) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + hop.len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(hop.as_bytes());
-            HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
-                .unwrap_or(HeaderValue::from_static("1.1 sluice"))
-        }
-        None => HeaderValue::from_static(hop),
+        Some(prev) => crate::header_arena::header_value(|out| {
+            out.put_slice(prev.as_bytes());
+            out.put_slice(b", ");
+            out.put_slice(hop.as_bytes());
+        })
+        .unwrap_or(VIA_11),
+        None => hop,
     };
     headers.insert(header::VIA, value);
 }
 
 /// The request id the client sent, or a new UUID v7 (time-ordered) stored in `headers`.
 pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get(&REQUEST_ID)
-        && !v.is_empty()
-        && v.len() <= 200
-    {
-        return v.clone();
+    // One lookup (hashing the name once) whether the client sent an id or not.
+    match headers.entry(REQUEST_ID) {
+        header::Entry::Occupied(mut given) => {
+            let v = given.get();
+            if !v.is_empty() && v.len() <= 200 {
+                return v.clone();
+            }
+            let id = new_request_id();
+            given.insert(id.clone());
+            id
+        }
+        header::Entry::Vacant(slot) => {
+            let id = new_request_id();
+            slot.insert(id.clone());
+            id
+        }
     }
-    // Hyphenated lowercase hex is always a valid header value; encoding into
-    // a buffer skips the formatter.
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+}
+
+/// A fresh UUID v7 in hyphenated lowercase hex.
+fn new_request_id() -> HeaderValue {
     // `Uuid::now_v7` keeps a shared monotonic counter behind a lock; a
     // request id needs time order at millisecond grain and uniqueness,
     // which 74 random bits from the thread-local generator give.
@@ -205,15 +250,27 @@ pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
-    let text = id.hyphenated().encode_lower(&mut buf);
-    let id = HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("-"));
-    headers.insert(REQUEST_ID, id.clone());
-    id
+    // Hyphenated lowercase hex is always a valid header value; encoding into
+    // a buffer skips the formatter.
+    crate::header_arena::header_value(|out| {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        out.put_slice(id.hyphenated().encode_lower(&mut buf).as_bytes());
+    })
+    .unwrap_or(HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hop_by_hop_index_matches_the_list() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i));
+        }
+        assert_eq!(hop_by_hop_index(&header::HOST), None);
+        assert_eq!(hop_by_hop_index(&REQUEST_ID), None);
+    }
 
     #[test]
     fn strips_hop_by_hop_and_named() {
@@ -286,7 +343,7 @@ mod tests {
         add_forwarding(
             &mut h,
             peer,
-            "https",
+            true,
             Some(HeaderValue::from_static("example.com")),
             http::Version::HTTP_11,
         );
@@ -295,7 +352,7 @@ mod tests {
         assert_eq!(h.get("x-forwarded-host").unwrap(), "example.com");
         assert_eq!(h.get("via").unwrap(), "1.0 edge, 1.1 sluice");
         let mut fresh = HeaderMap::new();
-        add_forwarding(&mut fresh, peer, "http", None, http::Version::HTTP_2);
+        add_forwarding(&mut fresh, peer, false, None, http::Version::HTTP_2);
         assert_eq!(fresh.get("x-forwarded-for").unwrap(), "10.0.0.7");
         assert_eq!(fresh.get("via").unwrap(), "2 sluice");
     }
@@ -322,5 +379,13 @@ mod tests {
         let mut given = HeaderMap::new();
         given.insert(REQUEST_ID, HeaderValue::from_static("abc"));
         assert_eq!(ensure_request_id(&mut given), "abc");
+        // An empty or overlong id is replaced, every copy of it.
+        let mut bad = HeaderMap::new();
+        bad.insert(REQUEST_ID, HeaderValue::from_static(""));
+        bad.append(REQUEST_ID, HeaderValue::from_static("second"));
+        let replaced = ensure_request_id(&mut bad);
+        assert_eq!(replaced.len(), 36);
+        assert_eq!(bad.get_all(REQUEST_ID).iter().count(), 1);
+        assert_eq!(bad.get(REQUEST_ID).unwrap(), &replaced);
     }
 }

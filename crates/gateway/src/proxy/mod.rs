@@ -35,14 +35,16 @@ pub(crate) struct ConnInfo {
     pub(crate) tls: bool,
 }
 
-/// Handle one request from a client. A request without a body carries
-/// [`body::empty`] (the lean server path's always do).
+/// Handle one request from a client, `received` when its head arrived. A
+/// request without a body carries [`body::empty`] (the lean server path's
+/// always do). Its duration (metrics, access log) counts from `received`.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     mut req: Request<Body>,
     conn: ConnInfo,
+    received: Instant,
 ) -> Response<Body> {
-    let start = Instant::now();
+    let start = received;
     // Requests in flight keep the state they started with, even across a reload.
     let state = shared.state();
     // Room for what the proxy adds (request id, TE, X-Forwarded-*, Via)
@@ -238,12 +240,15 @@ async fn route_and_serve(
     let trailers = headers::accepts_trailers(&parts.headers);
     headers::strip_hop_by_hop(&mut parts.headers, upgrade);
     if trailers {
-        parts
-            .headers
-            .insert(header::TE, HeaderValue::from_static("trailers"));
+        parts.headers.insert(header::TE, headers::TE_TRAILERS);
     }
-    let proto = if conn.tls { "https" } else { "http" };
-    headers::add_forwarding(&mut parts.headers, client_ip, proto, original_host, version);
+    headers::add_forwarding(
+        &mut parts.headers,
+        client_ip,
+        conn.tls,
+        original_host,
+        version,
+    );
 
     let path_and_query = match upstream_target(&uri, &path, route) {
         Ok(pq) => pq,

@@ -179,7 +179,7 @@ pub(crate) fn parse_response(
     let head = buf.split_to(used).freeze();
     // Room for what the proxy adds on the way back (Via, X-Request-Id,
     // rate-limit fields) without a rehash.
-    let mut headers = HeaderMap::with_capacity(count + 6);
+    let mut headers = crate::header_pool::take(count + 6);
     let mut chunked = false;
     let mut has_te = false;
     let mut length: Option<u64> = None;

@@ -242,7 +242,11 @@ impl TargetPool {
         let (parts, _empty) = req.into_parts();
         if let Some(mut conn) = self.checkout_lean() {
             match conn.exchange(&parts).await {
-                Ok(head) => return Ok(self.respond(conn, head)),
+                Ok(head) => {
+                    // Written: the map can carry the next head.
+                    crate::header_pool::give(parts.headers);
+                    return Ok(self.respond(conn, head));
+                }
                 Err(e) if e.nothing_received && is_idempotent(&parts.method) => {
                     tracing::debug!(target = %self.authority, error = %e.error, "pooled connection closed; sending again on a fresh one");
                 }
@@ -252,7 +256,10 @@ impl TargetPool {
         let stream = Box::pin(self.connect_tcp(connect_timeout)).await?;
         let mut conn = LeanConn::new(stream.into_inner());
         match conn.exchange(&parts).await {
-            Ok(head) => Ok(self.respond(conn, head)),
+            Ok(head) => {
+                crate::header_pool::give(parts.headers);
+                Ok(self.respond(conn, head))
+            }
             Err(e) => Err(SendError::Lean(e.error)),
         }
     }

@@ -117,6 +117,10 @@ impl Conn {
         } else {
             activity.opened()
         };
+        // When the read that completed the head in the buffer came: the
+        // request's start for the handler, one clock reading fewer. `None`
+        // when the head was already buffered (pipelined, or handed over).
+        let mut read_at: Option<Instant> = None;
         loop {
             let head = loop {
                 // An empty buffer (the usual state after a response) holds no head.
@@ -169,14 +173,16 @@ impl Conn {
                         Ok(_) => Waited::Bytes,
                     },
                     () = &mut timer => Waited::Timer,
-                    () = &mut hard_stop => Waited::Closed,
                     // Draining: no new request. A head half read is dropped
                     // with the connection, as hyper's graceful shutdown does.
+                    // The hard stop comes only after the drain began, so this
+                    // one wait covers both: each wait polled here takes a lock.
                     () = &mut shutdown => Waited::Closed,
                 };
                 match waited {
                     Waited::Bytes => {
                         let now = Instant::now();
+                        read_at = Some(now);
                         last_moved = now;
                         activity.touch(now);
                         if between && activity.served_any() {
@@ -214,7 +220,8 @@ impl Conn {
             // Not boxed: this whole loop is (see `Conn::run`), so the
             // handler's large state is allocated once per busy spell rather
             // than once per request.
-            let handler = proxy::handle(Arc::clone(&self.shared), req, info);
+            let received = read_at.take().unwrap_or_else(Instant::now);
+            let handler = proxy::handle(Arc::clone(&self.shared), req, info, received);
             let resp = tokio::select! {
                 biased;
                 resp = handler => resp,

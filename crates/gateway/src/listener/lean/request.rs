@@ -11,7 +11,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{HeaderMap, HeaderValue};
+use http::header::HeaderValue;
 use http::{Method, Request, Uri, Version};
 
 use crate::ascii::{field_name, has_token, tokens};
@@ -141,7 +141,7 @@ pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Parsed {
         return Parsed::Malformed;
     };
     // Room for what the proxy adds (request id, TE, X-Forwarded-*, Via).
-    let mut headers = HeaderMap::with_capacity(count + 6);
+    let mut headers = crate::header_pool::take(count + 6);
     for &(n0, nl, v0, vl) in spans {
         let (n0, v0) = (n0 as usize, v0 as usize);
         let Ok(name) = field_name(&head[n0..n0 + nl as usize]) else {

@@ -64,7 +64,7 @@ pub(super) async fn send<W: AsyncWrite + Unpin>(
 ) -> io::Result<bool> {
     let (parts, mut body) = resp.into_parts();
     let (framing, keep_alive) = encode_head(out, parts.status, &parts.headers, &body, to);
-    drop(parts);
+    crate::header_pool::give(parts.headers);
     if framing == Framing::None || body.is_end_stream() {
         if framing == Framing::Chunked {
             out.extend_from_slice(b"0\r\n\r\n");
