@@ -256,7 +256,8 @@ impl Echo {
             // Room for a load generator that reconnects; the point is not the limit.
             max_connections: n + 64,
             idle_timeout: None,
-            drain_deadline: Duration::from_secs(2),
+            // 5 s: the threaded server's idle threads then wake once a second.
+            drain_deadline: Duration::from_secs(5),
             buffer_size: self.buffer,
             workers: self.workers,
         };
