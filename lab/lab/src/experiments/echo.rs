@@ -33,8 +33,9 @@ pub(crate) struct Echo {
     /// Connection counts to measure (comma-separated)
     #[arg(long, value_delimiter = ',', default_values_t = [10usize, 100, 1000, 5000])]
     connections: Vec<usize>,
-    /// Timed phase of each point
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    /// Timed phase of each point (at 5,000 connections a closed loop needs
+    /// some seconds to settle after every connection sends at once)
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Servers to run (comma-separated: threaded, pooled, tokio)
     #[arg(long, value_delimiter = ',', default_values_t = Kind::ALL)]
