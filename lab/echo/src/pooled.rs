@@ -1,9 +1,10 @@
 //! Connections served by a fixed `sluice-taskpool`, woken by a mio reactor.
 //!
 //! A pool of N threads cannot give each of thousands of connections a
-//! blocking `read`: the first N would hold every worker and the rest would
-//! wait in the queue until those clients hang up (the Rust Book's pool
-//! server does exactly that). So the sockets are non-blocking, and one
+//! blocking `read`: with a job per connection for its whole life (as the
+//! Rust Book's web server has, for connections that carry one request), the
+//! first N hold every worker and the rest wait in the queue until those
+//! clients hang up. So the sockets are non-blocking, and one
 //! thread (the *reactor*) waits for all of them at once in `epoll` through
 //! mio. When a socket becomes readable the reactor queues a job on the pool;
 //! the job reads and echoes until the socket has nothing more, and returns
