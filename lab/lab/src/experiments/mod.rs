@@ -7,6 +7,7 @@ use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 use crate::report::Report;
 
+mod echo;
 mod taskpool;
 
 /// One experiment: its name, one line saying what it measures, and how to run it.
@@ -44,5 +45,6 @@ fn run<E: Experiment>(matches: &ArgMatches) -> Result<Report> {
 /// The registry: one line per experiment.
 pub(crate) const ALL: &[Entry] = &[
     entry::<taskpool::Taskpool>(),
-    // planned (issue 5): echo, minirt, blocking, backpressure, select, actors
+    entry::<echo::Echo>(),
+    // planned (issue 5): minirt, blocking, backpressure, select, actors
 ];
