@@ -11,9 +11,10 @@
 //!   [`Ack`] handle back to the source.
 //! - `pipeline`: wiring, backpressure, source supervision and the drain
 //!   ([`Pipeline`]).
-//! - `sources`: `file`, `tcp`, `http_push`, one file each.
-//! - `transforms`: `parse_json`, `fields`.
-//! - `sinks`: the batching and retry loop; `sqlite`, `jsonl`, `stdout`.
+//! - `sources`: `file`, `tcp`, `http_push`, `nats`, `mqtt`, one file each.
+//! - `transforms`: `parse_json`, `fields`, `filter`.
+//! - `sinks`: the batching and retry loop; `sqlite`, `postgres`, `jsonl`,
+//!   `stdout`.
 
 mod config;
 mod pipeline;
@@ -27,5 +28,6 @@ pub use config::{
     ParseJson, Problem, ReadFrom, Retry, SinkConfig, SinkKind, SourceConfig, SourceKind,
     SqliteSink, StdoutSink, TcpSource, TransformConfig, TransformKind, WhenFull,
 };
+pub use config::{Filter, JetStream, MqttSource, NatsSource, PostgresSink};
 pub use pipeline::{Pipeline, StartError};
 pub use record::{Ack, Acked, Payload, Record};

@@ -97,6 +97,10 @@ pub enum SourceKind {
     Tcp(TcpSource),
     /// JSON and NDJSON pushed over HTTP.
     HttpPush(HttpPushSource),
+    /// NATS core subjects or a JetStream pull consumer.
+    Nats(NatsSource),
+    /// MQTT subscriptions at QoS 1 with a persistent session.
+    Mqtt(MqttSource),
 }
 
 impl SourceKind {
@@ -106,6 +110,8 @@ impl SourceKind {
             SourceKind::File(_) => "file",
             SourceKind::Tcp(_) => "tcp",
             SourceKind::HttpPush(_) => "http_push",
+            SourceKind::Nats(_) => "nats",
+            SourceKind::Mqtt(_) => "mqtt",
         }
     }
 }
@@ -220,6 +226,8 @@ pub enum TransformKind {
     ParseJson(ParseJson),
     /// Rename, drop and add fields of JSON objects.
     Fields(Fields),
+    /// Keep only records for which an expression is true.
+    Filter(Filter),
 }
 
 /// `kind = "parse_json"`.
@@ -267,6 +275,8 @@ pub enum SinkKind {
     Jsonl(JsonlSink),
     /// JSON lines on standard output.
     Stdout(StdoutSink),
+    /// Rows in a PostgreSQL table.
+    Postgres(PostgresSink),
 }
 
 impl SinkKind {
@@ -276,6 +286,7 @@ impl SinkKind {
             SinkKind::Sqlite(_) => "sqlite",
             SinkKind::Jsonl(_) => "jsonl",
             SinkKind::Stdout(_) => "stdout",
+            SinkKind::Postgres(_) => "postgres",
         }
     }
 }
@@ -414,4 +425,146 @@ pub struct StdoutSink {
     /// When to write.
     #[serde(default)]
     pub batch: Batch,
+}
+
+/// `kind = "nats"`: core NATS subjects, or a JetStream pull consumer when
+/// `jetstream` is set.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSource {
+    /// Server URL, e.g. `"nats://127.0.0.1:4222"`.
+    pub url: String,
+    /// The subject to read (wildcards allowed): a core subscription, or the
+    /// consumer's filter subject with JetStream.
+    pub subject: String,
+    /// Core NATS only: a queue group, so several collectors share the subject.
+    #[serde(default)]
+    pub queue_group: Option<String>,
+    /// Read through a durable JetStream pull consumer instead.
+    #[serde(default)]
+    pub jetstream: Option<JetStream>,
+    /// Client name shown by the server.
+    #[serde(default = "default_nats_name")]
+    pub client_name: String,
+    /// How long connecting may take before the run fails (and is retried).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+}
+
+fn default_nats_name() -> String {
+    "sluice-collect".to_owned()
+}
+fn default_connect_timeout() -> Dur {
+    Dur::secs(5)
+}
+
+/// The `jetstream` table of a `nats` source.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JetStream {
+    /// The stream; created with `subjects = [subject]` if missing and
+    /// `create_stream` is true.
+    pub stream: String,
+    /// The durable consumer's name; created if missing (explicit acks).
+    pub consumer: String,
+    /// Create the stream when it does not exist.
+    #[serde(default = "default_true")]
+    pub create_stream: bool,
+    /// How long the server waits for an ack before redelivering (set when
+    /// the consumer is created).
+    #[serde(default = "default_ack_wait")]
+    pub ack_wait: Dur,
+    /// Most messages delivered and not yet acked (set when the consumer is created).
+    #[serde(default = "default_max_ack_pending")]
+    pub max_ack_pending: i64,
+    /// Messages asked for per pull request.
+    #[serde(default = "default_pull_batch")]
+    pub pull_batch: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_ack_wait() -> Dur {
+    Dur::secs(30)
+}
+fn default_max_ack_pending() -> i64 {
+    20_000
+}
+fn default_pull_batch() -> usize {
+    500
+}
+
+/// `kind = "mqtt"`: subscriptions at QoS 1 under a persistent session.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSource {
+    /// Broker URL, `mqtt://HOST:PORT` (port 1883 when left out).
+    pub url: String,
+    /// Topic filters to subscribe to (wildcards `+` and `#` allowed).
+    pub topics: Vec<String>,
+    /// The fixed client id: the broker keeps the session (subscriptions and
+    /// unacknowledged messages) under it across restarts.
+    pub client_id: String,
+    /// Keep-alive interval.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: Dur,
+    /// Most QoS 1 messages the broker may have in flight to us.
+    #[serde(default = "default_mqtt_inflight")]
+    pub max_inflight: u16,
+    /// Largest packet accepted.
+    #[serde(default = "default_mqtt_max_packet")]
+    pub max_packet_size: ByteSize,
+    /// User name, if the broker wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password, with `username`.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_keep_alive() -> Dur {
+    Dur::secs(30)
+}
+fn default_mqtt_inflight() -> u16 {
+    100
+}
+fn default_mqtt_max_packet() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+/// `kind = "filter"`: keep the records for which `condition` is true.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// The expression, e.g. `.level == "error" and .status >= 500`.
+    pub condition: String,
+}
+
+/// `kind = "postgres"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSink {
+    /// Connection URL, e.g. `"postgres://user@127.0.0.1:5432/db"`.
+    pub url: String,
+    /// The table records go to; created if missing.
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// Records larger than this go to the dead-letter table instead.
+    #[serde(default = "default_max_record")]
+    pub max_record_size: ByteSize,
+    /// How long one connection attempt or statement may take before the
+    /// batch fails and is retried.
+    #[serde(default = "default_pg_timeout")]
+    pub timeout: Dur,
+    /// When to write.
+    #[serde(default)]
+    pub batch: Batch,
+    /// How to retry.
+    #[serde(default)]
+    pub retry: Retry,
+}
+
+fn default_pg_timeout() -> Dur {
+    Dur::secs(10)
 }
