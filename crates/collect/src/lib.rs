@@ -11,7 +11,8 @@
 //!   [`Ack`] handle back to the source.
 //! - `pipeline`: wiring, backpressure, source supervision and the drain
 //!   ([`Pipeline`]).
-//! - `sources`: `file`, `tcp`, `http_push`, `nats`, `mqtt`, one file each.
+//! - `sources`: `file`, `tcp`, `http_push`, `http_poll`, `nats`, `mqtt`, one
+//!   file each.
 //! - `transforms`: `parse_json`, `fields`, `filter`.
 //! - `sinks`: the batching and retry loop; `sqlite`, `postgres`, `jsonl`,
 //!   `stdout`.
@@ -28,6 +29,8 @@ pub use config::{
     ParseJson, Problem, ReadFrom, Retry, SinkConfig, SinkKind, SourceConfig, SourceKind,
     SqliteSink, StdoutSink, TcpSource, TransformConfig, TransformKind, WhenFull,
 };
-pub use config::{Filter, JetStream, MqttSource, NatsSource, PostgresSink};
+pub use config::{
+    Filter, HttpPollSource, JetStream, MqttSource, NatsSource, NextPage, PostgresSink,
+};
 pub use pipeline::{Pipeline, StartError};
 pub use record::{Ack, Acked, Payload, Record};

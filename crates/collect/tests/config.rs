@@ -18,7 +18,7 @@ fn every_problem_with_its_line() {
     let got = problems(
         r#"
 [sources.orders]
-kind = "http_poll"
+kind = "crawl"
 url = "nats://127.0.0.1:4222"
 
 [sources.logs]
@@ -54,7 +54,7 @@ inputs = ["parsed"]
 "#,
     );
     let expect = [
-        "3:sources.orders.kind: kind `http_poll` is not built yet",
+        "3:sources.orders.kind: kind `crawl` is not built yet",
         "9:sources.logs.poll_interval: invalid duration \"often\"",
         "10:sources.logs.colour: unknown key `colour`",
         "14:transforms.parsed.inputs[1]: no source or transform named `logz`",
@@ -254,4 +254,74 @@ url = "postgres://postgres@127.0.0.1:5432/test"
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.sources.len(), 2);
     assert_eq!(cfg.sinks["pg"].kind.name(), "postgres");
+}
+
+#[test]
+fn the_issue_example_parses() {
+    let cfg = Config::parse(
+        r#"
+[sources.orders]
+kind = "nats"
+url = "nats://127.0.0.1:4222"
+subject = "orders.>"
+jetstream = { stream = "ORDERS", consumer = "sluice" }
+
+[sources.prices]
+kind = "http_poll"
+url = "http://127.0.0.1:9000/prices?since={{cursor}}"
+interval = "5s"
+
+[transforms.parsed]
+kind = "parse_json"
+inputs = ["orders", "prices"]
+
+[sinks.db]
+kind = "sqlite"
+inputs = ["parsed"]
+path = "./sluice-data/collect.db"
+"#,
+        "issue.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sources["prices"].kind.name(), "http_poll");
+    let got = problems(
+        r#"
+[sources.prices]
+kind = "http_poll"
+url = "ftp://x"
+next = "sometimes"
+records = "items"
+
+[sinks.out]
+kind = "stdout"
+inputs = ["prices"]
+"#,
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("5:sources.prices.next:") && g.contains("use \"link\"")),
+        "{got:?}"
+    );
+    let got = problems(
+        r#"
+[sources.prices]
+kind = "http_poll"
+url = "ftp://x"
+records = "items"
+
+[sinks.out]
+kind = "stdout"
+inputs = ["prices"]
+"#,
+    );
+    assert!(
+        got.iter().any(|g| g
+            .starts_with("4:sources.prices.url: \"ftp://x\" is not a URL of scheme http or https")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("5:sources.prices.records: \"items\" is not a JSON pointer")),
+        "{got:?}"
+    );
 }

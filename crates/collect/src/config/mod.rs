@@ -101,6 +101,8 @@ pub enum SourceKind {
     Nats(NatsSource),
     /// MQTT subscriptions at QoS 1 with a persistent session.
     Mqtt(MqttSource),
+    /// An HTTP URL polled on an interval, with a cursor.
+    HttpPoll(HttpPollSource),
 }
 
 impl SourceKind {
@@ -112,6 +114,7 @@ impl SourceKind {
             SourceKind::HttpPush(_) => "http_push",
             SourceKind::Nats(_) => "nats",
             SourceKind::Mqtt(_) => "mqtt",
+            SourceKind::HttpPoll(_) => "http_poll",
         }
     }
 }
@@ -567,4 +570,81 @@ pub struct PostgresSink {
 
 fn default_pg_timeout() -> Dur {
     Dur::secs(10)
+}
+
+/// `kind = "http_poll"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPollSource {
+    /// The URL; `{{cursor}}` and `{{now}}` are filled in (URL-encoded) at each poll.
+    pub url: String,
+    /// Time from the start of one poll to the start of the next.
+    #[serde(default = "default_poll_every")]
+    pub interval: Dur,
+    /// Up to this much is added at random to each interval (default: a tenth of it).
+    #[serde(default)]
+    pub jitter: Option<Dur>,
+    /// Deadline of one poll, every page included.
+    #[serde(default = "default_poll_timeout")]
+    pub timeout: Dur,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// JSON pointer to the records in each page (default: the body; an
+    /// array gives one record per element).
+    #[serde(default)]
+    pub records: Option<String>,
+    /// JSON pointer to the next cursor in the (last) page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// A field of the last record to take as the next cursor instead.
+    #[serde(default)]
+    pub cursor_field: Option<String>,
+    /// The cursor before anything was committed.
+    #[serde(default)]
+    pub initial_cursor: String,
+    /// How to find the next page: `"link"` (the Link header) or a JSON pointer to a URL.
+    #[serde(default)]
+    pub next: Option<NextPage>,
+    /// Most pages per poll.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: usize,
+    /// A top-level string or number field of each record to use as its stable id.
+    #[serde(default)]
+    pub id_field: Option<String>,
+}
+
+fn default_poll_every() -> Dur {
+    Dur::secs(10)
+}
+fn default_poll_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn default_max_pages() -> usize {
+    100
+}
+
+/// Where an `http_poll` source finds the next page.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum NextPage {
+    /// The `Link: <URL>; rel="next"` response header.
+    Link,
+    /// A URL (absolute or relative) at this JSON pointer in the body.
+    Pointer(String),
+}
+
+impl TryFrom<String> for NextPage {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s == "link" {
+            Ok(NextPage::Link)
+        } else if s.starts_with('/') {
+            Ok(NextPage::Pointer(s))
+        } else {
+            Err(format!(
+                "{s:?}: use \"link\" (the Link header) or a JSON pointer such as \"/next\""
+            ))
+        }
+    }
 }
