@@ -11,9 +11,11 @@
 //!   [`Ack`] handle back to the source.
 //! - `pipeline`: wiring, backpressure, source supervision and the drain
 //!   ([`Pipeline`]).
-//! - `sources`: `file`, `tcp`, `http_push`, one file each.
-//! - `transforms`: `parse_json`, `fields`.
-//! - `sinks`: the batching and retry loop; `sqlite`, `jsonl`, `stdout`.
+//! - `sources`: `file`, `tcp`, `http_push`, `http_poll`, `nats`, `mqtt`, one
+//!   file each.
+//! - `transforms`: `parse_json`, `fields`, `filter`.
+//! - `sinks`: the batching and retry loop; `sqlite`, `postgres`, `jsonl`,
+//!   `stdout`.
 
 mod config;
 mod pipeline;
@@ -26,6 +28,9 @@ pub use config::{
     Batch, ByteSize, Config, ConfigError, Dur, Fields, FileSource, HttpPushSource, JsonlSink,
     ParseJson, Problem, ReadFrom, Retry, SinkConfig, SinkKind, SourceConfig, SourceKind,
     SqliteSink, StdoutSink, TcpSource, TransformConfig, TransformKind, WhenFull,
+};
+pub use config::{
+    Filter, HttpPollSource, JetStream, MqttSource, NatsSource, NextPage, PostgresSink,
 };
 pub use pipeline::{Pipeline, StartError};
 pub use record::{Ack, Acked, Payload, Record};

@@ -18,7 +18,7 @@ fn every_problem_with_its_line() {
     let got = problems(
         r#"
 [sources.orders]
-kind = "nats"
+kind = "crawl"
 url = "nats://127.0.0.1:4222"
 
 [sources.logs]
@@ -54,7 +54,7 @@ inputs = ["parsed"]
 "#,
     );
     let expect = [
-        "3:sources.orders.kind: kind `nats` is not built yet",
+        "3:sources.orders.kind: kind `crawl` is not built yet",
         "9:sources.logs.poll_interval: invalid duration \"often\"",
         "10:sources.logs.colour: unknown key `colour`",
         "14:transforms.parsed.inputs[1]: no source or transform named `logz`",
@@ -62,7 +62,7 @@ inputs = ["parsed"]
         "24:sinks.db.inputs: needs at least one input",
         "27:sinks.db.batch.timeout: invalid duration \"soon\"",
         "29:sinks.nowhere.inputs: needs at least one input",
-        "34:sinks.odd.kind: unknown kind `kafka`; expected one of sqlite, jsonl, stdout",
+        "34:sinks.odd.kind: unknown kind `kafka`; expected one of sqlite, jsonl, stdout, postgres",
     ];
     for e in expect {
         assert!(
@@ -139,6 +139,189 @@ inputs = ["a"]
     assert!(
         got.iter()
             .any(|g| g.contains("sinks.out") && g.contains("missing required key `kind`")),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn the_stream_kinds_and_filter_report_their_problems() {
+    let got = problems(
+        r#"
+[sources.orders]
+kind = "nats"
+url = "http://127.0.0.1:4222"
+subject = "orders.>"
+jetstream = { stream = "OR.DERS", consumer = "sluice", ack_wait = "0s", colour = 1 }
+
+[sources.sensors]
+kind = "mqtt"
+url = "mqtt://127.0.0.1:1883"
+topics = []
+client_id = ""
+qos = 2
+
+[transforms.errors]
+kind = "filter"
+inputs = ["orders", "sensors"]
+condition = '.level = "error"'
+
+[sinks.pg]
+kind = "postgres"
+inputs = ["errors"]
+url = "mysql://x"
+table = "bad-name"
+"#,
+    );
+    let expect = [
+        "6:sources.orders.jetstream.colour: unknown key `colour`",
+        "13:sources.sensors.qos: unknown key `qos`",
+        "18:transforms.errors.condition: column 8: `=` is not an operator; compare with `==`",
+        "23:sinks.pg.url: \"mysql://x\" is not a URL of scheme postgres or postgresql",
+        "24:sinks.pg.table: \"bad-name\" is not a plain SQL name",
+    ];
+    for e in expect {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in:\n{}",
+            got.join("\n")
+        );
+    }
+
+    // With the unknown keys gone, the values are checked.
+    let got = problems(
+        r#"
+[sources.orders]
+kind = "nats"
+url = "http://127.0.0.1:4222"
+subject = "orders.>"
+jetstream = { stream = "OR.DERS", consumer = "sluice", ack_wait = "0s" }
+
+[sources.sensors]
+kind = "mqtt"
+url = "mqtt://127.0.0.1:1883"
+topics = []
+client_id = ""
+
+[sinks.out]
+kind = "stdout"
+inputs = ["orders", "sensors"]
+"#,
+    );
+    let expect = [
+        "4:sources.orders.url: \"http://127.0.0.1:4222\" is not a URL of scheme nats or tls",
+        "6:sources.orders.jetstream.stream: \"OR.DERS\" is not a JetStream name",
+        "6:sources.orders.jetstream.ack_wait: must be longer than zero",
+        "11:sources.sensors.topics: needs at least one topic filter",
+        "12:sources.sensors.client_id: must not be empty",
+    ];
+    for e in expect {
+        assert!(
+            got.iter().any(|g| g.starts_with(e)),
+            "missing {e:?} in:\n{}",
+            got.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_stream_kinds_parse() {
+    let cfg = Config::parse(
+        r#"
+[sources.orders]
+kind = "nats"
+url = "nats://127.0.0.1:4222"
+subject = "orders.>"
+jetstream = { stream = "ORDERS", consumer = "sluice" }
+
+[sources.sensors]
+kind = "mqtt"
+url = "mqtt://127.0.0.1:1883"
+topics = ["sensors/#"]
+client_id = "sluice-1"
+
+[transforms.errors]
+kind = "filter"
+inputs = ["orders", "sensors"]
+condition = '.level == "error" or (.status >= 500 and not exists(.retry))'
+
+[sinks.pg]
+kind = "postgres"
+inputs = ["errors"]
+url = "postgres://postgres@127.0.0.1:5432/test"
+"#,
+        "ok.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sources.len(), 2);
+    assert_eq!(cfg.sinks["pg"].kind.name(), "postgres");
+}
+
+#[test]
+fn the_issue_example_parses() {
+    let cfg = Config::parse(
+        r#"
+[sources.orders]
+kind = "nats"
+url = "nats://127.0.0.1:4222"
+subject = "orders.>"
+jetstream = { stream = "ORDERS", consumer = "sluice" }
+
+[sources.prices]
+kind = "http_poll"
+url = "http://127.0.0.1:9000/prices?since={{cursor}}"
+interval = "5s"
+
+[transforms.parsed]
+kind = "parse_json"
+inputs = ["orders", "prices"]
+
+[sinks.db]
+kind = "sqlite"
+inputs = ["parsed"]
+path = "./sluice-data/collect.db"
+"#,
+        "issue.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sources["prices"].kind.name(), "http_poll");
+    let got = problems(
+        r#"
+[sources.prices]
+kind = "http_poll"
+url = "ftp://x"
+next = "sometimes"
+records = "items"
+
+[sinks.out]
+kind = "stdout"
+inputs = ["prices"]
+"#,
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("5:sources.prices.next:") && g.contains("use \"link\"")),
+        "{got:?}"
+    );
+    let got = problems(
+        r#"
+[sources.prices]
+kind = "http_poll"
+url = "ftp://x"
+records = "items"
+
+[sinks.out]
+kind = "stdout"
+inputs = ["prices"]
+"#,
+    );
+    assert!(
+        got.iter().any(|g| g
+            .starts_with("4:sources.prices.url: \"ftp://x\" is not a URL of scheme http or https")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("5:sources.prices.records: \"items\" is not a JSON pointer")),
         "{got:?}"
     );
 }

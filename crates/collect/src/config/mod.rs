@@ -97,6 +97,12 @@ pub enum SourceKind {
     Tcp(TcpSource),
     /// JSON and NDJSON pushed over HTTP.
     HttpPush(HttpPushSource),
+    /// NATS core subjects or a JetStream pull consumer.
+    Nats(NatsSource),
+    /// MQTT subscriptions at QoS 1 with a persistent session.
+    Mqtt(MqttSource),
+    /// An HTTP URL polled on an interval, with a cursor.
+    HttpPoll(HttpPollSource),
 }
 
 impl SourceKind {
@@ -106,6 +112,9 @@ impl SourceKind {
             SourceKind::File(_) => "file",
             SourceKind::Tcp(_) => "tcp",
             SourceKind::HttpPush(_) => "http_push",
+            SourceKind::Nats(_) => "nats",
+            SourceKind::Mqtt(_) => "mqtt",
+            SourceKind::HttpPoll(_) => "http_poll",
         }
     }
 }
@@ -220,6 +229,8 @@ pub enum TransformKind {
     ParseJson(ParseJson),
     /// Rename, drop and add fields of JSON objects.
     Fields(Fields),
+    /// Keep only records for which an expression is true.
+    Filter(Filter),
 }
 
 /// `kind = "parse_json"`.
@@ -267,6 +278,8 @@ pub enum SinkKind {
     Jsonl(JsonlSink),
     /// JSON lines on standard output.
     Stdout(StdoutSink),
+    /// Rows in a PostgreSQL table.
+    Postgres(PostgresSink),
 }
 
 impl SinkKind {
@@ -276,6 +289,7 @@ impl SinkKind {
             SinkKind::Sqlite(_) => "sqlite",
             SinkKind::Jsonl(_) => "jsonl",
             SinkKind::Stdout(_) => "stdout",
+            SinkKind::Postgres(_) => "postgres",
         }
     }
 }
@@ -414,4 +428,223 @@ pub struct StdoutSink {
     /// When to write.
     #[serde(default)]
     pub batch: Batch,
+}
+
+/// `kind = "nats"`: core NATS subjects, or a JetStream pull consumer when
+/// `jetstream` is set.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSource {
+    /// Server URL, e.g. `"nats://127.0.0.1:4222"`.
+    pub url: String,
+    /// The subject to read (wildcards allowed): a core subscription, or the
+    /// consumer's filter subject with JetStream.
+    pub subject: String,
+    /// Core NATS only: a queue group, so several collectors share the subject.
+    #[serde(default)]
+    pub queue_group: Option<String>,
+    /// Read through a durable JetStream pull consumer instead.
+    #[serde(default)]
+    pub jetstream: Option<JetStream>,
+    /// Client name shown by the server.
+    #[serde(default = "default_nats_name")]
+    pub client_name: String,
+    /// How long connecting may take before the run fails (and is retried).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+}
+
+fn default_nats_name() -> String {
+    "sluice-collect".to_owned()
+}
+fn default_connect_timeout() -> Dur {
+    Dur::secs(5)
+}
+
+/// The `jetstream` table of a `nats` source.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JetStream {
+    /// The stream; created with `subjects = [subject]` if missing and
+    /// `create_stream` is true.
+    pub stream: String,
+    /// The durable consumer's name; created if missing (explicit acks).
+    pub consumer: String,
+    /// Create the stream when it does not exist.
+    #[serde(default = "default_true")]
+    pub create_stream: bool,
+    /// How long the server waits for an ack before redelivering (set when
+    /// the consumer is created).
+    #[serde(default = "default_ack_wait")]
+    pub ack_wait: Dur,
+    /// Most messages delivered and not yet acked (set when the consumer is created).
+    #[serde(default = "default_max_ack_pending")]
+    pub max_ack_pending: i64,
+    /// Messages asked for per pull request.
+    #[serde(default = "default_pull_batch")]
+    pub pull_batch: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_ack_wait() -> Dur {
+    Dur::secs(30)
+}
+fn default_max_ack_pending() -> i64 {
+    20_000
+}
+fn default_pull_batch() -> usize {
+    500
+}
+
+/// `kind = "mqtt"`: subscriptions at QoS 1 under a persistent session.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSource {
+    /// Broker URL, `mqtt://HOST:PORT` (port 1883 when left out).
+    pub url: String,
+    /// Topic filters to subscribe to (wildcards `+` and `#` allowed).
+    pub topics: Vec<String>,
+    /// The fixed client id: the broker keeps the session (subscriptions and
+    /// unacknowledged messages) under it across restarts.
+    pub client_id: String,
+    /// Keep-alive interval.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: Dur,
+    /// Most QoS 1 messages the broker may have in flight to us.
+    #[serde(default = "default_mqtt_inflight")]
+    pub max_inflight: u16,
+    /// Largest packet accepted.
+    #[serde(default = "default_mqtt_max_packet")]
+    pub max_packet_size: ByteSize,
+    /// User name, if the broker wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password, with `username`.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_keep_alive() -> Dur {
+    Dur::secs(30)
+}
+fn default_mqtt_inflight() -> u16 {
+    100
+}
+fn default_mqtt_max_packet() -> ByteSize {
+    ByteSize(1 << 20)
+}
+
+/// `kind = "filter"`: keep the records for which `condition` is true.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// The expression, e.g. `.level == "error" and .status >= 500`.
+    pub condition: String,
+}
+
+/// `kind = "postgres"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSink {
+    /// Connection URL, e.g. `"postgres://user@127.0.0.1:5432/db"`.
+    pub url: String,
+    /// The table records go to; created if missing.
+    #[serde(default = "default_table")]
+    pub table: String,
+    /// Records larger than this go to the dead-letter table instead.
+    #[serde(default = "default_max_record")]
+    pub max_record_size: ByteSize,
+    /// How long one connection attempt or statement may take before the
+    /// batch fails and is retried.
+    #[serde(default = "default_pg_timeout")]
+    pub timeout: Dur,
+    /// When to write.
+    #[serde(default)]
+    pub batch: Batch,
+    /// How to retry.
+    #[serde(default)]
+    pub retry: Retry,
+}
+
+fn default_pg_timeout() -> Dur {
+    Dur::secs(10)
+}
+
+/// `kind = "http_poll"`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpPollSource {
+    /// The URL; `{{cursor}}` and `{{now}}` are filled in (URL-encoded) at each poll.
+    pub url: String,
+    /// Time from the start of one poll to the start of the next.
+    #[serde(default = "default_poll_every")]
+    pub interval: Dur,
+    /// Up to this much is added at random to each interval (default: a tenth of it).
+    #[serde(default)]
+    pub jitter: Option<Dur>,
+    /// Deadline of one poll, every page included.
+    #[serde(default = "default_poll_timeout")]
+    pub timeout: Dur,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// JSON pointer to the records in each page (default: the body; an
+    /// array gives one record per element).
+    #[serde(default)]
+    pub records: Option<String>,
+    /// JSON pointer to the next cursor in the (last) page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// A field of the last record to take as the next cursor instead.
+    #[serde(default)]
+    pub cursor_field: Option<String>,
+    /// The cursor before anything was committed.
+    #[serde(default)]
+    pub initial_cursor: String,
+    /// How to find the next page: `"link"` (the Link header) or a JSON pointer to a URL.
+    #[serde(default)]
+    pub next: Option<NextPage>,
+    /// Most pages per poll.
+    #[serde(default = "default_max_pages")]
+    pub max_pages: usize,
+    /// A top-level string or number field of each record to use as its stable id.
+    #[serde(default)]
+    pub id_field: Option<String>,
+}
+
+fn default_poll_every() -> Dur {
+    Dur::secs(10)
+}
+fn default_poll_timeout() -> Dur {
+    Dur::secs(10)
+}
+fn default_max_pages() -> usize {
+    100
+}
+
+/// Where an `http_poll` source finds the next page.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum NextPage {
+    /// The `Link: <URL>; rel="next"` response header.
+    Link,
+    /// A URL (absolute or relative) at this JSON pointer in the body.
+    Pointer(String),
+}
+
+impl TryFrom<String> for NextPage {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        if s == "link" {
+            Ok(NextPage::Link)
+        } else if s.starts_with('/') {
+            Ok(NextPage::Pointer(s))
+        } else {
+            Err(format!(
+                "{s:?}: use \"link\" (the Link header) or a JSON pointer such as \"/next\""
+            ))
+        }
+    }
 }

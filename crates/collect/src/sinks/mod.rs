@@ -3,10 +3,11 @@
 //! the batch is written as one unit. A failed write is retried with
 //! exponential backoff and jitter until it succeeds (or the drain deadline
 //! stops the pipeline); only a written batch is acknowledged. Records that
-//! can never be written are the sink's to set aside (the SQLite sink's
-//! dead-letter table), so they do not stall the rest.
+//! can never be written are the sink's to set aside (the SQLite and
+//! PostgreSQL sinks' dead-letter tables), so they do not stall the rest.
 
 mod jsonl;
+mod postgres;
 mod sqlite;
 mod stdout;
 
@@ -28,6 +29,7 @@ enum Writer {
     Sqlite(sqlite::SqliteWriter),
     Jsonl(jsonl::JsonlWriter),
     Stdout(stdout::StdoutWriter),
+    Postgres(postgres::PostgresWriter),
 }
 
 impl Writer {
@@ -36,6 +38,7 @@ impl Writer {
             Writer::Sqlite(w) => w.write(batch).await,
             Writer::Jsonl(w) => w.write(batch).await,
             Writer::Stdout(w) => w.write(batch).await,
+            Writer::Postgres(w) => w.write(batch).await,
         }
     }
 }
@@ -58,6 +61,11 @@ pub(crate) async fn open(name: &str, kind: &SinkKind) -> Result<SinkTask, String
         ),
         SinkKind::Jsonl(c) => (
             Writer::Jsonl(jsonl::JsonlWriter::open(c)?),
+            c.batch.clone(),
+            c.retry.clone(),
+        ),
+        SinkKind::Postgres(c) => (
+            Writer::Postgres(postgres::PostgresWriter::open(name, c).await?),
             c.batch.clone(),
             c.retry.clone(),
         ),

@@ -1,10 +1,14 @@
-//! Source kinds, one file each. Every source runs as one task whose
+//! Source kinds, one file each (`file`, `tcp`, `http_push`,
+//! `http_poll`, `nats`, `mqtt`). Every source runs as one task whose
 //! `tokio::select!` loop polls shutdown first (`biased`), then its input,
 //! and sends with a reserved slot; [`run`] picks the kind.
 
 mod file;
+mod http_poll;
 mod http_push;
 mod lines;
+mod mqtt;
+mod nats;
 mod tcp;
 
 use std::net::{SocketAddr, TcpListener};
@@ -18,7 +22,10 @@ pub(crate) fn bind(kind: &SourceKind) -> Result<Option<TcpListener>, (SocketAddr
     let addr = match kind {
         SourceKind::Tcp(t) => t.address,
         SourceKind::HttpPush(h) => h.address,
-        SourceKind::File(_) => return Ok(None),
+        SourceKind::File(_)
+        | SourceKind::Nats(_)
+        | SourceKind::Mqtt(_)
+        | SourceKind::HttpPoll(_) => return Ok(None),
     };
     let l = TcpListener::bind(addr).map_err(|e| (addr, e))?;
     l.set_nonblocking(true).map_err(|e| (addr, e))?;
@@ -41,5 +48,8 @@ pub(crate) async fn run(
         SourceKind::File(f) => file::run(ctx, f).await,
         SourceKind::Tcp(t) => tcp::run(ctx, t, listener()?).await,
         SourceKind::HttpPush(h) => http_push::run(ctx, h, listener()?).await,
+        SourceKind::Nats(n) => nats::run(ctx, n).await,
+        SourceKind::Mqtt(m) => mqtt::run(ctx, m).await,
+        SourceKind::HttpPoll(h) => http_poll::run(ctx, h).await,
     }
 }

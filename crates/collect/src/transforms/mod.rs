@@ -1,9 +1,14 @@
-//! Transform kinds: `parse_json` and `fields`. Each transform is a task
+//! Transform kinds: `parse_json`, `fields` and `filter` (its expression
+//! language in `filter`). Each transform is a task
 //! that reads its input channel until it closes, changes each record, and
 //! sends it on with a reserved slot (so a slow sink slows it down too).
 
+mod filter;
+
 use serde_json::Value;
 use tokio::sync::mpsc;
+
+pub(crate) use filter::Expr;
 
 use crate::config::{Fields, ParseJson, TransformKind};
 use crate::pipeline::Output;
@@ -15,9 +20,38 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<Record>,
     out: Output,
 ) {
+    let compiled = match &kind {
+        TransformKind::Filter(f) => match Expr::parse(&f.condition) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                // Config validation rejects this before a pipeline starts.
+                tracing::error!(error = %e, "invalid filter condition; passing nothing");
+                return;
+            }
+        },
+        _ => None,
+    };
+    let filtered =
+        metrics::counter!("sluice_collect_transform_filtered_total", "transform" => name.clone());
     while let Some(record) = rx.recv().await {
-        let Some(record) = apply(&kind, record, &name) else {
-            continue;
+        let record = match &compiled {
+            Some(expr) => {
+                let keep = match &record.payload {
+                    Payload::Json(v) => expr.eval(v),
+                    Payload::Text(s) => expr.eval(&Value::String(s.clone())),
+                };
+                if !keep {
+                    // Dropped on purpose: acknowledged, so the source moves on.
+                    filtered.increment(1);
+                    record.commit();
+                    continue;
+                }
+                record
+            }
+            None => match apply(&kind, record, &name) {
+                Some(r) => r,
+                None => continue,
+            },
         };
         if out.send(record).await.is_err() {
             return;
@@ -30,6 +64,7 @@ fn apply(kind: &TransformKind, record: Record, name: &str) -> Option<Record> {
     match kind {
         TransformKind::ParseJson(p) => parse_json(p, record, name),
         TransformKind::Fields(f) => Some(fields(f, record)),
+        TransformKind::Filter(_) => Some(record),
     }
 }
 
