@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
 /// A `static`, not a `const`: a `const` array is built and dropped (seven
-/// name drops) at every use. [`hop_by_hop_index`] spells the same list.
+/// name drops) at every use. [`field_bit`] spells the same list.
 static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -48,18 +48,92 @@ fn list_items(headers: &HeaderMap, name: impl header::AsHeaderName) -> impl Iter
         .flat_map(|v| v.split(','))
 }
 
+/// Which of the fields the proxy reads or rewrites a head carries, from
+/// one pass over its names. Looking up a field costs a hash and a probe
+/// even when it is absent, and most of these are absent from most
+/// messages. A field reported present may since have been removed (the
+/// lookup then finds nothing); one reported absent is absent, as long as
+/// nothing but the proxy's own rules changed the head since.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Present(u16);
+
+impl Present {
+    /// Bits 0–6 follow [`HOP_BY_HOP`]; the rest are named below.
+    const X_FORWARDED_FOR: u16 = 1 << 7;
+    const VIA: u16 = 1 << 8;
+    const CONTENT_LENGTH: u16 = 1 << 9;
+
+    /// The fields `headers` carries.
+    pub(crate) fn of(headers: &HeaderMap) -> Present {
+        let mut bits = 0;
+        for name in headers.keys() {
+            bits |= field_bit(name);
+        }
+        Present(bits)
+    }
+
+    fn hop_by_hop(self) -> u8 {
+        (self.0 & 0x7f) as u8
+    }
+
+    /// `TE` may be present.
+    pub(crate) fn te(self) -> bool {
+        self.0 & (1 << 3) != 0
+    }
+
+    /// `Upgrade` may be present.
+    pub(crate) fn upgrade(self) -> bool {
+        self.0 & (1 << 6) != 0
+    }
+
+    /// `Content-Length` may be present.
+    pub(crate) fn content_length(self) -> bool {
+        self.0 & Self::CONTENT_LENGTH != 0
+    }
+
+    fn x_forwarded_for(self) -> bool {
+        self.0 & Self::X_FORWARDED_FOR != 0
+    }
+
+    fn via(self) -> bool {
+        self.0 & Self::VIA != 0
+    }
+}
+
+/// The [`Present`] bit of `name`, 0 for a field the proxy does not track:
+/// a match on the spelling, cheaper than comparing with each name in turn.
+fn field_bit(name: &HeaderName) -> u16 {
+    match name.as_str() {
+        "connection" => 1,
+        "keep-alive" => 1 << 1,
+        "proxy-connection" => 1 << 2,
+        "te" => 1 << 3,
+        "trailer" => 1 << 4,
+        "transfer-encoding" => 1 << 5,
+        "upgrade" => 1 << 6,
+        "x-forwarded-for" => Present::X_FORWARDED_FOR,
+        "via" => Present::VIA,
+        "content-length" => Present::CONTENT_LENGTH,
+        _ => 0,
+    }
+}
+
 /// Remove hop-by-hop headers and every header named in `Connection`.
 /// With `keep_upgrade`, `Connection: upgrade` and `Upgrade` survive (WebSocket).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names (cheap comparisons, no hashing) finds which
-    // of the fixed set are present; most messages carry none or one
-    // (`Connection: keep-alive`), so only those are removed by hash.
-    let mut present = 0u8;
-    for name in headers.keys() {
-        if let Some(i) = hop_by_hop_index(name) {
-            present |= 1 << i;
-        }
-    }
+    let present = Present::of(headers);
+    strip_hop_by_hop_present(headers, keep_upgrade, present);
+}
+
+/// [`strip_hop_by_hop`] for a head whose fields were already scanned.
+pub(crate) fn strip_hop_by_hop_present(
+    headers: &mut HeaderMap,
+    keep_upgrade: bool,
+    present: Present,
+) {
+    // Most messages carry none of the fixed set or one (`Connection:
+    // keep-alive`), so only those found are removed by hash.
+    let present = present.hop_by_hop();
     if present == 0 {
         return;
     }
@@ -90,21 +164,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         headers.insert(header::UPGRADE, up);
         headers.insert(header::CONNECTION, UPGRADE_TOKEN);
     }
-}
-
-/// The position of `name` in [`HOP_BY_HOP`]: a match on the spelling,
-/// cheaper than comparing with each name in turn.
-fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
-    Some(match name.as_str() {
-        "connection" => 0,
-        "keep-alive" => 1,
-        "proxy-connection" => 2,
-        "te" => 3,
-        "trailer" => 4,
-        "transfer-encoding" => 5,
-        "upgrade" => 6,
-        _ => return None,
-    })
 }
 
 /// Whether the client's `TE` accepts trailers. `TE` is hop-by-hop, but
@@ -176,11 +235,16 @@ pub(crate) fn add_forwarding(
     tls: bool,
     host: Option<HeaderValue>,
     http_version: http::Version,
+    present: Present,
 ) {
     // Up to four headers are added: grow the table once, not per insert.
     headers.reserve(4);
     let xff = X_FORWARDED_FOR;
-    let prev = headers.get(&xff).filter(|v| !v.is_empty());
+    let prev = present
+        .x_forwarded_for()
+        .then(|| headers.get(&xff))
+        .flatten()
+        .filter(|v| !v.is_empty());
     let value = crate::header_arena::header_value(|out| {
         if let Some(prev) = prev {
             out.put_slice(prev.as_bytes());
@@ -198,17 +262,18 @@ pub(crate) fn add_forwarding(
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host);
     }
-    add_via(headers, http_version);
+    add_via(headers, http_version, present);
 }
 
-/// Append this hop to `Via`.
-pub(crate) fn add_via(headers: &mut HeaderMap, version: http::Version) {
+/// Append this hop to `Via`; `present` tells whether to look for an earlier one.
+pub(crate) fn add_via(headers: &mut HeaderMap, version: http::Version, present: Present) {
     let hop = match version {
         http::Version::HTTP_10 => VIA_10,
         http::Version::HTTP_2 => VIA_2,
         _ => VIA_11,
     };
-    let value = match headers.get(header::VIA) {
+    let prev = present.via().then(|| headers.get(header::VIA)).flatten();
+    let value = match prev {
         Some(prev) => crate::header_arena::header_value(|out| {
             out.put_slice(prev.as_bytes());
             out.put_slice(b", ");
@@ -264,12 +329,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hop_by_hop_index_matches_the_list() {
+    fn field_bits_follow_the_hop_by_hop_list() {
         for (i, name) in HOP_BY_HOP.iter().enumerate() {
-            assert_eq!(hop_by_hop_index(name), Some(i));
+            assert_eq!(field_bit(name), 1 << i);
         }
-        assert_eq!(hop_by_hop_index(&header::HOST), None);
-        assert_eq!(hop_by_hop_index(&REQUEST_ID), None);
+        assert_eq!(field_bit(&header::HOST), 0);
+        assert_eq!(field_bit(&REQUEST_ID), 0);
+        let mut h = HeaderMap::new();
+        h.insert(header::VIA, HeaderValue::from_static("1.0 a"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        let p = Present::of(&h);
+        assert!(p.via() && p.content_length() && !p.te() && !p.upgrade());
+        assert!(!p.x_forwarded_for());
+        assert_eq!(p.hop_by_hop(), 0);
     }
 
     #[test]
@@ -340,19 +412,28 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         h.insert("via", HeaderValue::from_static("1.0 edge"));
         let peer: IpAddr = "10.0.0.7".parse().unwrap();
+        let present = Present::of(&h);
         add_forwarding(
             &mut h,
             peer,
             true,
             Some(HeaderValue::from_static("example.com")),
             http::Version::HTTP_11,
+            present,
         );
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.7");
         assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(h.get("x-forwarded-host").unwrap(), "example.com");
         assert_eq!(h.get("via").unwrap(), "1.0 edge, 1.1 sluice");
         let mut fresh = HeaderMap::new();
-        add_forwarding(&mut fresh, peer, false, None, http::Version::HTTP_2);
+        add_forwarding(
+            &mut fresh,
+            peer,
+            false,
+            None,
+            http::Version::HTTP_2,
+            Present::default(),
+        );
         assert_eq!(fresh.get("x-forwarded-for").unwrap(), "10.0.0.7");
         assert_eq!(fresh.get("via").unwrap(), "2 sluice");
     }

@@ -155,6 +155,7 @@ async fn route_and_serve(
         );
         return Served::local(resp, None);
     }
+    let present = headers::Present::of(req.headers());
     let path = normalize(uri.path());
     let Some(route) = state
         .router
@@ -174,11 +175,12 @@ async fn route_and_serve(
         .max_body_size
         .unwrap_or(state.config.server.max_body_size)
         .0;
-    if let Some(len) = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+    if present.content_length()
+        && let Some(len) = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
         && len > max_body
     {
         let resp = body::json_error(
@@ -226,7 +228,7 @@ async fn route_and_serve(
         req.headers(),
         &state.config.server.trusted_proxies,
     );
-    let upgrade = headers::is_upgrade(req.headers());
+    let upgrade = present.upgrade() && headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
     // The client's own Host value is shared, not copied.
@@ -237,8 +239,8 @@ async fn route_and_serve(
         .cloned()
         .or_else(|| host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()));
     let version = parts.version;
-    let trailers = headers::accepts_trailers(&parts.headers);
-    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    let trailers = present.te() && headers::accepts_trailers(&parts.headers);
+    headers::strip_hop_by_hop_present(&mut parts.headers, upgrade, present);
     if trailers {
         parts.headers.insert(header::TE, headers::TE_TRAILERS);
     }
@@ -248,6 +250,7 @@ async fn route_and_serve(
         conn.tls,
         original_host,
         version,
+        present,
     );
 
     let path_and_query = match upstream_target(&uri, &path, route) {
@@ -299,15 +302,16 @@ async fn route_and_serve(
         forward::forward(fwd, parts, req_body).await
     };
     let mut resp = out.response;
+    let present = headers::Present::of(resp.headers());
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             upgrade::splice(client_upgrade, &mut resp, upstream.name.clone());
         }
     } else {
-        headers::strip_hop_by_hop(resp.headers_mut(), false);
+        headers::strip_hop_by_hop_present(resp.headers_mut(), false, present);
     }
     let version = resp.version();
-    headers::add_via(resp.headers_mut(), version);
+    headers::add_via(resp.headers_mut(), version, present);
     if let Some(allowance) = allowance {
         allowance.apply(resp.headers_mut());
     }
