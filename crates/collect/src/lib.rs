@@ -14,8 +14,10 @@
 //! - `sources`: `file`, `tcp`, `http_push`, one file each.
 //! - `transforms`: `parse_json`, `fields`.
 //! - `sinks`: the batching and retry loop; `sqlite`, `jsonl`, `stdout`.
+//! - [`crawl`]: the web crawler behind `sluice crawl` ([`crawl::crawl`]).
 
 mod config;
+pub mod crawl;
 mod pipeline;
 mod record;
 mod sinks;
