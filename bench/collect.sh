@@ -47,7 +47,9 @@ from scrapy.spiders import CrawlSpider, Rule
 class Site(CrawlSpider):
     name = "site"
     allowed_domains = ["127.0.0.1"]
-    rules = (Rule(LinkExtractor(allow_domains=["127.0.0.1"]), callback="parse_page", follow=True),)
+    # No allow_domains on the extractor: it compares host:port; the offsite
+    # middleware (allowed_domains) compares hosts.
+    rules = (Rule(LinkExtractor(), callback="parse_page", follow=True),)
 
     def __init__(self, start=None, *a, **kw):
         super().__init__(*a, **kw)
