@@ -16,8 +16,10 @@
 //! - `transforms`: `parse_json`, `fields`, `filter`.
 //! - `sinks`: the batching and retry loop; `sqlite`, `postgres`, `jsonl`,
 //!   `stdout`.
+//! - [`crawl`]: the web crawler behind `sluice crawl` ([`crawl::crawl`]).
 
 mod config;
+pub mod crawl;
 mod pipeline;
 mod record;
 mod sinks;

@@ -4,6 +4,7 @@
 
 mod check;
 mod collect_cmd;
+mod crawl_cmd;
 mod gateway_cmd;
 mod jobs_cmd;
 mod signals;
@@ -48,6 +49,8 @@ enum Command {
     Gateway(gateway_cmd::GatewayArgs),
     /// Run a data-collection pipeline (sources → transforms → sinks), or check its config.
     Collect(collect_cmd::CollectArgs),
+    /// Crawl web pages from seed URLs, politely, resumably; one record per page.
+    Crawl(crawl_cmd::CrawlArgs),
     /// Run everything in one process: jobs API, dashboard and workers behind
     /// the gateway on 127.0.0.1:8080, stored in ./sluice-data.
     Up(up::UpArgs),
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Gateway(_) => unreachable!("handled above"),
             Command::Collect(a) => collect_cmd::run(a).await,
+            Command::Crawl(a) => crawl_cmd::run(a).await,
             Command::Up(a) => up::run(a).await,
             Command::Server(a) => jobs_cmd::serve::server(a).await,
             Command::Worker(a) => jobs_cmd::serve::worker(a).await,
