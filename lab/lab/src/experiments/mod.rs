@@ -8,6 +8,7 @@ use clap::{ArgMatches, Args, Command, FromArgMatches};
 use crate::report::Report;
 
 mod echo;
+mod select;
 mod taskpool;
 
 /// One experiment: its name, one line saying what it measures, and how to run it.
@@ -46,5 +47,6 @@ fn run<E: Experiment>(matches: &ArgMatches) -> Result<Report> {
 pub(crate) const ALL: &[Entry] = &[
     entry::<taskpool::Taskpool>(),
     entry::<echo::Echo>(),
+    entry::<select::Select>(),
     // planned (issue 5): minirt, blocking, backpressure, select, actors
 ];
