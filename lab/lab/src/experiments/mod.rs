@@ -7,6 +7,7 @@ use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 use crate::report::Report;
 
+mod backpressure;
 mod echo;
 mod select;
 mod taskpool;
@@ -48,5 +49,6 @@ pub(crate) const ALL: &[Entry] = &[
     entry::<taskpool::Taskpool>(),
     entry::<echo::Echo>(),
     entry::<select::Select>(),
-    // planned (issue 5): minirt, blocking, backpressure, select, actors
+    entry::<backpressure::Backpressure>(),
+    // planned (issue 5): minirt, blocking, actors
 ];
