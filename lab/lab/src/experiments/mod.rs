@@ -7,7 +7,9 @@ use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 use crate::report::Report;
 
+mod backpressure;
 mod echo;
+mod select;
 mod taskpool;
 
 /// One experiment: its name, one line saying what it measures, and how to run it.
@@ -46,5 +48,7 @@ fn run<E: Experiment>(matches: &ArgMatches) -> Result<Report> {
 pub(crate) const ALL: &[Entry] = &[
     entry::<taskpool::Taskpool>(),
     entry::<echo::Echo>(),
-    // planned (issue 5): minirt, blocking, backpressure, select, actors
+    entry::<select::Select>(),
+    entry::<backpressure::Backpressure>(),
+    // planned (issue 5): minirt, blocking, actors
 ];
