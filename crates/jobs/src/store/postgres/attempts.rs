@@ -67,13 +67,21 @@ pub(super) async fn claim(
         .execute(&mut *c)
         .await?;
     promote_due(c, fx, now).await?;
+    // `now` was read when the transaction began; a dependency whose
+    // completion committed after that (and before the claim's statement
+    // saw the job queued) finished "later" than this claim. A job's start
+    // is never recorded before its dependencies' finish: the claim takes
+    // the later of the two.
     let expires = now.plus(req.lease);
     let sql = format!(
         "WITH picked AS (SELECT id FROM jobs WHERE state = 'queued' AND queue = $4 \
                          ORDER BY priority DESC, run_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
          UPDATE jobs j SET state = 'running', attempt = attempt + 1, \
                 lease_token = lease_token + 1, worker = $1, lease_expires_at = $2, \
-                started_at = COALESCE(started_at, $3), updated_at = $3, change_xid = {XID} \
+                started_at = COALESCE(j.started_at, GREATEST($3, \
+                    (SELECT max(d.finished_at) FROM job_deps jd JOIN jobs d ON d.id = jd.depends_on \
+                     WHERE jd.job_id = j.id))), \
+                updated_at = $3, change_xid = {XID} \
          FROM picked WHERE j.id = picked.id \
          RETURNING j.id, j.batch_id, j.queue, j.kind, j.args, j.priority, j.attempt, \
                    j.max_attempts, j.timeout_ms, j.backoff, j.lease_token"
