@@ -1,6 +1,6 @@
 //! The experiments. Each is one module with a clap `Args` struct (its
 //! options) that implements [`Experiment`]; [`ALL`] lists them, one line
-//! each. Adding `echo` later means `mod echo;` and `entry::<echo::Echo>()`.
+//! each. Adding one means `mod name;` here and `entry::<name::Type>()` in [`ALL`].
 
 use anyhow::Result;
 use clap::{ArgMatches, Args, Command, FromArgMatches};
