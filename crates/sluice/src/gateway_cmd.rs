@@ -90,10 +90,19 @@ pub(crate) fn check(args: &GatewayArgs) -> ExitCode {
 /// `sluice gateway`: serve until SIGTERM/SIGINT.
 pub(crate) fn run(args: &GatewayArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.server.workers > 0 {
-        rt.worker_threads(config.server.workers);
-    }
+    // One worker means one thread, as an nginx worker process: the
+    // current-thread scheduler runs accept, connections and timers on the
+    // thread that blocks on them, with no hand-off to a second thread and
+    // no work-stealing bookkeeping on each wake.
+    let mut rt = if config.server.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut rt = tokio::runtime::Builder::new_multi_thread();
+        if config.server.workers > 0 {
+            rt.worker_threads(config.server.workers);
+        }
+        rt
+    };
     let rt = rt
         .enable_all()
         .build()
