@@ -173,10 +173,13 @@ impl Core {
             let Some(slot) = tasks.slots.get_mut(key) else {
                 return;
             };
+            // Cleared even when there is nothing to poll: a task that woke
+            // itself as it finished leaves its free slot marked scheduled,
+            // and the next task spawned there would never be queued.
+            slot.waker.clear();
             let Some(future) = slot.future.take() else {
                 return; // a stale wake-up for a finished task
             };
-            slot.waker.clear();
             (future, Waker::from(Arc::clone(&slot.waker)))
         };
         let mut cx = Context::from_waker(&waker);

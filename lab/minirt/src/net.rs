@@ -169,8 +169,9 @@ impl TcpStream {
                 .poll_io(Direction::Read, cx, || (&self.io).read(&mut *buf))
         )?;
         if n > 0 && n < offered {
-            // Short: the socket is empty now (see the module doc). Not on
-            // end of stream: no event would come to wake a second read.
+            // Short: the socket is empty now (see the module doc). After a
+            // hang-up no new edge comes, but the reactor's sticky
+            // `read_closed` keeps the next read from waiting for one.
             self.reg.state.clear(Direction::Read);
         }
         Poll::Ready(Ok(n))

@@ -8,7 +8,10 @@
 //! `WouldBlock` it clears the flag, stores the task's waker and returns
 //! `Pending`. An event sets the flag again and wakes that waker. With
 //! edge-triggered epoll this loses nothing: bytes arriving after the
-//! failed (or short) read raise a new event.
+//! failed (or short) read raise a new event. A hang-up or an error is
+//! remembered apart and never cleared: after the peer's FIN no new edge
+//! comes, so a read that emptied the socket must not make the next read
+//! wait for one (found by a test that hung one run in three).
 //!
 //! An epoll token is the socket's slab key; [`WAKE_TOKEN`] is the
 //! `mio::Waker` other threads use to break the wait.
@@ -35,6 +38,11 @@ const EVENTS: usize = 1024;
 pub(crate) struct IoState {
     readable: Cell<bool>,
     writable: Cell<bool>,
+    /// The peer closed its side, or the socket has an error: sticky, never
+    /// cleared. After a hang-up no new edge comes, so a short read must not
+    /// make the next read wait: it returns end of stream (or the error).
+    read_closed: Cell<bool>,
+    write_closed: Cell<bool>,
     reader: RefCell<Option<Waker>>,
     writer: RefCell<Option<Waker>>,
 }
@@ -54,9 +62,14 @@ impl IoState {
         }
     }
 
-    /// Whether the last word from the kernel was "ready" in `dir`.
+    /// Whether the last word from the kernel was "ready" in `dir`, or
+    /// that side is closed (then the call returns at once).
     pub(crate) fn is_ready(&self, dir: Direction) -> bool {
         self.flag(dir).get()
+            || match dir {
+                Direction::Read => self.read_closed.get(),
+                Direction::Write => self.write_closed.get(),
+            }
     }
 
     /// The kernel said `WouldBlock` (or a short read emptied the socket):
@@ -129,6 +142,8 @@ impl Reactor {
         let state = Rc::new(IoState {
             readable: Cell::new(readable),
             writable: Cell::new(writable),
+            read_closed: Cell::new(false),
+            write_closed: Cell::new(false),
             reader: RefCell::new(None),
             writer: RefCell::new(None),
         });
@@ -172,6 +187,12 @@ impl Reactor {
                 continue; // deregistered since
             };
             // Errors and hang-ups wake both sides: the next call reports them.
+            if event.is_read_closed() || event.is_error() {
+                state.read_closed.set(true);
+            }
+            if event.is_write_closed() || event.is_error() {
+                state.write_closed.set(true);
+            }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 state.ready(Direction::Read);
             }

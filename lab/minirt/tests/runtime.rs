@@ -257,3 +257,32 @@ fn a_closed_channel_ends_the_receiver_and_refuses_sends() {
     drop(rx);
     assert_eq!(tx.send(5), Err(5));
 }
+
+/// A task that wakes itself in the poll where it finishes leaves a queued
+/// wake-up for a slot that is free when it is popped.
+struct WakeAndFinish;
+
+impl std::future::Future for WakeAndFinish {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        cx.waker().wake_by_ref();
+        std::task::Poll::Ready(())
+    }
+}
+
+#[test]
+fn a_stale_wake_up_does_not_stop_the_next_task_in_the_slot_from_running() {
+    let rt = rt();
+    let next = rt.block_on(async {
+        spawn(WakeAndFinish).await;
+        // The stale wake-up of the finished task's slot is popped here.
+        yield_now().await;
+        // The next spawn reuses that slot; it must still be queued.
+        select(spawn(async { 5 }), sleep(Duration::from_secs(5))).await
+    });
+    assert_eq!(next, Either::Left(5));
+}
