@@ -206,3 +206,27 @@ fn a_minirt_client_and_server_echo_on_one_thread() {
         assert_eq!(report.accepted, 50);
     });
 }
+
+#[test]
+fn end_of_stream_after_a_short_read_is_seen_without_a_new_event() {
+    // The peer's data and FIN arrive, and the reactor hears of both, before
+    // the first read. That read is short (the socket is empty after it) and
+    // no further event will come: the next read must still see the end.
+    use sluice_minirt::{Either, select, sleep};
+    let rt = Runtime::new().unwrap();
+    let outcome = rt.block_on(async {
+        let listener = TcpListener::bind(loopback()).unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(&[7u8; 100]).await.unwrap();
+        drop(client);
+        // Parks in epoll: the data and hang-up events are dispatched now.
+        sleep(Duration::from_millis(50)).await;
+        let mut buf = [0u8; 4096];
+        assert_eq!(server.read(&mut buf).await.unwrap(), 100);
+        select(server.read(&mut buf), sleep(Duration::from_secs(5))).await
+    });
+    assert!(matches!(outcome, Either::Left(Ok(0))), "{outcome:?}");
+}
