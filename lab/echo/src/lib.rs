@@ -1,4 +1,4 @@
-//! Three TCP echo servers and a load generator: the lab's second stage,
+//! Four TCP echo servers and a load generator: the lab's second stage,
 //! "a TCP echo server from sync to async" (see `docs/roadmap.md`).
 //!
 //! The same server is written three ways, behind one [`Config`]
@@ -7,7 +7,9 @@
 //!
 //! - [`threaded`]: a thread per connection on `std::net`, blocking reads;
 //! - [`pooled`]: a fixed [`sluice_taskpool`] pool, woken by a mio reactor;
-//! - [`tokio_server`]: a tokio task per connection.
+//! - [`tokio_server`]: a tokio task per connection;
+//! - [`minirt_server`]: a task per connection on `sluice-minirt`, the
+//!   lab's hand-written single-threaded runtime.
 //!
 //! ```no_run
 //! use sluice_echo::{Config, Kind, Running};
@@ -27,13 +29,14 @@
 //!
 //! - `config`: [`Config`], [`Shutdown`], [`Report`], and the bookkeeping
 //!   behind them (counters, connection slots, the threaded server's registry).
-//! - [`threaded`], [`pooled`], [`tokio_server`]: the servers.
+//! - [`threaded`], [`pooled`], [`tokio_server`], [`minirt_server`]: the servers.
 //! - [`bench`]: the load generator.
 //! - [`sys`]: RSS from `/proc`, the open-files limit, CPU pinning.
 
 mod config;
 
 pub mod bench;
+pub mod minirt_server;
 pub mod pooled;
 pub mod sys;
 pub mod threaded;
@@ -47,7 +50,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::str::FromStr;
 use std::thread::JoinHandle;
 
-/// The three servers, by name.
+/// The four servers, by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// [`threaded`]: a thread per connection.
@@ -56,18 +59,21 @@ pub enum Kind {
     Pooled,
     /// [`tokio_server`]: a tokio task per connection.
     Tokio,
+    /// [`minirt_server`]: a minirt task per connection, on one thread.
+    Minirt,
 }
 
 impl Kind {
-    /// All three, in the order the experiment shows them.
-    pub const ALL: [Kind; 3] = [Kind::Threaded, Kind::Pooled, Kind::Tokio];
+    /// All four, in the order the experiment shows them.
+    pub const ALL: [Kind; 4] = [Kind::Threaded, Kind::Pooled, Kind::Tokio, Kind::Minirt];
 
-    /// The lowercase name (`threaded`, `pooled`, `tokio`).
+    /// The lowercase name (`threaded`, `pooled`, `tokio`, `minirt`).
     pub fn name(self) -> &'static str {
         match self {
             Kind::Threaded => "threaded",
             Kind::Pooled => "pooled",
             Kind::Tokio => "tokio",
+            Kind::Minirt => "minirt",
         }
     }
 
@@ -83,6 +89,7 @@ impl Kind {
             Kind::Threaded => threaded::run(listener, config, shutdown),
             Kind::Pooled => pooled::run(listener, config, shutdown),
             Kind::Tokio => tokio_server::run(listener, config, shutdown),
+            Kind::Minirt => minirt_server::run(listener, config, shutdown),
         }
     }
 }
@@ -93,9 +100,9 @@ impl fmt::Display for Kind {
     }
 }
 
-/// A server name that is none of `threaded`, `pooled`, `tokio`.
+/// A server name that is none of `threaded`, `pooled`, `tokio`, `minirt`.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown echo server {0:?} (expected threaded, pooled or tokio)")]
+#[error("unknown echo server {0:?} (expected threaded, pooled, tokio or minirt)")]
 pub struct UnknownKind(String);
 
 impl FromStr for Kind {

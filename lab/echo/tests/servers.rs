@@ -263,7 +263,7 @@ macro_rules! for_each_server {
     )*};
 }
 
-for_each_server!(Threaded => threaded, Pooled => pooled, Tokio => tokio);
+for_each_server!(Threaded => threaded, Pooled => pooled, Tokio => tokio, Minirt => minirt);
 
 #[test]
 fn kinds_parse_by_name() {

@@ -1,4 +1,4 @@
-//! `echo-bench`: load an echo server, or run one of the lab's three.
+//! `echo-bench`: load an echo server, or run one of the lab's four.
 //!
 //! ```text
 //! echo-bench serve --server tokio --addr 127.0.0.1:7007 --for 10m
@@ -23,7 +23,7 @@ use sluice_echo::{Config, Kind, Running, sys};
 #[derive(Debug, Parser)]
 #[command(
     name = "echo-bench",
-    about = "Load generator for TCP echo servers, and the lab's three servers"
+    about = "Load generator for TCP echo servers, and the lab's four servers"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -77,7 +77,7 @@ struct Load {
 
 #[derive(Debug, Args)]
 struct Serve {
-    /// threaded, pooled or tokio
+    /// threaded, pooled, tokio or minirt
     #[arg(long)]
     server: Kind,
     /// Address to listen on

@@ -1,6 +1,7 @@
-//! Experiment `echo`: the three echo servers of `sluice-echo` (thread per
-//! connection, a taskpool behind a mio reactor, tokio) under the same load
-//! at several connection counts.
+//! Experiment `echo`: the four echo servers of `sluice-echo` (thread per
+//! connection, a taskpool behind a mio reactor, tokio, and minirt, the
+//! lab's hand-written runtime) under the same load at several connection
+//! counts.
 //!
 //! Each point starts a fresh server in a child process (this binary again,
 //! with the hidden `--serve` option), so its memory can be read from
@@ -37,7 +38,7 @@ pub(crate) struct Echo {
     /// some seconds to settle after every connection sends at once)
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     duration: Duration,
-    /// Servers to run (comma-separated: threaded, pooled, tokio)
+    /// Servers to run (comma-separated: threaded, pooled, tokio, minirt)
     #[arg(long, value_delimiter = ',', default_values_t = Kind::ALL)]
     servers: Vec<Kind>,
     /// Bytes per message
@@ -46,7 +47,7 @@ pub(crate) struct Echo {
     /// Read buffer per connection in every server, bytes
     #[arg(long, default_value_t = 4096)]
     buffer: usize,
-    /// Worker threads of the pooled and tokio servers
+    /// Worker threads of the pooled and tokio servers (minirt has one thread)
     #[arg(long, default_value_t = 2)]
     workers: usize,
     /// Threads of the load generator
@@ -68,7 +69,7 @@ pub(crate) struct Echo {
 
 impl Experiment for Echo {
     const NAME: &'static str = "echo";
-    const ABOUT: &'static str = "echo servers (thread per connection, taskpool + mio, tokio) at 10-5,000 connections: messages/s, p50/p99, RSS per connection";
+    const ABOUT: &'static str = "echo servers (thread per connection, taskpool + mio, tokio, minirt) at 10-5,000 connections: messages/s, p50/p99, RSS per connection";
 
     fn run(self) -> Result<Report> {
         if let Some(kind) = self.serve {

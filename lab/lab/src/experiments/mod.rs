@@ -9,6 +9,7 @@ use crate::report::Report;
 
 mod backpressure;
 mod echo;
+mod minirt;
 mod select;
 mod taskpool;
 
@@ -50,5 +51,6 @@ pub(crate) const ALL: &[Entry] = &[
     entry::<echo::Echo>(),
     entry::<select::Select>(),
     entry::<backpressure::Backpressure>(),
+    entry::<minirt::Minirt>(),
     // planned (issue 5): minirt, blocking, actors
 ];
