@@ -9,11 +9,11 @@
 //!   problem with its key path and line.
 //! - `record`: [`Record`] (source, timestamp, stable id, payload) and its
 //!   [`Ack`] handle back to the source.
-//! - `pipeline`: wiring, backpressure, source supervision and the drain
-//!   ([`Pipeline`]).
-//! - `sources`: `file`, `tcp`, `http_push`, `http_poll`, `nats`, `mqtt`, one
-//!   file each.
-//! - `transforms`: `parse_json`, `fields`, `filter`.
+//! - `pipeline`: wiring, backpressure, source supervision, the drain
+//!   ([`Pipeline`]), reloads ([`Handle::reload`]) and live counters ([`Stats`]).
+//! - `sources`: `file`, `tcp`, `http_push`, `http_poll`, `nats`, `mqtt`,
+//!   `crawl`, one file each.
+//! - `transforms`: `parse_json`, `parse_lines`, `fields`, `filter`.
 //! - `sinks`: the batching and retry loop; `sqlite`, `postgres`, `jsonl`,
 //!   `stdout`.
 //! - [`crawl`]: the web crawler behind `sluice crawl` ([`crawl::crawl`]).
@@ -27,12 +27,12 @@ mod sources;
 mod transforms;
 
 pub use config::{
-    Batch, ByteSize, Config, ConfigError, Dur, Fields, FileSource, HttpPushSource, JsonlSink,
-    ParseJson, Problem, ReadFrom, Retry, SinkConfig, SinkKind, SourceConfig, SourceKind,
+    Batch, ByteSize, Config, ConfigError, CrawlSource, Dur, Fields, FileSource, HttpPushSource,
+    JsonlSink, ParseJson, Problem, ReadFrom, Retry, SinkConfig, SinkKind, SourceConfig, SourceKind,
     SqliteSink, StdoutSink, TcpSource, TransformConfig, TransformKind, WhenFull,
 };
 pub use config::{
-    Filter, HttpPollSource, JetStream, MqttSource, NatsSource, NextPage, PostgresSink,
+    Filter, HttpPollSource, JetStream, MqttSource, NatsSource, NextPage, ParseLines, PostgresSink,
 };
-pub use pipeline::{Pipeline, StartError};
+pub use pipeline::{Handle, Pipeline, ReloadReport, SinkStats, SourceStats, StartError, Stats};
 pub use record::{Ack, Acked, Payload, Record};

@@ -11,7 +11,7 @@
 //! does it advance its durable position.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
@@ -118,14 +118,31 @@ pub struct Acked {
     pub ok: bool,
 }
 
+/// A source's acknowledgement counts: created, committed and failed
+/// acknowledgements (pending = created − committed − failed).
+#[derive(Debug, Default)]
+pub(crate) struct AckCounts {
+    pub(crate) created: AtomicU64,
+    pub(crate) committed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
 struct Inner {
     seq: u64,
     failed: AtomicBool,
     tx: mpsc::UnboundedSender<Acked>,
+    counts: Option<Arc<AckCounts>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(c) = &self.counts {
+            if self.failed.load(Ordering::Acquire) {
+                c.failed.fetch_add(1, Ordering::Relaxed);
+            } else {
+                c.committed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         // The source may be gone (it restarts, or the pipeline stops); then
         // nobody needs to know.
         let _ = self.tx.send(Acked {
@@ -156,6 +173,25 @@ impl Ack {
                 seq,
                 failed: AtomicBool::new(false),
                 tx,
+                counts: None,
+            }),
+            committed: false,
+        }
+    }
+
+    /// Like [`Ack::new`], counted in `counts` (for metrics and `--stats`).
+    pub(crate) fn counted(
+        seq: u64,
+        tx: mpsc::UnboundedSender<Acked>,
+        counts: &Arc<AckCounts>,
+    ) -> Ack {
+        counts.created.fetch_add(1, Ordering::Relaxed);
+        Ack {
+            inner: Arc::new(Inner {
+                seq,
+                failed: AtomicBool::new(false),
+                tx,
+                counts: Some(Arc::clone(counts)),
             }),
             committed: false,
         }

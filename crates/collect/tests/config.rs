@@ -54,7 +54,7 @@ inputs = ["parsed"]
 "#,
     );
     let expect = [
-        "3:sources.orders.kind: kind `crawl` is not built yet",
+        "4:sources.orders.url: unknown key `url`",
         "9:sources.logs.poll_interval: invalid duration \"often\"",
         "10:sources.logs.colour: unknown key `colour`",
         "14:transforms.parsed.inputs[1]: no source or transform named `logz`",

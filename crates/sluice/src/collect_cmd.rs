@@ -6,15 +6,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use sluice_collect::{Config, ConfigError, Pipeline};
+use sluice_collect::{Config, ConfigError, Handle, Pipeline};
 use tokio_util::sync::CancellationToken;
 
 /// Arguments of `sluice collect`.
 ///
 /// Runs a pipeline of sources → transforms → sinks from one TOML file:
-/// sources `file` (tail with checkpoints), `tcp` (newline-delimited) and
-/// `http_push` (JSON/NDJSON); transforms `parse_json` and `fields`; sinks
-/// `sqlite`, `jsonl` and `stdout`. Delivery is at least once: a source
+/// sources `file`, `tcp`, `http_push`, `http_poll`, `nats`, `mqtt` and
+/// `crawl`; transforms `parse_json`, `parse_lines`, `fields` and `filter`;
+/// sinks `sqlite`, `postgres`, `jsonl` and `stdout`. Delivery is at least once: a source
 /// commits its position (a file offset, an HTTP 200) only after every sink
 /// has committed the record. Every key is documented in docs/collect.md.
 #[derive(Debug, Args)]
@@ -22,11 +22,15 @@ use tokio_util::sync::CancellationToken;
 Examples:
   sluice collect --config examples/collect.toml         run the pipeline
   sluice collect check --config examples/collect.toml   validate the config, print every problem
-  sluice collect -c collect.toml --metrics 127.0.0.1:9401
+  sluice collect -c collect.toml --metrics-listen 127.0.0.1:9401
+  sluice collect -c collect.toml --stats      a line per source each second on stderr
 
 Signals: SIGTERM/SIGINT stop the sources, deliver what is in flight within
 drain_timeout (default 10s) and exit 0; what was not delivered by then is read
-again on the next start (file) or was refused to its sender (http_push).")]
+again on the next start (file) or was refused to its sender (http_push).
+SIGHUP re-reads the config: an invalid one is logged and changes nothing;
+unchanged sources and sinks keep running, changed ones are drained and
+restarted, removed ones drained and stopped, added ones started.")]
 pub(crate) struct CollectArgs {
     /// The pipeline's TOML config file.
     #[arg(
@@ -38,8 +42,13 @@ pub(crate) struct CollectArgs {
     )]
     config: PathBuf,
     /// Serve Prometheus metrics (sluice_collect_*) at http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, visible_alias = "metrics-listen", value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Print a line per source and sink every second on standard error
+    /// (records/s in and out, queue depth, acks pending, dead letters), and
+    /// a JSON summary of every counter there at exit.
+    #[arg(long)]
+    stats: bool,
     #[command(subcommand)]
     action: Option<CollectAction>,
 }
@@ -115,14 +124,49 @@ pub(crate) async fn run(args: CollectArgs) -> anyhow::Result<ExitCode> {
         });
         tracing::info!(listen = %addr, "metrics at /metrics");
     }
-    crate::signals::spawn(shutdown.clone(), || {
-        tracing::info!("SIGHUP: reload is not built yet for collect; ignored");
+    // SIGHUP before the pipeline is up waits in the channel.
+    let (hup_tx, mut hup_rx) = tokio::sync::mpsc::unbounded_channel();
+    crate::signals::spawn(shutdown.clone(), move || {
+        let _ = hup_tx.send(());
     })
     .context("installing signal handlers")?;
     let pipeline = Pipeline::start(config, shutdown.clone())
         .await
         .context("starting the pipeline")?;
+    let handle = pipeline.handle();
+    let path = args.config.clone();
+    tokio::spawn(async move {
+        while hup_rx.recv().await.is_some() {
+            reload(&handle, &path).await;
+        }
+    });
+    let stats = args.stats.then(|| {
+        tokio::spawn(crate::collect_stats::print_every_second(
+            pipeline.handle(),
+            shutdown.clone(),
+        ))
+    });
+    let handle = pipeline.handle();
     let drained = pipeline.wait().await;
+    if let Some(task) = stats {
+        let _ = task.await;
+        crate::collect_stats::print_summary(&handle.stats(), drained);
+    }
     tracing::info!(drained, "collect stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-read the config and apply it; a bad file or a refused reload is
+/// logged and the running pipeline goes on as it was.
+async fn reload(handle: &Handle, path: &std::path::Path) {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload: invalid config; keeping the running pipeline");
+            return;
+        }
+    };
+    if let Err(e) = handle.reload(config).await {
+        tracing::error!(error = %e, "reload refused; keeping the running pipeline");
+    }
 }

@@ -4,6 +4,7 @@
 
 mod check;
 mod collect_cmd;
+mod collect_stats;
 mod crawl_cmd;
 mod gateway_cmd;
 mod jobs_cmd;

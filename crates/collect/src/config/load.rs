@@ -58,11 +58,17 @@ impl ConfigError {
 }
 
 const NO_INPUTS: &str = "needs at least one input: inputs = [\"SOURCE_OR_TRANSFORM\", …]";
-const SOURCE_KINDS: &[&str] = &["file", "tcp", "http_push", "nats", "mqtt", "http_poll"];
-const TRANSFORM_KINDS: &[&str] = &["parse_json", "fields", "filter"];
+const SOURCE_KINDS: &[&str] = &[
+    "file",
+    "tcp",
+    "http_push",
+    "nats",
+    "mqtt",
+    "http_poll",
+    "crawl",
+];
+const TRANSFORM_KINDS: &[&str] = &["parse_json", "parse_lines", "fields", "filter"];
 const SINK_KINDS: &[&str] = &["sqlite", "jsonl", "stdout", "postgres"];
-/// Kinds issue 4 names that later increments build; named so the error says so.
-const PLANNED: &[&str] = &["crawl"];
 
 impl Config {
     /// Read, parse and validate a config file.
@@ -157,17 +163,10 @@ impl Loader<'_> {
     }
 
     fn unknown_kind(&mut self, path: &KeyPath, kind: &str, known: &[&str]) {
-        let message = if PLANNED.contains(&kind) {
-            format!(
-                "kind `{kind}` is not built yet (a later increment); built: {}",
-                known.join(", ")
-            )
-        } else {
-            format!(
-                "unknown kind `{kind}`; expected one of {}",
-                known.join(", ")
-            )
-        };
+        let message = format!(
+            "unknown kind `{kind}`; expected one of {}",
+            known.join(", ")
+        );
         self.problem(&path.key("kind"), message);
     }
 }
@@ -218,6 +217,7 @@ fn check(text: &str) -> (Option<Config>, Vec<Problem>) {
             "nats" => l.de(rest).map(SourceKind::Nats),
             "mqtt" => l.de(rest).map(SourceKind::Mqtt),
             "http_poll" => l.de(rest).map(SourceKind::HttpPoll),
+            "crawl" => l.de(rest).map(SourceKind::Crawl),
             other => {
                 l.unknown_kind(&path, other, SOURCE_KINDS);
                 None
@@ -248,6 +248,7 @@ fn check(text: &str) -> (Option<Config>, Vec<Problem>) {
         let rest = without(&table, &["kind", "inputs"]);
         let kind = match common.kind.as_str() {
             "parse_json" => l.de(rest).map(TransformKind::ParseJson),
+            "parse_lines" => l.de(rest).map(TransformKind::ParseLines),
             "fields" => l.de(rest).map(TransformKind::Fields),
             "filter" => l.de(rest).map(TransformKind::Filter),
             other => {
@@ -459,7 +460,8 @@ fn issues_with(
             SourceKind::File(_)
             | SourceKind::Nats(_)
             | SourceKind::Mqtt(_)
-            | SourceKind::HttpPoll(_) => continue,
+            | SourceKind::HttpPoll(_)
+            | SourceKind::Crawl(_) => continue,
         };
         if addr.port() != 0
             && let Some(first) = listens.insert(addr, name)
@@ -480,6 +482,11 @@ fn issues_with(
 }
 
 fn transform(at: &KeyPath, t: &TransformConfig, out: &mut Vec<(KeyPath, String)>) {
+    if let TransformKind::ParseLines(p) = &t.kind
+        && p.max_line_length.0 == 0
+    {
+        out.push((at.key("max_line_length"), "must be at least 1".to_owned()));
+    }
     if let TransformKind::Filter(f) = &t.kind
         && let Err(e) = crate::transforms::Expr::parse(&f.condition)
     {
@@ -683,6 +690,7 @@ fn source(at: &KeyPath, s: &SourceConfig, out: &mut Vec<(KeyPath, String)>) {
                 ));
             }
         }
+        SourceKind::Crawl(c) => crawl(at, c, out),
         SourceKind::Mqtt(m) => {
             url_scheme(at, &m.url, &["mqtt", "tcp"], out);
             if m.topics.is_empty() {
@@ -715,6 +723,61 @@ fn source(at: &KeyPath, s: &SourceConfig, out: &mut Vec<(KeyPath, String)>) {
                 out.push((at.key("password"), "needs username".to_owned()));
             }
         }
+    }
+}
+
+fn crawl(at: &KeyPath, c: &super::CrawlSource, out: &mut Vec<(KeyPath, String)>) {
+    if c.seeds.is_empty() {
+        out.push((at.key("seeds"), "needs at least one seed URL".to_owned()));
+    }
+    for (i, seed) in c.seeds.iter().enumerate() {
+        let ok = url::Url::parse(seed)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if !ok {
+            out.push((
+                at.key("seeds").index(i),
+                format!("{seed:?} is not an absolute http:// or https:// URL"),
+            ));
+        }
+    }
+    for (key, v) in [("concurrency", c.concurrency), ("per_host", c.per_host)] {
+        if v == 0 {
+            out.push((at.key(key), "must be at least 1".to_owned()));
+        }
+    }
+    if c.max_pages == Some(0) {
+        out.push((at.key("max_pages"), "must be at least 1".to_owned()));
+    }
+    for (i, d) in c.allow_domains.iter().enumerate() {
+        if d.trim().is_empty() || d.contains('/') || d.contains(':') {
+            out.push((
+                at.key("allow_domains").index(i),
+                format!("{d:?} is not a domain name (give e.g. example.com, no scheme or path)"),
+            ));
+        }
+    }
+    if c.content_types.is_empty() {
+        out.push((
+            at.key("content_types"),
+            "needs at least one media type".to_owned(),
+        ));
+    }
+    for (i, t) in c.content_types.iter().enumerate() {
+        if !t.contains('/') {
+            out.push((
+                at.key("content_types").index(i),
+                format!("{t:?} is not a media type like text/html or text/*"),
+            ));
+        }
+    }
+    if c.timeout.0.is_zero() {
+        out.push((at.key("timeout"), "must be longer than zero".to_owned()));
+    }
+    if c.max_body.0 == 0 {
+        out.push((at.key("max_body"), "must be at least 1".to_owned()));
+    }
+    if matches!(&c.state, Some(p) if p.as_os_str().is_empty()) {
+        out.push((at.key("state"), "must not be empty".to_owned()));
     }
 }
 

@@ -103,6 +103,8 @@ pub enum SourceKind {
     Mqtt(MqttSource),
     /// An HTTP URL polled on an interval, with a cursor.
     HttpPoll(HttpPollSource),
+    /// A web crawl: one record per page.
+    Crawl(CrawlSource),
 }
 
 impl SourceKind {
@@ -115,6 +117,7 @@ impl SourceKind {
             SourceKind::Nats(_) => "nats",
             SourceKind::Mqtt(_) => "mqtt",
             SourceKind::HttpPoll(_) => "http_poll",
+            SourceKind::Crawl(_) => "crawl",
         }
     }
 }
@@ -227,6 +230,8 @@ pub(crate) struct WithInputs {
 pub enum TransformKind {
     /// Parse text payloads as JSON.
     ParseJson(ParseJson),
+    /// Split text into one record per line.
+    ParseLines(ParseLines),
     /// Rename, drop and add fields of JSON objects.
     Fields(Fields),
     /// Keep only records for which an expression is true.
@@ -243,6 +248,33 @@ pub struct ParseJson {
     /// Drop (and count) records that do not parse, instead of passing them on unchanged.
     #[serde(default)]
     pub drop_invalid: bool,
+}
+
+/// `kind = "parse_lines"`: one record per line of a text payload (or of a
+/// string field of a JSON object), ids `ID:INDEX` when the record has an id.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParseLines {
+    /// Split this string field of a JSON object instead of a text payload;
+    /// each line replaces the field in a copy of the object.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Longest line passed on; longer lines are dropped and counted.
+    #[serde(default = "default_max_line")]
+    pub max_line_length: ByteSize,
+    /// Pass on empty lines too (by default they are skipped).
+    #[serde(default)]
+    pub keep_empty: bool,
+}
+
+impl Default for ParseLines {
+    fn default() -> Self {
+        ParseLines {
+            field: None,
+            max_line_length: default_max_line(),
+            keep_empty: false,
+        }
+    }
 }
 
 /// `kind = "fields"`: applied in the order rename, drop, add.
@@ -647,4 +679,98 @@ impl TryFrom<String> for NextPage {
             ))
         }
     }
+}
+
+/// `kind = "crawl"`: the crawler of `sluice crawl` as a source, one record
+/// per page (its canonical URL is the record id). The frontier and seen set
+/// live in `state` and a page is marked done only once its record is
+/// committed, so a restart fetches no finished page again.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrawlSource {
+    /// Seed URLs (absolute `http://` or `https://`).
+    pub seeds: Vec<String>,
+    /// Deepest link depth queued (seeds are 0); no limit when absent.
+    #[serde(default)]
+    pub depth: Option<u32>,
+    /// Pages fetched at most, over every run of this state; no limit when absent.
+    #[serde(default)]
+    pub max_pages: Option<u64>,
+    /// Requests in flight at once, over all hosts.
+    #[serde(default = "default_crawl_concurrency")]
+    pub concurrency: usize,
+    /// Requests in flight at once to one host.
+    #[serde(default = "default_per_host")]
+    pub per_host: usize,
+    /// Least gap between request starts to one host (a longer robots.txt
+    /// Crawl-delay wins).
+    #[serde(default = "default_crawl_delay")]
+    pub delay: Dur,
+    /// Domains (and their subdomains) whose links are followed; empty: the seeds' hosts.
+    #[serde(default)]
+    pub allow_domains: Vec<String>,
+    /// The state database (frontier and seen set); default `DATA_DIR/crawl/NAME.db`.
+    #[serde(default)]
+    pub state: Option<PathBuf>,
+    /// Obey robots.txt (Allow/Disallow, Crawl-delay) and read its sitemaps.
+    #[serde(default = "default_true")]
+    pub robots: bool,
+    /// Media types (`text/html`, `text/*`) whose bodies are read.
+    #[serde(default = "default_content_types")]
+    pub content_types: Vec<String>,
+    /// Put each page's body (UTF-8, lossily) in its record.
+    #[serde(default)]
+    pub include_body: bool,
+    /// The `User-Agent` header; default `sluice/VERSION (crawler)`.
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// Limit on one request, body included.
+    #[serde(default = "default_crawl_timeout")]
+    pub timeout: Dur,
+    /// Retries after the first attempt (network errors, 429, 5xx).
+    #[serde(default = "default_crawl_retries")]
+    pub retries: u32,
+    /// First retry backoff; doubles each retry, with jitter.
+    #[serde(default = "default_crawl_backoff")]
+    pub backoff: Dur,
+    /// Longest wait for one retry or Retry-After, and the largest Crawl-delay obeyed.
+    #[serde(default = "default_crawl_max_wait")]
+    pub max_wait: Dur,
+    /// Redirects followed from one URL.
+    #[serde(default = "default_max_redirects")]
+    pub max_redirects: u32,
+    /// Bytes of one body read at most.
+    #[serde(default = "default_crawl_max_body")]
+    pub max_body: ByteSize,
+}
+
+fn default_crawl_concurrency() -> usize {
+    16
+}
+fn default_per_host() -> usize {
+    8
+}
+fn default_crawl_delay() -> Dur {
+    Dur::millis(0)
+}
+fn default_content_types() -> Vec<String> {
+    vec!["text/html".to_owned()]
+}
+fn default_crawl_timeout() -> Dur {
+    Dur::secs(30)
+}
+fn default_crawl_retries() -> u32 {
+    3
+}
+fn default_crawl_backoff() -> Dur {
+    Dur::millis(500)
+}
+fn default_crawl_max_wait() -> Dur {
+    Dur::secs(60)
+}
+fn default_max_redirects() -> u32 {
+    10
+}
+fn default_crawl_max_body() -> ByteSize {
+    ByteSize(10 << 20)
 }

@@ -14,6 +14,12 @@
 //! - `store`: the SQLite state (frontier, seen set, SQLite records).
 //! - `sink`: the record outputs ([`Output`]).
 //!
+//! As a pipeline source (`kind = "crawl"`, see `sources::crawl`) the pages
+//! go through a [`Handoff`] instead of an [`Output`]: the links a page adds
+//! are queued in the store at once, but the page is marked done only when
+//! every sink has committed its record, so a restart fetches again exactly
+//! the pages whose records were not written.
+//!
 //! Budgets: a seed has depth 0, a page linked from a page of depth `d` has
 //! depth `d + 1`, and a URL found in a sitemap has depth 1; URLs deeper than
 //! `max_depth` are not queued. `max_pages` caps the pages fetched (each
@@ -28,13 +34,14 @@ mod robots;
 mod sink;
 mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -45,6 +52,8 @@ use robots::Robots;
 use sink::Sink;
 pub use sink::{Output, read_jsonl};
 use store::{State, Store};
+
+use crate::record::{Ack, AckCounts, Acked, Payload, Record};
 
 /// The product token matched against robots.txt `User-agent` lines.
 pub const ROBOTS_TOKEN: &str = "sluice";
@@ -322,10 +331,91 @@ struct Visit {
     denied_redirect: bool,
 }
 
+/// Where a crawl run as a pipeline source sends its page records, and
+/// hears back which were committed.
+pub(crate) struct Handoff {
+    /// The source's name: the records' `source`, and the metrics' label.
+    pub(crate) source: Arc<str>,
+    /// Page records, each with an [`Ack`]; bounded, so a slow pipeline
+    /// slows the crawl down.
+    pub(crate) records: mpsc::Sender<Record>,
+    /// Given to each record's [`Ack`].
+    pub(crate) ack_tx: mpsc::UnboundedSender<Acked>,
+    /// Where the acknowledgements arrive.
+    pub(crate) ack_rx: mpsc::UnboundedReceiver<Acked>,
+    /// The source's acknowledgement counts.
+    pub(crate) counts: Arc<AckCounts>,
+}
+
+/// How a finished page's record is written and its URL marked done.
+enum Delivery {
+    /// `sluice crawl`: the record is written, then the URL marked, at once.
+    Sink(Sink),
+    /// A pipeline source: the URL is marked when the record is acknowledged.
+    Handoff {
+        handoff: Handoff,
+        /// URLs to mark when the record with this sequence number is acked.
+        pending: HashMap<u64, Vec<(String, State)>>,
+        next_seq: u64,
+    },
+}
+
+impl Delivery {
+    fn pending(&self) -> usize {
+        match self {
+            Delivery::Sink(_) => 0,
+            Delivery::Handoff { pending, .. } => pending.len(),
+        }
+    }
+
+    /// The next acknowledgement (never, for `sluice crawl`).
+    async fn next_ack(&mut self) -> Option<Acked> {
+        match self {
+            Delivery::Sink(_) => std::future::pending().await,
+            Delivery::Handoff { handoff, .. } => handoff.ack_rx.recv().await,
+        }
+    }
+}
+
+/// The crawl's counters in the `metrics` facade, labelled by source (the
+/// pipeline source's name, or `crawl` for `sluice crawl`).
+struct Meters {
+    pages: metrics::Counter,
+    bytes: metrics::Counter,
+    robots_denied: metrics::Counter,
+    source: String,
+}
+
+impl Meters {
+    fn new(source: &str) -> Meters {
+        let s = source.to_owned();
+        Meters {
+            pages: metrics::counter!("sluice_collect_crawl_pages_total", "source" => s.clone()),
+            bytes: metrics::counter!("sluice_collect_crawl_bytes_total", "source" => s.clone()),
+            robots_denied: metrics::counter!("sluice_collect_crawl_robots_denied_total", "source" => s.clone()),
+            source: s,
+        }
+    }
+
+    fn error(&self, kind: &'static str) {
+        metrics::counter!("sluice_collect_crawl_errors_total", "source" => self.source.clone(), "kind" => kind)
+            .increment(1);
+    }
+}
+
 /// Runs a crawl until the frontier is empty, a budget is spent, or
 /// `shutdown` is cancelled (then in-flight pages are dropped and stay
 /// queued for `resume`).
 pub async fn crawl(opts: CrawlOptions, shutdown: CancellationToken) -> Result<Stats, Error> {
+    run(opts, shutdown, None).await
+}
+
+/// [`crawl`], with the records going to `handoff` when given.
+pub(crate) async fn run(
+    opts: CrawlOptions,
+    shutdown: CancellationToken,
+    handoff: Option<Handoff>,
+) -> Result<Stats, Error> {
     let started_at = Instant::now();
     if opts.seeds.is_empty() {
         return Err(invalid("URL", "give at least one seed URL"));
@@ -407,7 +497,15 @@ pub async fn crawl(opts: CrawlOptions, shutdown: CancellationToken) -> Result<St
         .clone()
         .unwrap_or_else(|| opts.output.default_state());
     let mut store = Store::open(&state_path, !opts.resume).await?;
-    let mut sink = Sink::open(&opts.output, opts.resume)?;
+    let meters = Meters::new(handoff.as_ref().map_or("crawl", |h| &*h.source));
+    let mut delivery = match handoff {
+        None => Delivery::Sink(Sink::open(&opts.output, opts.resume)?),
+        Some(handoff) => Delivery::Handoff {
+            handoff,
+            pending: HashMap::new(),
+            next_seq: 0,
+        },
+    };
     let loaded = store.load().await?;
     let mut frontier = Frontier::new(ctx.seen.clone());
     for url in &loaded.finished {
@@ -443,7 +541,7 @@ pub async fn crawl(opts: CrawlOptions, shutdown: CancellationToken) -> Result<St
     let cancelled = shutdown.cancelled_owned();
     tokio::pin!(cancelled);
     loop {
-        while inflight.len() < opts.concurrency && started < budget {
+        while !stats.interrupted && inflight.len() < opts.concurrency && started < budget {
             let Some(item) = frontier.pop() else { break };
             let host = hosts.get(&item.url, opts.per_host, opts.delay);
             started += 1;
@@ -452,18 +550,25 @@ pub async fn crawl(opts: CrawlOptions, shutdown: CancellationToken) -> Result<St
         progress
             .queued
             .store(frontier.len() as u64, Ordering::Relaxed);
-        if inflight.is_empty() {
+        if inflight.is_empty() && delivery.pending() == 0 {
             break;
         }
         let joined = tokio::select! {
             biased;
-            () = &mut cancelled => {
+            () = &mut cancelled, if !stats.interrupted => {
                 stats.interrupted = true;
                 inflight.abort_all();
                 while inflight.join_next().await.is_some() {}
-                break;
+                // A pipeline source still hears back about the records it
+                // handed over (the pipeline drains them), so their pages
+                // are not fetched again.
+                continue;
             }
-            Some(joined) = inflight.join_next() => joined,
+            Some(acked) = delivery.next_ack(), if delivery.pending() > 0 => {
+                acknowledged(&mut delivery, &mut store, acked).await?;
+                continue;
+            }
+            Some(joined) = inflight.join_next(), if !inflight.is_empty() => joined,
         };
         let v = match joined {
             Ok(v) => v,
@@ -493,6 +598,7 @@ pub async fn crawl(opts: CrawlOptions, shutdown: CancellationToken) -> Result<St
         }
         let Some(record) = v.record else {
             stats.robots_denied += 1;
+            meters.robots_denied.increment(1);
             started -= 1;
             store
                 .commit(&[(v.item.url.as_str(), State::Denied)], &new, None)
@@ -501,6 +607,7 @@ pub async fn crawl(opts: CrawlOptions, shutdown: CancellationToken) -> Result<St
         };
         if v.denied_redirect {
             stats.robots_denied += 1;
+            meters.robots_denied.increment(1);
         }
         if depth_ok(v.item.depth + 1) {
             for url in v.follow {
@@ -534,20 +641,93 @@ pub async fn crawl(opts: CrawlOptions, shutdown: CancellationToken) -> Result<St
         if let Some(kind) = v.error_kind {
             *stats.errors.entry(kind.into()).or_default() += 1;
             progress.errors.fetch_add(1, Ordering::Relaxed);
+            meters.error(kind);
         }
         progress.pages.fetch_add(1, Ordering::Relaxed);
         progress.bytes.fetch_add(record.bytes, Ordering::Relaxed);
-        sink.write(&record)?;
+        meters.pages.increment(1);
+        meters.bytes.increment(record.bytes);
         let mut finished = vec![(v.item.url.as_str(), State::Fetched)];
         finished.extend(v.claimed.iter().map(|u| (u.as_str(), State::Redirected)));
-        store
-            .commit(&finished, &new, sink.in_store().then_some(&record))
-            .await?;
+        match &mut delivery {
+            Delivery::Sink(sink) => {
+                sink.write(&record)?;
+                store
+                    .commit(&finished, &new, sink.in_store().then_some(&record))
+                    .await?;
+            }
+            Delivery::Handoff {
+                handoff,
+                pending,
+                next_seq,
+            } => {
+                // The links are queued now, so the frontier survives a
+                // restart; the page itself waits for its acknowledgement.
+                if !new.is_empty() {
+                    store.commit(&[], &new, None).await?;
+                }
+                *next_seq += 1;
+                let seq = *next_seq;
+                pending.insert(
+                    seq,
+                    finished
+                        .iter()
+                        .map(|(u, s)| ((*u).to_owned(), *s))
+                        .collect(),
+                );
+                let out = page_record(handoff, &record, seq);
+                tokio::select! {
+                    biased;
+                    // Interrupted while the pipeline is full: the record
+                    // is dropped, its ack fails and the page stays queued.
+                    () = &mut cancelled, if !stats.interrupted => {
+                        stats.interrupted = true;
+                        inflight.abort_all();
+                        while inflight.join_next().await.is_some() {}
+                    }
+                    _ = handoff.records.send(out) => {}
+                }
+            }
+        }
     }
     stats.retries = ctx.retries.load(Ordering::Relaxed);
     stats.queued = frontier.len() as u64;
     stats.duration_secs = started_at.elapsed().as_secs_f64();
     Ok(stats)
+}
+
+/// A page as a pipeline record: its canonical URL is the stable id, so a
+/// page fetched again after a restart is written once by the SQL sinks.
+fn page_record(handoff: &Handoff, page: &PageRecord, seq: u64) -> Record {
+    Record {
+        source: handoff.source.clone(),
+        timestamp: SystemTime::now(),
+        id: Some(page.url.clone()),
+        payload: Payload::Json(serde_json::to_value(page).unwrap_or_default()),
+        ack: Some(Ack::counted(seq, handoff.ack_tx.clone(), &handoff.counts)),
+    }
+}
+
+/// Marks an acknowledged page done; a page whose record some sink did not
+/// commit stays queued, to be fetched again by the next run.
+async fn acknowledged(
+    delivery: &mut Delivery,
+    store: &mut Store,
+    acked: Acked,
+) -> Result<(), Error> {
+    let Delivery::Handoff { pending, .. } = delivery else {
+        return Ok(());
+    };
+    let Some(urls) = pending.remove(&acked.seq) else {
+        return Ok(());
+    };
+    if acked.ok {
+        let finished: Vec<(&str, State)> = urls.iter().map(|(u, s)| (u.as_str(), *s)).collect();
+        store.commit(&finished, &[], None).await?;
+    } else if let Some((url, _)) = urls.first() {
+        tracing::warn!(url = %url, "page record not committed; it stays queued for the next run");
+    }
+    Ok(())
 }
 
 fn path_and_query(url: &Url) -> &str {

@@ -1,6 +1,8 @@
 //! Wiring a [`Config`] into running tasks: one input channel per transform
 //! and sink, one [`Output`] per source and transform, every source under a
 //! supervisor that restarts it with backoff, and a drain with a deadline.
+//! The wiring itself is in `graph`, which also applies a reload
+//! ([`Pipeline::reload`]); `stats` keeps the live counters.
 //!
 //! Shutdown: the token stops the sources; each drops its output, so the
 //! channels close one stage after another while transforms and sinks
@@ -10,24 +12,30 @@
 //! never committed and they are read again on the next start.
 
 mod backoff;
+mod graph;
 mod output;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+use tokio_util::task::TaskTracker;
 
 pub(crate) use backoff::Backoff;
+pub use graph::ReloadReport;
 pub(crate) use output::{Output, TryError};
+pub(crate) use stats::SinkCounters;
+pub use stats::{SinkStats, SourceStats, Stats};
 
 use crate::config::{Config, SourceKind, WhenFull};
-use crate::record::Record;
-use crate::{sinks, sources, transforms};
+use crate::record::{Ack, AckCounts, Acked, Record};
+use crate::sources;
 
 /// Why a pipeline could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +69,10 @@ pub enum StartError {
         /// Why.
         error: std::io::Error,
     },
+    /// A reload asked for something only a restart can do, or came after
+    /// shutdown.
+    #[error("reload refused: {0}")]
+    Reload(String),
 }
 
 /// What every source task gets.
@@ -80,6 +92,8 @@ pub(crate) struct SourceCtx {
     records: metrics::Counter,
     /// `sluice_collect_source_dropped_total` for this source.
     dropped: metrics::Counter,
+    /// The live counters behind `--stats`.
+    counters: Arc<stats::SourceCounters>,
 }
 
 impl SourceCtx {
@@ -98,6 +112,7 @@ impl SourceCtx {
                 }
                 Err(TryError::Full) => {
                     self.dropped.increment(1);
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     record.commit();
                     Ok(None)
                 }
@@ -109,6 +124,17 @@ impl SourceCtx {
     /// Count one record sent on.
     pub(crate) fn count_in(&self) {
         self.records.increment(1);
+        self.counters.records_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A new acknowledgement, counted for this source's `acks_pending`.
+    pub(crate) fn ack(&self, seq: u64, tx: &mpsc::UnboundedSender<Acked>) -> Ack {
+        Ack::counted(seq, tx.clone(), &self.counters.acks)
+    }
+
+    /// This source's acknowledgement counts.
+    pub(crate) fn ack_counts(&self) -> Arc<AckCounts> {
+        Arc::clone(&self.counters.acks)
     }
 }
 
@@ -129,12 +155,45 @@ impl From<output::Closed> for SourceError {
     }
 }
 
+/// What the pipeline's tasks and its handles share.
+struct Shared {
+    graph: tokio::sync::Mutex<graph::Graph>,
+    tracker: TaskTracker,
+    /// Every task spawned, to abort what is left at the drain deadline.
+    aborts: Mutex<Vec<AbortHandle>>,
+    addresses: Mutex<BTreeMap<String, SocketAddr>>,
+    registry: stats::Registry,
+    shutdown: CancellationToken,
+    drain_timeout: Mutex<Duration>,
+}
+
+impl Shared {
+    fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let handle = self.tracker.spawn(task);
+        let mut aborts = self.aborts.lock().unwrap_or_else(|e| e.into_inner());
+        aborts.retain(|a| !a.is_finished());
+        aborts.push(handle.abort_handle());
+        handle
+    }
+
+    fn drain_timeout(&self) -> Duration {
+        *self.drain_timeout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// A running pipeline.
 pub struct Pipeline {
-    tasks: JoinSet<()>,
-    addresses: BTreeMap<String, SocketAddr>,
-    shutdown: CancellationToken,
-    drain_timeout: Duration,
+    shared: Arc<Shared>,
+}
+
+/// A handle on a running pipeline, for reloads and stats while
+/// [`Pipeline::wait`] runs (the binary's SIGHUP handler holds one).
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
 }
 
 impl Pipeline {
@@ -152,106 +211,139 @@ impl Pipeline {
             path: config.data_dir.display().to_string(),
             error,
         })?;
-        let mut tasks = JoinSet::new();
-
-        // Channels into every transform and sink; outputs of sources and transforms.
-        let mut receivers = BTreeMap::new();
-        let mut outputs: BTreeMap<&str, Output> = BTreeMap::new();
-        let consumers = config
-            .transforms
-            .iter()
-            .map(|(n, t)| (n, &t.inputs))
-            .chain(config.sinks.iter().map(|(n, s)| (n, &s.inputs)));
-        for (name, inputs) in consumers {
-            let (tx, rx) = mpsc::channel::<Record>(config.buffer);
-            for input in inputs {
-                outputs.entry(input.as_str()).or_default().push(tx.clone());
-            }
-            receivers.insert(name.clone(), rx);
-            // `tx` drops here: only outputs hold senders, so a channel closes
-            // when everything upstream of it is done.
-        }
-
-        for (name, sink) in &config.sinks {
-            let rx = receivers.remove(name).unwrap_or_else(|| mpsc::channel(1).1);
-            let task = sinks::open(name, &sink.kind)
-                .await
-                .map_err(|message| StartError::Sink {
-                    sink: name.clone(),
-                    message,
-                })?;
-            let span = tracing::info_span!("sink", sink.name = %name, sink.kind = sink.kind.name());
-            tasks.spawn(task.run(rx).instrument(span));
-        }
-        for (name, t) in &config.transforms {
-            let rx = receivers.remove(name).unwrap_or_else(|| mpsc::channel(1).1);
-            let out = outputs.remove(name.as_str()).unwrap_or_default();
-            let span = tracing::info_span!("transform", transform.name = %name);
-            tasks.spawn(transforms::run(name.clone(), t.kind.clone(), rx, out).instrument(span));
-        }
-
-        let mut addresses = BTreeMap::new();
-        for (name, s) in &config.sources {
-            let bound = sources::bind(&s.kind).map_err(|(address, error)| StartError::Bind {
-                source_name: name.clone(),
-                address,
-                error,
-            })?;
-            if let Some(l) = &bound
-                && let Ok(addr) = l.local_addr()
-            {
-                addresses.insert(name.clone(), addr);
-            }
-            let ctx = SourceCtx {
-                name: Arc::from(name.as_str()),
-                output: outputs.remove(name.as_str()).unwrap_or_default(),
-                shutdown: shutdown.child_token(),
-                when_full: s.when_full,
-                data_dir: config.data_dir.clone(),
-                records: metrics::counter!("sluice_collect_source_records_total", "source" => name.clone()),
-                dropped: metrics::counter!("sluice_collect_source_dropped_total", "source" => name.clone()),
-            };
-            let span =
-                tracing::info_span!("source", source.name = %name, source.kind = s.kind.name());
-            tasks.spawn(supervise(ctx, s.kind.clone(), bound).instrument(span));
-        }
-        tracing::info!(
-            sources = config.sources.len(),
-            transforms = config.transforms.len(),
-            sinks = config.sinks.len(),
-            "pipeline started"
-        );
-        Ok(Pipeline {
-            tasks,
-            addresses,
+        let shared = Arc::new(Shared {
+            graph: tokio::sync::Mutex::new(graph::Graph::default()),
+            tracker: TaskTracker::new(),
+            aborts: Mutex::new(Vec::new()),
+            addresses: Mutex::new(BTreeMap::new()),
+            registry: stats::Registry::default(),
             shutdown,
-            drain_timeout: config.drain_timeout.0,
-        })
+            drain_timeout: Mutex::new(config.drain_timeout.0),
+        });
+        let (sources, transforms, sinks) = (
+            config.sources.len(),
+            config.transforms.len(),
+            config.sinks.len(),
+        );
+        {
+            let mut g = shared.graph.lock().await;
+            g.apply(&shared, config).await?;
+        }
+        // The gauges of the `metrics` facade, every second.
+        let publisher = Arc::downgrade(&shared);
+        let stop = shared.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let Some(shared) = publisher.upgrade() else {
+                    return;
+                };
+                stats::publish(&shared.registry.snapshot());
+            }
+        });
+        tracing::info!(sources, transforms, sinks, "pipeline started");
+        Ok(Pipeline { shared })
     }
 
     /// The address a listening source (`tcp`, `http_push`) is bound to.
     pub fn local_addr(&self, source: &str) -> Option<SocketAddr> {
-        self.addresses.get(source).copied()
+        self.handle().local_addr(source)
+    }
+
+    /// A handle for reloads and stats.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Apply a new config to the running pipeline: see [`Handle::reload`].
+    pub async fn reload(&self, config: Config) -> Result<ReloadReport, StartError> {
+        self.handle().reload(config).await
+    }
+
+    /// The live counters of every source and sink.
+    pub fn stats(&self) -> Stats {
+        self.shared.registry.snapshot()
     }
 
     /// Wait for shutdown, then for the drain (at most `drain_timeout`).
     /// Returns whether everything drained in time.
-    pub async fn wait(mut self) -> bool {
-        self.shutdown.cancelled().await;
-        let drained = tokio::time::timeout(self.drain_timeout, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok();
+    pub async fn wait(self) -> bool {
+        let shared = self.shared;
+        shared.shutdown.cancelled().await;
+        // A reload in progress finishes its wiring first; later ones are refused.
+        let _graph = shared.graph.lock().await;
+        shared.tracker.close();
+        let drained = tokio::time::timeout(shared.drain_timeout(), shared.tracker.wait())
+            .await
+            .is_ok();
         if !drained {
+            let aborts =
+                std::mem::take(&mut *shared.aborts.lock().unwrap_or_else(|e| e.into_inner()));
             tracing::warn!(
-                left = self.tasks.len(),
+                left = aborts.iter().filter(|a| !a.is_finished()).count(),
                 "drain deadline passed; aborting (unacknowledged records will be read again)"
             );
-            self.tasks.abort_all();
-            while self.tasks.join_next().await.is_some() {}
+            for a in aborts {
+                a.abort();
+            }
+            shared.tracker.wait().await;
         }
         drained
+    }
+}
+
+impl Handle {
+    /// The address a listening source (`tcp`, `http_push`) is bound to.
+    pub fn local_addr(&self, source: &str) -> Option<SocketAddr> {
+        let a = self
+            .shared
+            .addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        a.get(source).copied()
+    }
+
+    /// The live counters of every source and sink.
+    pub fn stats(&self) -> Stats {
+        self.shared.registry.snapshot()
+    }
+
+    /// Apply a new config without stopping the pipeline. An invalid config
+    /// changes nothing. Sources whose settings are unchanged keep running
+    /// (their outputs are rewired to the new consumers); transforms and
+    /// sinks whose kind and settings are unchanged keep running even when
+    /// their `inputs` change. Changed components are replaced: the old one
+    /// stops taking new records, drains what it holds (at most
+    /// `drain_timeout`), and then the new one starts on a channel that
+    /// buffered in the meantime, so no record is lost or written twice by
+    /// two writers at once. Removed components drain and stop; added ones
+    /// start. `data_dir` cannot change (a restart can). Reloads run one at
+    /// a time.
+    pub async fn reload(&self, config: Config) -> Result<ReloadReport, StartError> {
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(StartError::Invalid(problems));
+        }
+        let mut g = self.shared.graph.lock().await;
+        if self.shared.shutdown.is_cancelled() {
+            return Err(StartError::Reload("the pipeline is stopping".to_owned()));
+        }
+        let report = g.apply(&self.shared, config).await?;
+        tracing::info!(
+            started = ?report.started,
+            restarted = ?report.restarted,
+            stopped = ?report.stopped,
+            unchanged = report.unchanged.len(),
+            "config reloaded"
+        );
+        Ok(report)
     }
 }
 
@@ -260,6 +352,7 @@ async fn supervise(ctx: SourceCtx, kind: SourceKind, bound: Option<std::net::Tcp
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     loop {
         let started = Instant::now();
+        ctx.counters.starts.fetch_add(1, Ordering::Relaxed);
         let result = sources::run(&ctx, &kind, bound.as_ref()).await;
         if ctx.shutdown.is_cancelled() {
             return;
@@ -274,6 +367,7 @@ async fn supervise(ctx: SourceCtx, kind: SourceKind, bound: Option<std::net::Tcp
         let wait = backoff.next_wait();
         metrics::counter!("sluice_collect_source_restarts_total", "source" => ctx.name.to_string())
             .increment(1);
+        ctx.counters.restarts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(error = %error, wait_ms = wait.as_millis() as u64, "source failed; restarting");
         tokio::select! {
             biased;

@@ -11,13 +11,15 @@ mod postgres;
 mod sqlite;
 mod stdout;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::{Batch, Retry, SinkKind};
-use crate::pipeline::Backoff;
+use crate::pipeline::{Backoff, SinkCounters};
 use crate::record::Record;
 
 /// A failed write of a whole batch (it is retried).
@@ -46,16 +48,22 @@ impl Writer {
 /// An opened sink, ready to run.
 pub(crate) struct SinkTask {
     name: String,
+    kind: &'static str,
     writer: Writer,
     batch: Batch,
     retry: Retry,
+    counters: Arc<SinkCounters>,
 }
 
 /// Open what the sink writes to (so a bad path fails the start).
-pub(crate) async fn open(name: &str, kind: &SinkKind) -> Result<SinkTask, String> {
+pub(crate) async fn open(
+    name: &str,
+    kind: &SinkKind,
+    counters: Arc<SinkCounters>,
+) -> Result<SinkTask, String> {
     let (writer, batch, retry) = match kind {
         SinkKind::Sqlite(c) => (
-            Writer::Sqlite(sqlite::SqliteWriter::open(name, c).await?),
+            Writer::Sqlite(sqlite::SqliteWriter::open(name, c, counters.clone()).await?),
             c.batch.clone(),
             c.retry.clone(),
         ),
@@ -65,7 +73,7 @@ pub(crate) async fn open(name: &str, kind: &SinkKind) -> Result<SinkTask, String
             c.retry.clone(),
         ),
         SinkKind::Postgres(c) => (
-            Writer::Postgres(postgres::PostgresWriter::open(name, c).await?),
+            Writer::Postgres(postgres::PostgresWriter::open(name, c, counters.clone()).await?),
             c.batch.clone(),
             c.retry.clone(),
         ),
@@ -77,13 +85,20 @@ pub(crate) async fn open(name: &str, kind: &SinkKind) -> Result<SinkTask, String
     };
     Ok(SinkTask {
         name: name.to_owned(),
+        kind: kind.name(),
         writer,
         batch,
         retry,
+        counters,
     })
 }
 
 impl SinkTask {
+    /// The sink's kind, for its span.
+    pub(crate) fn kind(&self) -> &'static str {
+        self.kind
+    }
+
     /// Write batches until the input closes and the last batch is written.
     pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Record>) {
         let mut batch: Vec<Record> = Vec::with_capacity(self.batch.max_records.min(4096));
@@ -127,6 +142,7 @@ impl SinkTask {
                     let wait: Duration = backoff.next_wait();
                     metrics::counter!("sluice_collect_sink_retries_total", "sink" => self.name.clone())
                         .increment(1);
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, records = batch.len(), wait_ms = wait.as_millis() as u64, "write failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -134,6 +150,22 @@ impl SinkTask {
         }
         metrics::counter!("sluice_collect_sink_records_total", "sink" => self.name.clone())
             .increment(batch.len() as u64);
+        self.counters
+            .records_out
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        // Lag: how long the oldest record of the batch took from its source
+        // to here.
+        let now = SystemTime::now();
+        let lag = batch
+            .iter()
+            .filter_map(|r| now.duration_since(r.timestamp).ok())
+            .max()
+            .unwrap_or_default();
+        metrics::histogram!("sluice_collect_sink_lag_seconds", "sink" => self.name.clone())
+            .record(lag.as_secs_f64());
+        self.counters
+            .lag_ms
+            .store(lag.as_millis() as u64, Ordering::Relaxed);
         for r in batch.drain(..) {
             r.commit();
         }

@@ -18,6 +18,7 @@
 //! retried batch from duplicating records that have an id.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -26,6 +27,7 @@ use sqlx::{Postgres, QueryBuilder, Transaction};
 
 use super::WriteError;
 use crate::config::PostgresSink;
+use crate::pipeline::SinkCounters;
 use crate::record::{Payload, Record};
 
 /// Rows per `INSERT` statement (5 parameters each; PostgreSQL allows 65535).
@@ -38,6 +40,7 @@ pub(crate) struct PostgresWriter {
     max_record: u64,
     timeout: Duration,
     name: String,
+    counters: Arc<SinkCounters>,
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -75,7 +78,11 @@ struct Row<'a> {
 }
 
 impl PostgresWriter {
-    pub(crate) async fn open(name: &str, cfg: &PostgresSink) -> Result<PostgresWriter, String> {
+    pub(crate) async fn open(
+        name: &str,
+        cfg: &PostgresSink,
+        counters: Arc<SinkCounters>,
+    ) -> Result<PostgresWriter, String> {
         let opts = PgConnectOptions::from_str(&cfg.url)
             .map_err(|e| format!("url {:?}: {e}", cfg.url))?
             .application_name("sluice-collect");
@@ -91,6 +98,7 @@ impl PostgresWriter {
             max_record: cfg.max_record_size.0,
             timeout: cfg.timeout.0,
             name: name.to_owned(),
+            counters,
         })
     }
 
@@ -234,6 +242,9 @@ impl PostgresWriter {
         if dead > 0 {
             metrics::counter!("sluice_collect_sink_dead_letters_total", "sink" => self.name.clone())
                 .increment(dead);
+            self.counters
+                .dead_letters
+                .fetch_add(dead, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! counted; the rest of the batch is written. Errors about the database as
 //! a whole fail the batch, which the sink loop retries.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{
@@ -17,6 +18,7 @@ use sqlx::sqlite::{
 
 use super::WriteError;
 use crate::config::SqliteSink;
+use crate::pipeline::SinkCounters;
 use crate::record::{Payload, Record};
 
 pub(crate) struct SqliteWriter {
@@ -25,6 +27,7 @@ pub(crate) struct SqliteWriter {
     dead: String,
     max_record: u64,
     name: String,
+    counters: Arc<SinkCounters>,
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -46,7 +49,11 @@ fn is_transient(e: &sqlx::Error) -> bool {
 }
 
 impl SqliteWriter {
-    pub(crate) async fn open(name: &str, cfg: &SqliteSink) -> Result<SqliteWriter, String> {
+    pub(crate) async fn open(
+        name: &str,
+        cfg: &SqliteSink,
+        counters: Arc<SinkCounters>,
+    ) -> Result<SqliteWriter, String> {
         if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
         }
@@ -99,6 +106,7 @@ impl SqliteWriter {
             ),
             max_record: cfg.max_record_size.0,
             name: name.to_owned(),
+            counters,
         })
     }
 
@@ -149,6 +157,9 @@ impl SqliteWriter {
         if dead > 0 {
             metrics::counter!("sluice_collect_sink_dead_letters_total", "sink" => self.name.clone())
                 .increment(dead);
+            self.counters
+                .dead_letters
+                .fetch_add(dead, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }

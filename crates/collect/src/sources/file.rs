@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use super::lines::{Lines, Split};
 use crate::config::{FileSource, ReadFrom};
 use crate::pipeline::{SourceCtx, SourceError};
-use crate::record::{Ack, Acked, Payload, Record};
+use crate::record::{Acked, Payload, Record};
 
 const CHUNK: usize = 64 << 10;
 
@@ -296,7 +296,7 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &FileSource) -> Result<(), SourceE
                 ));
                 let record = Record {
                     id: Some(format!("{}:{}:{}", line.inode, line.generation, line.start)),
-                    ack: Some(Ack::new(seq, ack_tx.clone())),
+                    ack: Some(ctx.ack(seq, &ack_tx)),
                     ..Record::new(ctx.name.clone(), Payload::Text(line.text))
                 };
                 pending = ctx.offer(record)?;

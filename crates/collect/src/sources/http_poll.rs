@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::config::{HttpPollSource, NextPage};
 use crate::pipeline::{SourceCtx, SourceError};
-use crate::record::{Ack, Payload, Record};
+use crate::record::{Payload, Record};
 
 /// What a poll brought.
 struct Fetched {
@@ -278,7 +278,7 @@ async fn deliver(
         return Ok(true);
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let ack = Ack::new(0, tx);
+    let ack = ctx.ack(0, &tx);
     for v in records {
         let record = Record {
             id: id_of(&v, cfg.id_field.as_deref()),

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::config::HttpPushSource;
 use crate::pipeline::{SourceCtx, SourceError, TryError};
-use crate::record::{Ack, Payload, Record};
+use crate::record::{Payload, Record};
 
 struct Push {
     ctx: SourceCtx,
@@ -178,7 +178,7 @@ async fn push(State(p): State<Arc<Push>>, headers: HeaderMap, body: Body) -> Res
         }
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let ack = Ack::new(0, tx);
+    let ack = p.ctx.ack(0, &tx);
     let n = values.len();
     for (v, permit) in values.into_iter().zip(permits) {
         let record = Record {

@@ -1,8 +1,9 @@
 //! Source kinds, one file each (`file`, `tcp`, `http_push`,
-//! `http_poll`, `nats`, `mqtt`). Every source runs as one task whose
+//! `http_poll`, `nats`, `mqtt`, `crawl`). Every source runs as one task whose
 //! `tokio::select!` loop polls shutdown first (`biased`), then its input,
 //! and sends with a reserved slot; [`run`] picks the kind.
 
+mod crawl;
 mod file;
 mod http_poll;
 mod http_push;
@@ -25,7 +26,8 @@ pub(crate) fn bind(kind: &SourceKind) -> Result<Option<TcpListener>, (SocketAddr
         SourceKind::File(_)
         | SourceKind::Nats(_)
         | SourceKind::Mqtt(_)
-        | SourceKind::HttpPoll(_) => return Ok(None),
+        | SourceKind::HttpPoll(_)
+        | SourceKind::Crawl(_) => return Ok(None),
     };
     let l = TcpListener::bind(addr).map_err(|e| (addr, e))?;
     l.set_nonblocking(true).map_err(|e| (addr, e))?;
@@ -51,5 +53,6 @@ pub(crate) async fn run(
         SourceKind::Nats(n) => nats::run(ctx, n).await,
         SourceKind::Mqtt(m) => mqtt::run(ctx, m).await,
         SourceKind::HttpPoll(h) => http_poll::run(ctx, h).await,
+        SourceKind::Crawl(c) => crawl::run(ctx, c).await,
     }
 }

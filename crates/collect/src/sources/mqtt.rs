@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::config::MqttSource;
 use crate::pipeline::{SourceCtx, SourceError};
-use crate::record::{Ack, Acked, Payload, Record};
+use crate::record::{Acked, Payload, Record};
 
 /// `mqtt://HOST[:PORT]` (or `tcp://`) as host and port.
 pub(crate) fn host_port(url: &str) -> Option<(String, u16)> {
@@ -138,7 +138,7 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &MqttSource) -> Result<(), SourceE
                 key.payload = bytes::Bytes::new();
                 order.in_flight.push_back((seq, key));
                 let record = Record {
-                    ack: Some(Ack::new(seq, ack_tx.clone())),
+                    ack: Some(ctx.ack(seq, &ack_tx)),
                     ..Record::new(ctx.name.clone(), Payload::Text(text))
                 };
                 pending = ctx.offer(record)?;

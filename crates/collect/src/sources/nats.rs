@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{JetStream, NatsSource};
 use crate::pipeline::{SourceCtx, SourceError};
-use crate::record::{Ack, Acked, Payload, Record};
+use crate::record::{Acked, Payload, Record};
 use async_nats::jetstream::{self, AckKind, consumer, message::Acker};
 
 fn fail(what: &str, e: impl std::fmt::Display) -> SourceError {
@@ -181,7 +181,7 @@ async fn pull(
                 in_flight.insert(seq, acker);
                 let record = Record {
                     id: Some(stream_seq.to_string()),
-                    ack: Some(Ack::new(seq, ack_tx.clone())),
+                    ack: Some(ctx.ack(seq, &ack_tx)),
                     ..Record::new(source.clone(), Payload::Text(text(ctx, &m.payload)))
                 };
                 pending = ctx.offer(record)?;

@@ -1,5 +1,5 @@
-//! Transform kinds: `parse_json`, `fields` and `filter` (its expression
-//! language in `filter`). Each transform is a task
+//! Transform kinds: `parse_json`, `parse_lines`, `fields` and `filter`
+//! (its expression language in `filter`). Each transform is a task
 //! that reads its input channel until it closes, changes each record, and
 //! sends it on with a reserved slot (so a slow sink slows it down too).
 
@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 pub(crate) use filter::Expr;
 
-use crate::config::{Fields, ParseJson, TransformKind};
+use crate::config::{Fields, ParseJson, ParseLines, TransformKind};
 use crate::pipeline::Output;
 use crate::record::{Payload, Record};
 
@@ -34,6 +34,14 @@ pub(crate) async fn run(
     let filtered =
         metrics::counter!("sluice_collect_transform_filtered_total", "transform" => name.clone());
     while let Some(record) = rx.recv().await {
+        if let TransformKind::ParseLines(p) = &kind {
+            for line in split_lines(p, record, &name) {
+                if out.send(line).await.is_err() {
+                    return;
+                }
+            }
+            continue;
+        }
         let record = match &compiled {
             Some(expr) => {
                 let keep = match &record.payload {
@@ -64,8 +72,58 @@ fn apply(kind: &TransformKind, record: Record, name: &str) -> Option<Record> {
     match kind {
         TransformKind::ParseJson(p) => parse_json(p, record, name),
         TransformKind::Fields(f) => Some(fields(f, record)),
-        TransformKind::Filter(_) => Some(record),
+        TransformKind::Filter(_) | TransformKind::ParseLines(_) => Some(record),
     }
+}
+
+/// One record per line of `record`'s text (`\n` or `\r\n`). Every line
+/// carries a copy of the acknowledgement, so the source hears back once
+/// all of them are committed; a record that gives no line is acknowledged
+/// at once. Lines over `max_line_length` are dropped and counted; other
+/// payloads pass unchanged.
+fn split_lines(p: &ParseLines, record: Record, name: &str) -> Vec<Record> {
+    let text = match (&p.field, &record.payload) {
+        (None, Payload::Text(s)) => s.clone(),
+        (Some(f), Payload::Json(Value::Object(o))) => match o.get(f) {
+            Some(Value::String(s)) => s.clone(),
+            _ => return vec![record],
+        },
+        _ => return vec![record],
+    };
+    let mut out = Vec::new();
+    let mut too_long = 0u64;
+    for (i, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() && !p.keep_empty {
+            continue;
+        }
+        if line.len() as u64 > p.max_line_length.0 {
+            too_long += 1;
+            continue;
+        }
+        let payload = match (&p.field, &record.payload) {
+            (Some(f), Payload::Json(Value::Object(o))) => {
+                let mut o = o.clone();
+                o.insert(f.clone(), Value::String(line.to_owned()));
+                Payload::Json(Value::Object(o))
+            }
+            _ => Payload::Text(line.to_owned()),
+        };
+        out.push(Record {
+            source: record.source.clone(),
+            timestamp: record.timestamp,
+            id: record.id.as_ref().map(|id| format!("{id}:{i}")),
+            payload,
+            ack: record.ack.clone(),
+        });
+    }
+    if too_long > 0 {
+        metrics::counter!("sluice_collect_transform_errors_total", "transform" => name.to_owned())
+            .increment(too_long);
+    }
+    // This copy's part is done: the lines hold their own copies.
+    record.commit();
+    out
 }
 
 fn parse_json(p: &ParseJson, mut record: Record, name: &str) -> Option<Record> {
@@ -164,6 +222,57 @@ mod tests {
             ..ParseJson::default()
         };
         assert!(parse_json(&drop, rec(Payload::Text("nope".into())), "p").is_none());
+    }
+
+    #[test]
+    fn splits_lines_with_derived_ids_and_one_ack() {
+        let (tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+        let mut r = rec(Payload::Text("a\r\n\nbb\ntoolong\nc".into()));
+        r.id = Some("f:0".into());
+        r.ack = Some(crate::record::Ack::new(9, tx));
+        let p = ParseLines {
+            max_line_length: crate::config::ByteSize(3),
+            ..ParseLines::default()
+        };
+        let lines = split_lines(&p, r, "l");
+        let got: Vec<_> = lines
+            .iter()
+            .map(|l| (l.id.clone().unwrap(), l.payload.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("f:0:0".to_owned(), Payload::Text("a".into())),
+                ("f:0:2".to_owned(), Payload::Text("bb".into())),
+                ("f:0:4".to_owned(), Payload::Text("c".into())),
+            ]
+        );
+        assert!(acks.try_recv().is_err(), "the lines are not committed yet");
+        for l in lines {
+            l.commit();
+        }
+        assert!(acks.try_recv().unwrap().ok);
+    }
+
+    #[test]
+    fn splits_a_string_field_and_passes_other_payloads() {
+        let p = ParseLines {
+            field: Some("msg".into()),
+            keep_empty: true,
+            ..ParseLines::default()
+        };
+        let r = rec(Payload::Json(serde_json::json!({"msg": "x\n", "n": 1})));
+        let lines = split_lines(&p, r, "l");
+        let got: Vec<_> = lines.into_iter().map(|l| l.payload).collect();
+        assert_eq!(
+            got,
+            vec![
+                Payload::Json(serde_json::json!({"msg": "x", "n": 1})),
+                Payload::Json(serde_json::json!({"msg": "", "n": 1})),
+            ]
+        );
+        let other = split_lines(&p, rec(Payload::Text("a\nb".into())), "l");
+        assert_eq!(other.len(), 1, "no such field: passed unchanged");
     }
 
     #[test]
