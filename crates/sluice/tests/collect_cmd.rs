@@ -1,7 +1,8 @@
 //! `sluice collect` run as the real binary: `check` on the shipped example,
 //! on an invalid file and on a missing one; `--help` for both commands; and
 //! a file source killed with SIGKILL mid-stream and restarted, ending with
-//! every line in SQLite exactly once.
+//! every line in SQLite exactly once; and SIGHUP reloads (a sink added, an
+//! invalid file refused) under `--stats`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -178,4 +179,113 @@ async fn kill_9_and_restart_loses_and_duplicates_nothing() {
         (total, total),
         "no duplicates after the replay"
     );
+}
+
+/// The pipeline config: a file source into SQLite, plus a JSONL sink when
+/// `jsonl` is given.
+fn reload_config(dir: &Path, jsonl: Option<&Path>) -> String {
+    let mut c = format!(
+        "data_dir = {data:?}\n[sources.app]\nkind = \"file\"\npath = {log:?}\npoll_interval = \"10ms\"\n\
+         [sinks.db]\nkind = \"sqlite\"\ninputs = [\"app\"]\npath = {db:?}\nbatch = {{ max_records = 50, timeout = \"20ms\" }}\n",
+        data = dir.join("data").display().to_string(),
+        log = dir.join("app.log").display().to_string(),
+        db = dir.join("out.db").display().to_string(),
+    );
+    if let Some(p) = jsonl {
+        c.push_str(&format!(
+            "[sinks.copy]\nkind = \"jsonl\"\ninputs = [\"app\"]\npath = {:?}\n",
+            p.display().to_string()
+        ));
+    }
+    c
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {sig}");
+}
+
+fn append_lines(log: &Path, range: std::ops::Range<usize>) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    for i in range {
+        writeln!(f, "line-{i}").unwrap();
+    }
+    f.flush().unwrap();
+}
+
+fn jsonl_lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_running_binary_and_stats_reports_every_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, db) = (dir.path().join("app.log"), dir.path().join("out.db"));
+    let copy = dir.path().join("copy.jsonl");
+    let config = dir.path().join("collect.toml");
+    std::fs::write(&config, reload_config(dir.path(), None)).unwrap();
+    append_lines(&log, 0..100);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["collect", "--stats", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice collect starts");
+    wait_rows(&db, 100).await;
+
+    // A reload that adds a sink: lines written after it reach both sinks.
+    std::fs::write(&config, reload_config(dir.path(), Some(&copy))).unwrap();
+    signal(&child, "-HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut next = 100;
+    while jsonl_lines(&copy) == 0 {
+        assert!(Instant::now() < deadline, "the added sink never wrote");
+        append_lines(&log, next..next + 10);
+        next += 10;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // An invalid file changes nothing: the pipeline keeps both sinks.
+    std::fs::write(&config, "[sources.app]\nkind = \"no-such-kind\"\n").unwrap();
+    signal(&child, "-HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let copied_before = jsonl_lines(&copy);
+    append_lines(&log, next..next + 100);
+    next += 100;
+    let (count, distinct) = wait_rows(&db, next as i64).await;
+    assert_eq!((count, distinct), (next as i64, next as i64));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while jsonl_lines(&copy) < copied_before + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "the JSONL sink stopped after the invalid reload"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let at least one stats line go out after the new sink appeared.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "SIGTERM exits 0: {:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("source app: in "), "{stderr}");
+    assert!(stderr.contains("sink copy: out "), "{stderr}");
+    let summary = stderr
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v.get("drained").is_some())
+        .unwrap_or_else(|| panic!("no JSON summary at exit:\n{stderr}"));
+    assert_eq!(summary["drained"], true, "{summary}");
+    assert!(summary["sinks"]["copy"].is_object(), "{summary}");
 }
