@@ -7,7 +7,9 @@ use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 use crate::report::Report;
 
+mod actors;
 mod backpressure;
+mod blocking;
 mod echo;
 mod select;
 mod taskpool;
@@ -50,5 +52,7 @@ pub(crate) const ALL: &[Entry] = &[
     entry::<echo::Echo>(),
     entry::<select::Select>(),
     entry::<backpressure::Backpressure>(),
-    // planned (issue 5): minirt, blocking, actors
+    entry::<blocking::Blocking>(),
+    entry::<actors::Actors>(),
+    // planned (issue 5): minirt
 ];
