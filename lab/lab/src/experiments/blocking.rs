@@ -80,6 +80,7 @@ pub(crate) enum Strategy {
     /// No CPU load: the baseline.
     Idle,
     Inline,
+    #[value(name = "spawn_blocking")]
     SpawnBlocking,
     Rayon,
     Dedicated,
@@ -125,21 +126,38 @@ pub(crate) fn spin(iterations: u64) -> u64 {
     x
 }
 
-/// Iterations of [`spin`] that take about `target` on this machine: the
-/// fastest of a few timed probes, so a probe slowed by other load does not
-/// shrink the job.
+/// Iterations of [`spin`] that take about `target` of CPU on this machine.
+///
+/// Timed in this thread's CPU time, not wall-clock time: on a shared
+/// machine a probe may wait for a core, and a wall-clock calibration would
+/// then shrink the job. Falls back to wall-clock time where the thread's
+/// CPU time cannot be read. The kernel updates that figure at ticks and
+/// switches (a few ms), so each probe is long (about 30 ms) and the median
+/// of five counts.
 fn calibrate(target: Duration) -> u64 {
-    const PROBE: u64 = 2_000_000;
-    let best = (0..5)
+    const PROBE: u64 = 20_000_000;
+    let mut probes: Vec<Duration> = (0..5)
         .map(|_| {
-            let t = std::time::Instant::now();
+            let (cpu0, wall0) = (thread_cpu(), std::time::Instant::now());
             std::hint::black_box(spin(PROBE));
-            t.elapsed()
+            match (cpu0, thread_cpu()) {
+                (Some(a), Some(b)) if b > a => b - a,
+                _ => wall0.elapsed(),
+            }
         })
-        .min()
-        .unwrap_or(Duration::from_millis(1))
-        .max(Duration::from_nanos(1));
+        .collect();
+    probes.sort_unstable();
+    let best = probes[probes.len() / 2].max(Duration::from_nanos(1));
     (PROBE as f64 * target.as_secs_f64() / best.as_secs_f64()).max(1.0) as u64
+}
+
+/// CPU time of the calling thread so far (first field of
+/// `/proc/thread-self/schedstat`, nanoseconds), where Linux provides it.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(
+        s.split_whitespace().next()?.parse().ok()?,
+    ))
 }
 
 /// The CPU side of the server: where [`Offload::run`] sends a job.
