@@ -7,8 +7,10 @@
 //! ```
 //!
 //! Modules: `experiments` (one module per experiment and the registry),
-//! `report` (tables as text or JSON), `measure` (interleaved runs, medians).
+//! `report` (tables as text or JSON), `measure` (interleaved runs, medians),
+//! `actor` (the hand-written tokio actor the `actors` experiment measures).
 
+mod actor;
 mod experiments;
 mod measure;
 mod report;
@@ -45,7 +47,17 @@ fn cli() -> Command {
         )
 }
 
+#[cfg(all(feature = "console", not(tokio_unstable)))]
+compile_error!(
+    "the `console` feature needs tokio's unstable instrumentation: build with \
+     RUSTFLAGS=\"--cfg tokio_unstable\" CARGO_TARGET_DIR=target/console"
+);
+
 fn main() -> Result<()> {
+    // tokio-console's subscriber: serves task data on 127.0.0.1:6669 from
+    // its own thread for as long as the process runs.
+    #[cfg(all(feature = "console", tokio_unstable))]
+    console_subscriber::init();
     let matches = cli().get_matches();
     match matches.subcommand() {
         Some(("list", _)) => {

@@ -110,13 +110,20 @@
 //! - `batch`: [`BatchHandle`] and the chunking of batches.
 //! - `stats`: [`Stats`] and [`ShutdownReport`].
 //! - `error`: [`Closed`], [`TryExecuteError`], [`BuildError`].
+//! - `sync`: std's `Mutex`/`Condvar`/atomics, or loom's under `--cfg loom`.
+//! - `model` (only under `--cfg loom`): the queue without threads, for
+//!   `tests/loom.rs`.
 
 mod batch;
 mod error;
 mod handle;
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod model;
 mod pool;
 mod queue;
 mod stats;
+mod sync;
 
 pub use batch::BatchHandle;
 pub use error::{BuildError, Closed, TryExecuteError};

@@ -17,8 +17,9 @@
 
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
+
+use crate::sync::{AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 
 /// Back-off of an idle worker before it sleeps: busy-wait 1, 2, 4 ... 32
 /// spin hints, then yield the core a few times.
@@ -161,6 +162,11 @@ impl<'scope> Shared<'scope> {
     /// thread (on a machine with fewer cores than threads, maybe the
     /// producer we are waiting for).
     fn spin_for_work(&self) {
+        // Under loom a spin is only more interleavings to explore, and the
+        // model checks the sleep path, which is the one that can go wrong.
+        if cfg!(loom) {
+            return;
+        }
         for step in 0..SPIN_STEPS + YIELD_STEPS {
             if self.queued.load(Ordering::Relaxed) > 0 {
                 return;

@@ -7,7 +7,9 @@ use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 use crate::report::Report;
 
+mod actors;
 mod backpressure;
+mod blocking;
 mod echo;
 mod minirt;
 mod select;
@@ -52,5 +54,6 @@ pub(crate) const ALL: &[Entry] = &[
     entry::<select::Select>(),
     entry::<backpressure::Backpressure>(),
     entry::<minirt::Minirt>(),
-    // planned (issue 5): minirt, blocking, actors
+    entry::<blocking::Blocking>(),
+    entry::<actors::Actors>(),
 ];
