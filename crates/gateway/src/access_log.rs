@@ -10,9 +10,10 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
+use http::uri::Authority;
 use http::{HeaderValue, Method};
 
 use crate::ascii::{write_ip, write_thousandths, write_u64};
@@ -26,9 +27,9 @@ pub(crate) struct AccessRecord {
     pub(crate) method: Method,
     pub(crate) path: String,
     pub(crate) status: u16,
-    pub(crate) route: Option<String>,
-    pub(crate) upstream: Option<String>,
-    pub(crate) target: Option<String>,
+    pub(crate) route: Option<Arc<str>>,
+    pub(crate) upstream: Option<Arc<str>>,
+    pub(crate) target: Option<Authority>,
     pub(crate) tries: u32,
     pub(crate) duration: Duration,
 }
@@ -197,13 +198,23 @@ fn encode(out: &mut Vec<u8>, ts: &str, r: &AccessRecord) {
     for (key, value) in [
         (&b",\"route\":"[..], &r.route),
         (b",\"upstream\":", &r.upstream),
-        (b",\"target\":", &r.target),
     ] {
         out.extend_from_slice(key);
         match value {
             Some(v) => string(out, v),
             None => out.extend_from_slice(b"null"),
         }
+    }
+    out.extend_from_slice(b",\"target\":");
+    match &r.target {
+        // An authority never holds a quote, a backslash or a control
+        // character (the URI grammar has none), so it needs no escaping.
+        Some(a) => {
+            out.push(b'"');
+            out.extend_from_slice(a.as_str().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"tries\":");
     write_u64(out, u64::from(r.tries));
@@ -233,9 +244,9 @@ mod tests {
             method: Method::POST,
             path: "/api/\"q\"\\\u{1}é".to_owned(),
             status: 201,
-            route: Some("api".to_owned()),
+            route: Some(Arc::from("api")),
             upstream: None,
-            target: Some("127.0.0.1:8081".to_owned()),
+            target: Some(Authority::from_static("127.0.0.1:8081")),
             tries: 2,
             duration: Duration::from_micros(12_045_007),
         }

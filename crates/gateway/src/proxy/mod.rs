@@ -82,7 +82,7 @@ pub(crate) async fn handle(
             status: status.as_u16(),
             route: route.map(|r| r.name.clone()),
             upstream,
-            target: target.map(|a| a.to_string()),
+            target,
             tries,
             duration: elapsed,
         });
@@ -214,7 +214,7 @@ async fn route_and_serve(
         }
         Action::Upstream(name) => name,
     };
-    let Some(upstream) = state.upstreams.get(upstream_name) else {
+    let Some(upstream) = state.upstreams.get(&**upstream_name) else {
         let resp = body::json_error(
             StatusCode::BAD_GATEWAY,
             "no_upstream",

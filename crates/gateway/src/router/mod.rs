@@ -3,6 +3,8 @@
 
 mod path;
 
+use std::sync::Arc;
+
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::config::{Config, FixedResponse, RouteConfig};
@@ -12,8 +14,8 @@ pub(crate) use path::normalize;
 /// What a matched route does.
 #[derive(Debug)]
 pub(crate) enum Action {
-    /// Forward to the named upstream.
-    Upstream(String),
+    /// Forward to the named upstream (shared: each logged request holds it).
+    Upstream(Arc<str>),
     /// Answer with a fixed response.
     Respond(FixedResponse),
 }
@@ -37,8 +39,8 @@ enum PathMatch {
 pub(crate) struct Route {
     /// Position in the config's route list (indexes per-route state such as limiters).
     pub(crate) index: usize,
-    /// Name for metrics and logs.
-    pub(crate) name: String,
+    /// Name for metrics and logs (shared: each logged request holds it).
+    pub(crate) name: Arc<str>,
     /// The route's config, for timeouts, retries and the rest.
     pub(crate) config: RouteConfig,
     /// What to do.
@@ -139,7 +141,7 @@ fn compile(index: usize, rc: &RouteConfig) -> Route {
         .collect();
     let action = match (&rc.upstream, &rc.respond) {
         (_, Some(fixed)) => Action::Respond(fixed.clone()),
-        (Some(up), None) => Action::Upstream(up.clone()),
+        (Some(up), None) => Action::Upstream(Arc::from(up.as_str())),
         // validate() refuses this; answer 502 rather than panic if it slips through.
         (None, None) => Action::Respond(FixedResponse {
             status: 502,
@@ -151,7 +153,7 @@ fn compile(index: usize, rc: &RouteConfig) -> Route {
     Route {
         index,
         metrics: RouteMetrics::new(&name),
-        name,
+        name: Arc::from(name),
         config: rc.clone(),
         action,
         host,
@@ -276,7 +278,7 @@ mod tests {
         path: &str,
         h: &HeaderMap,
     ) -> Option<&'a str> {
-        r.find(m, host, path, h).map(|r| r.name.as_str())
+        r.find(m, host, path, h).map(|r| &*r.name)
     }
 
     #[test]
