@@ -362,8 +362,12 @@ async fn verify(args: &[String]) -> Res<()> {
     let mut seen = vec![0u32; n as usize];
     let mut foreign = 0u64;
     for p in &payloads {
-        let v: serde_json::Value =
+        let mut v: serde_json::Value =
             serde_json::from_str(p).map_err(|e| format!("payload {p:?}: {e}"))?;
+        // The PostgreSQL sink stores a text payload as a JSON string.
+        if let Some(inner) = v.as_str() {
+            v = serde_json::from_str(inner).map_err(|e| format!("payload {inner:?}: {e}"))?;
+        }
         match v["n"].as_u64() {
             Some(i) if i < n => seen[i as usize] += 1,
             _ => foreign += 1,
