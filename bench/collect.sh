@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
-# Side-by-side collect benchmarks. Today: `crawl`.
+# Collect benchmarks: `crawl` (side by side with Scrapy), `streams` (broker
+# and push sources into SQLite) and `pg-fault` (the PostgreSQL sink across
+# a database outage).
 #
 #   bench/collect.sh crawl [PAGES] [RUNS]
+#   bench/collect.sh streams [N] [RUNS]
+#   bench/collect.sh pg-fault [N] [PER_SEC]
 #
-# Serves the synthetic site (crates/collect/examples/crawl_site.rs: PAGES
-# pages, default 10,000, plus / and PAGES/100 section pages; robots.txt
-# disallows /private/; every page links off-domain) pinned to CPU 0, then
-# crawls it with `sluice crawl` and with Scrapy (a CrawlSpider, installed
-# from PyPI into a venv under /tmp), each pinned to CPU 1, RUNS times each
-# (default 3), under /usr/bin/time -v. Reports the median pages/s, CPU
-# seconds per 1,000 pages, peak RSS, and correctness from the site's own
-# counters: every allowed page fetched exactly once, nothing disallowed,
-# nothing unknown. Both crawlers use 16 requests at once, 8 per host, obey
-# robots.txt and stay on 127.0.0.1.
+# crawl: serves the synthetic site (crates/collect/examples/crawl_site.rs:
+# PAGES pages, default 10,000, plus / and PAGES/100 section pages;
+# robots.txt disallows /private/; every page links off-domain) pinned to
+# CPU 0, then crawls it with `sluice crawl` and with Scrapy (a CrawlSpider,
+# installed from PyPI into a venv under /tmp), each pinned to CPU 1, RUNS
+# times each (default 3), under /usr/bin/time -v. Reports the median
+# pages/s, CPU seconds per 1,000 pages, peak RSS, and correctness from the
+# site's own counters: every allowed page fetched exactly once, nothing
+# disallowed, nothing unknown. Both crawlers use 16 requests at once, 8 per
+# host, obey robots.txt and stay on 127.0.0.1.
+#
+# streams and pg-fault: see bench/collect-streams.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 what=${1:-crawl}
-[ "$what" = crawl ] || { echo "usage: $0 crawl [PAGES] [RUNS]" >&2; exit 2; }
+case "$what" in
+  crawl) ;;
+  streams | pg-fault) exec bench/collect-streams.sh "$@" ;;
+  *) echo "usage: $0 crawl|streams|pg-fault [ARGS]" >&2; exit 2 ;;
+esac
 PAGES=${2:-10000}
 RUNS=${3:-3}
 PORT=${PORT:-18080}
