@@ -234,7 +234,7 @@ async fn sighup_reloads_the_running_binary_and_stats_reports_every_second() {
     let config = dir.path().join("collect.toml");
     std::fs::write(&config, reload_config(dir.path(), None)).unwrap();
     append_lines(&log, 0..100);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["collect", "--stats", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

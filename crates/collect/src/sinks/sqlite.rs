@@ -1,4 +1,5 @@
-//! `sqlite`: rows in an SQLite database (WAL), one transaction per batch.
+//! `sqlite`: rows in an SQLite database (WAL), one transaction per batch,
+//! the rows of a batch sent as multi-row `INSERT`s.
 //!
 //! Table `TABLE(seq, source, record_id, ts_ms, payload, is_json)` with a
 //! unique index on `(source, record_id)`: a record with an id is inserted
@@ -13,16 +14,28 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::{QueryBuilder, Transaction};
 
 use super::WriteError;
 use crate::config::SqliteSink;
 use crate::pipeline::SinkCounters;
 use crate::record::{Payload, Record};
 
+/// Rows per multi-row `INSERT` (5 parameters each; SQLite allows 32,766).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// A record and its payload as the text stored.
+struct Row<'a> {
+    record: &'a Record,
+    payload: String,
+}
+
 pub(crate) struct SqliteWriter {
     pool: SqlitePool,
+    /// `INSERT INTO TABLE (…) `, to which the rows are added.
     insert: String,
     dead: String,
     max_record: u64,
@@ -96,10 +109,7 @@ impl SqliteWriter {
             .map_err(|e| format!("creating table {t}: {e}"))?;
         Ok(SqliteWriter {
             pool,
-            insert: format!(
-                "INSERT INTO {t} (source, record_id, ts_ms, payload, is_json) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT(source, record_id) DO NOTHING"
-            ),
+            insert: format!("INSERT INTO {t} (source, record_id, ts_ms, payload, is_json) "),
             dead: format!(
                 "INSERT INTO {t}_dead_letters (source, record_id, ts_ms, payload, error, failed_at_ms)
                  VALUES (?, ?, ?, ?, ?, ?)"
@@ -112,55 +122,89 @@ impl SqliteWriter {
 
     pub(crate) async fn write(&mut self, batch: &[Record]) -> Result<(), WriteError> {
         let err = |e: sqlx::Error| WriteError(e.to_string());
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        let mut dead = 0u64;
-        for r in batch {
-            let payload = r.payload.to_text();
-            let is_json = matches!(r.payload, Payload::Json(_));
-            let problem = if payload.len() as u64 > self.max_record {
-                Some(format!(
+        let rows: Vec<Row<'_>> = batch
+            .iter()
+            .map(|r| Row {
+                record: r,
+                payload: r.payload.to_text(),
+            })
+            .collect();
+        let mut dead: Vec<(&Row<'_>, String)> = Vec::new();
+        let mut good: Vec<&Row<'_>> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.payload.len() as u64 > self.max_record {
+                let problem = format!(
                     "{} bytes, over max_record_size ({})",
-                    payload.len(),
+                    row.payload.len(),
                     self.max_record
-                ))
+                );
+                dead.push((row, problem));
             } else {
-                match sqlx::query(&self.insert)
-                    .bind(&*r.source)
-                    .bind(r.id.as_deref())
-                    .bind(millis(r.timestamp))
-                    .bind(&payload)
-                    .bind(is_json)
-                    .execute(&mut *tx)
-                    .await
-                {
-                    Ok(_) => None,
-                    Err(e) if is_transient(&e) => return Err(err(e)),
-                    Err(e) => Some(e.to_string()),
-                }
-            };
-            if let Some(problem) = problem {
-                dead += 1;
-                tracing::warn!(record.id = r.id.as_deref(), error = %problem, "record set aside in the dead-letter table");
-                sqlx::query(&self.dead)
-                    .bind(&*r.source)
-                    .bind(r.id.as_deref())
-                    .bind(millis(r.timestamp))
-                    .bind(&payload)
-                    .bind(&problem)
-                    .bind(millis(SystemTime::now()))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?;
+                good.push(row);
             }
         }
+        let mut tx = self.pool.begin().await.map_err(err)?;
+        for chunk in good.chunks(ROWS_PER_STATEMENT) {
+            match self.insert(&mut tx, chunk).await {
+                Ok(()) => {}
+                Err(e) if is_transient(&e) => return Err(err(e)),
+                // A failed statement changes nothing (SQLite undoes it,
+                // the transaction stays): one row at a time, to find the
+                // record refused for itself.
+                Err(_) => {
+                    for &row in chunk {
+                        match self.insert(&mut tx, &[row]).await {
+                            Ok(()) => {}
+                            Err(e) if is_transient(&e) => return Err(err(e)),
+                            Err(e) => dead.push((row, e.to_string())),
+                        }
+                    }
+                }
+            }
+        }
+        for (row, problem) in &dead {
+            let r = row.record;
+            tracing::warn!(record.id = r.id.as_deref(), error = %problem, "record set aside in the dead-letter table");
+            sqlx::query(&self.dead)
+                .bind(&*r.source)
+                .bind(r.id.as_deref())
+                .bind(millis(r.timestamp))
+                .bind(&row.payload)
+                .bind(problem)
+                .bind(millis(SystemTime::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
         tx.commit().await.map_err(err)?;
-        if dead > 0 {
+        if !dead.is_empty() {
             metrics::counter!("sluice_collect_sink_dead_letters_total", "sink" => self.name.clone())
-                .increment(dead);
+                .increment(dead.len() as u64);
             self.counters
                 .dead_letters
-                .fetch_add(dead, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(dead.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// One multi-row `INSERT … ON CONFLICT DO NOTHING`: a round trip to
+    /// SQLite's worker thread per statement, not per record.
+    async fn insert(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        rows: &[&Row<'_>],
+    ) -> Result<(), sqlx::Error> {
+        let mut q: QueryBuilder<'_, Sqlite> = QueryBuilder::new(&self.insert);
+        q.push_values(rows, |mut b, row| {
+            let r = row.record;
+            b.push_bind(&*r.source)
+                .push_bind(r.id.as_deref())
+                .push_bind(millis(r.timestamp))
+                .push_bind(row.payload.as_str())
+                .push_bind(matches!(r.payload, Payload::Json(_)));
+        });
+        q.push(" ON CONFLICT(source, record_id) DO NOTHING");
+        q.build().execute(&mut **tx).await?;
         Ok(())
     }
 }
