@@ -19,11 +19,7 @@ use streams::{Collector, SinkRows, unique};
 const MAX_INFLIGHT: usize = 50;
 
 fn mqtt_url() -> Option<String> {
-    let url = std::env::var("SLUICE_TEST_MQTT_URL").ok();
-    if url.is_none() {
-        eprintln!("SLUICE_TEST_MQTT_URL is not set; skipping the MQTT kill -9 test");
-    }
-    url
+    streams::service_url("SLUICE_TEST_MQTT_URL", "the MQTT kill -9 test")
 }
 
 fn config(dir: &Path, url: &str, topic: &str, client_id: &str) -> String {

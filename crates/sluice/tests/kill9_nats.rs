@@ -12,11 +12,7 @@ use async_nats::jetstream;
 use streams::{Collector, SinkRows, unique};
 
 fn nats_url() -> Option<String> {
-    let url = std::env::var("SLUICE_TEST_NATS_URL").ok();
-    if url.is_none() {
-        eprintln!("SLUICE_TEST_NATS_URL is not set; skipping the NATS kill -9 test");
-    }
-    url
+    streams::service_url("SLUICE_TEST_NATS_URL", "the NATS kill -9 test")
 }
 
 fn config(dir: &Path, url: &str, stream: &str, subject: &str) -> String {

@@ -8,6 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The service URL in `var`, or `None` after saying `what` is skipped.
+pub fn service_url(var: &str, what: &str) -> Option<String> {
+    let url = std::env::var(var).ok();
+    if url.is_none() {
+        eprintln!("{var} is not set; skipping {what}");
+    }
+    url
+}
+
 /// A name no other test (or earlier run) uses: tag, process id and clock.
 pub fn unique(tag: &str) -> String {
     let nanos = SystemTime::now()
