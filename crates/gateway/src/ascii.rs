@@ -31,17 +31,20 @@ pub(crate) fn write_ip(out: &mut impl bytes::BufMut, ip: IpAddr) {
 }
 
 /// Write `n` in decimal.
-pub(crate) fn write_u64(out: &mut Vec<u8>, n: u64) {
-    let start = out.len();
+pub(crate) fn write_u64(out: &mut impl bytes::BufMut, n: u64) {
+    // Digits fill a stack buffer from its end, then go out in one piece.
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
     let mut n = n;
     loop {
-        out.push(b'0' + (n % 10) as u8);
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out[start..].reverse();
+    out.put_slice(&digits[at..]);
 }
 
 /// Write `n` (below 1,000) as exactly three digits: a fraction's thousandths.

@@ -39,15 +39,18 @@ pub(crate) fn policy(name: &str, rate: &Rate, burst: u32) -> HeaderValue {
 /// The `RateLimit` value: `remaining` requests left, one more in `next_in`.
 /// `quoted` is the policy name already quoted by [`sf_string`] (each
 /// limiter keeps it, so the per-request work is two numbers, no formatter).
+/// The value is carved from the per-thread header buffer
+/// ([`crate::header_arena`]): no allocation per request.
 pub(crate) fn remaining_for(quoted: &str, remaining: u64, next_in: Duration) -> HeaderValue {
-    let mut v = Vec::with_capacity(quoted.len() + 24);
-    v.extend_from_slice(quoted.as_bytes());
-    v.extend_from_slice(b";r=");
-    crate::ascii::write_u64(&mut v, remaining);
-    v.extend_from_slice(b";t=");
-    crate::ascii::write_u64(&mut v, ceil_secs(next_in));
-    HeaderValue::from_maybe_shared(bytes::Bytes::from(v))
-        .unwrap_or_else(|_| HeaderValue::from_static("\"default\";r=0"))
+    crate::header_arena::header_value(|v| {
+        use bytes::BufMut;
+        v.put_slice(quoted.as_bytes());
+        v.put_slice(b";r=");
+        crate::ascii::write_u64(v, remaining);
+        v.put_slice(b";t=");
+        crate::ascii::write_u64(v, ceil_secs(next_in));
+    })
+    .unwrap_or_else(|| HeaderValue::from_static("\"default\";r=0"))
 }
 
 /// Add the policy and remaining-quota headers, keeping any an upstream set

@@ -23,7 +23,7 @@ use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 
 use super::gcra::{Gcra, Outcome};
-use super::key::KeyHasher;
+use super::key::{KeyHasher, Prehashed};
 
 /// Shortest idle expiry: a key seen again within it is a cache hit.
 const MIN_IDLE: Duration = Duration::from_secs(60);
@@ -47,7 +47,7 @@ pub(crate) fn now_ns() -> u64 {
 pub(crate) struct LocalTable {
     gcra: Gcra,
     hasher: KeyHasher,
-    keys: Cache<u128, Arc<AtomicU64>>,
+    keys: Cache<u128, Arc<AtomicU64>, Prehashed>,
 }
 
 impl LocalTable {
@@ -58,7 +58,7 @@ impl LocalTable {
             .max_capacity(max_keys.max(1))
             .eviction_policy(EvictionPolicy::lru())
             .time_to_idle(idle)
-            .build();
+            .build_with_hasher(Prehashed);
         LocalTable {
             gcra,
             hasher: KeyHasher::default(),
@@ -170,10 +170,11 @@ mod tests {
     #[test]
     fn an_entry_costs_the_same_for_any_key_length() {
         // What the table keeps per key: a fixed-size hash, not the client's bytes.
-        fn stored_key<K, V>(_: &Cache<K, V>) -> usize
+        fn stored_key<K, V, S>(_: &Cache<K, V, S>) -> usize
         where
             K: std::hash::Hash + Eq + Send + Sync + 'static,
             V: Clone + Send + Sync + 'static,
+            S: std::hash::BuildHasher + Clone + Send + Sync + 'static,
         {
             std::mem::size_of::<K>()
         }
