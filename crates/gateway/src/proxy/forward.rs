@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 
 use crate::body::{self, Body, BoxError};
 use crate::metrics::TryOutcome;
 use crate::router::Route;
-use crate::upstream::{SendError, Upstream};
+use crate::upstream::{LeanHead, SendError, Upstream, lean_can_carry};
 
 use super::guarded::Guarded;
 
@@ -123,6 +123,19 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
     let connect_timeout = rc.connect_timeout.map(|t| t.0);
     upstream.deposit();
 
+    // A body-less request to an HTTP/1.1 upstream goes out through the lean
+    // client from one head that every try borrows: a retry copies nothing.
+    let lean = match lean_head(&mut parts, &req_body, upstream, route) {
+        Ok(lean) => lean,
+        Err(e) => {
+            return Outcome {
+                response: body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+                target: None,
+                tries: 0,
+            };
+        }
+    };
+
     // The answering try's in-flight count, held with the permit by the
     // response body: one guard layer around the body rather than two.
     let mut held = None;
@@ -147,40 +160,59 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 tried.push(index);
             }
             let target = Arc::clone(upstream.target(index));
-            let Some(body) = req_body.take() else { break };
-            // The last possible try takes the headers; earlier ones copy them.
-            let headers = if attempt + 1 >= max_tries {
-                std::mem::take(&mut parts.headers)
-            } else {
-                parts.headers.clone()
-            };
-            let req = match build_request(
-                &parts,
-                headers,
-                &target.authority,
-                &path_and_query,
-                route,
-                upstream.config.http2,
-                body,
-            ) {
-                Ok(r) => r,
-                Err(e) => {
-                    return Outcome {
-                        response: body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
-                        target: None,
-                        tries: attempt + 1,
-                    };
-                }
-            };
-            let in_flight = target.start();
-            let sent = Instant::now();
+            let in_flight;
+            let sent;
             // One timer per request when the try may take the whole deadline:
             // the total timeout around the loop already bounds it.
-            let result = if try_timeout < rc.timeout.0 {
-                let until = (sent + try_timeout).into();
-                tokio::time::timeout_at(until, upstream.send(index, req, connect_timeout)).await
+            let per_try = try_timeout < rc.timeout.0;
+            let result = if let Some((method, headers)) = &lean {
+                let head = LeanHead {
+                    method,
+                    path_and_query: path_and_query.as_str(),
+                    headers,
+                };
+                in_flight = target.start();
+                sent = Instant::now();
+                let send = upstream.send_head(index, head, connect_timeout);
+                if per_try {
+                    tokio::time::timeout_at((sent + try_timeout).into(), send).await
+                } else {
+                    Ok(send.await)
+                }
             } else {
-                Ok(upstream.send(index, req, connect_timeout).await)
+                let Some(body) = req_body.take() else { break };
+                // The last possible try takes the headers; earlier ones copy them.
+                let headers = if attempt + 1 >= max_tries {
+                    std::mem::take(&mut parts.headers)
+                } else {
+                    parts.headers.clone()
+                };
+                let req = match build_request(
+                    &parts,
+                    headers,
+                    &target.authority,
+                    &path_and_query,
+                    route,
+                    upstream.config.http2,
+                    body,
+                ) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return Outcome {
+                            response: body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+                            target: None,
+                            tries: attempt + 1,
+                        };
+                    }
+                };
+                in_flight = target.start();
+                sent = Instant::now();
+                let send = upstream.send(index, req, connect_timeout);
+                if per_try {
+                    tokio::time::timeout_at((sent + try_timeout).into(), send).await
+                } else {
+                    Ok(send.await)
+                }
             };
             // Shared, not copied: only the access log spells it out.
             let target_name = Some(target.authority.clone());
@@ -245,8 +277,51 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             tries: 0,
         },
     };
+    if let Some((_, headers)) = lean {
+        // Sent for the last time: the map can carry the next head.
+        crate::header_pool::give(headers);
+    }
     out.response = out.response.map(|b| Guarded::wrap(b, (permit, held)));
     out
+}
+
+/// The head every try of a body-less request to an HTTP/1.1 upstream
+/// borrows (its method and header fields, `Host` settled once), taken out
+/// of `parts`. `None` when the request takes the general path: a body, an
+/// upgrade, an HTTP/2 upstream, or no `Host` at all (it would then name
+/// each try's target).
+fn lean_head(
+    parts: &mut Parts,
+    body: &ReqBody,
+    upstream: &Upstream,
+    route: &Route,
+) -> Result<Option<(Method, HeaderMap)>, String> {
+    let ended = match body {
+        ReqBody::Replayable(b) => b.is_empty(),
+        ReqBody::Stream(Some(b)) => b.is_end_stream(),
+        ReqBody::Stream(None) => false,
+    };
+    if upstream.config.http2 || !lean_can_carry(&parts.headers, ended) {
+        return Ok(None);
+    }
+    // As `build_request` does, but once for every try.
+    let host = match &route.config.host_rewrite {
+        Some(h) => Some(HeaderValue::from_str(h).map_err(|_| format!("bad host_rewrite {h:?}"))?),
+        None if parts.headers.contains_key(header::HOST) => None,
+        None => match parts.uri.authority() {
+            Some(a) => {
+                Some(HeaderValue::from_str(a.as_str()).map_err(|_| "bad authority".to_owned())?)
+            }
+            None => return Ok(None),
+        },
+    };
+    if let Some(host) = host {
+        parts.headers.insert(header::HOST, host);
+    }
+    Ok(Some((
+        parts.method.clone(),
+        std::mem::take(&mut parts.headers),
+    )))
 }
 
 /// What a try's result was, for the upstream's metrics.

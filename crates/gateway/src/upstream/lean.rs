@@ -73,6 +73,30 @@ pub(crate) struct ExchangeError {
     pub(crate) nothing_received: bool,
 }
 
+/// A request without a body as the lean client writes it, borrowed: a
+/// caller that may send it again (a retry) keeps it whole and copies
+/// nothing per try.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LeanHead<'a> {
+    /// The method.
+    pub(crate) method: &'a http::Method,
+    /// The origin-form target (path and query).
+    pub(crate) path_and_query: &'a str,
+    /// The header fields, `Host` included.
+    pub(crate) headers: &'a http::HeaderMap,
+}
+
+impl<'a> LeanHead<'a> {
+    /// The head of a request's parts.
+    pub(crate) fn of(parts: &'a http::request::Parts) -> LeanHead<'a> {
+        LeanHead {
+            method: &parts.method,
+            path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            headers: &parts.headers,
+        }
+    }
+}
+
 /// One HTTP/1.1 connection to a target, with its read buffer.
 #[derive(Debug)]
 pub(crate) struct LeanConn {
@@ -114,16 +138,20 @@ impl LeanConn {
     /// response head, skipping interim (1xx) responses.
     pub(crate) async fn exchange(
         &mut self,
-        request: &http::request::Parts,
+        request: LeanHead<'_>,
     ) -> Result<ResponseHead, ExchangeError> {
         let fail = |error, nothing_received| ExchangeError {
             error,
             nothing_received,
         };
-        let method = &request.method;
-        let pq = request.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let method = request.method;
         self.wire.clear();
-        head::encode_request(&mut self.wire, method, pq, &request.headers);
+        head::encode_request(
+            &mut self.wire,
+            method,
+            request.path_and_query,
+            request.headers,
+        );
         let written = self.stream.write_all(&self.wire).await;
         // An idle connection keeps no more than a usual head's worth.
         if self.wire.capacity() > 16 << 10 {

@@ -24,8 +24,9 @@ use crate::config::UpstreamConfig;
 use crate::metrics::UpstreamMetrics;
 
 use balance::Balancer;
-pub(crate) use pool::SendError;
+pub(crate) use lean::LeanHead;
 use pool::{Pool, PoolSettings};
+pub(crate) use pool::{SendError, lean_can_carry};
 pub(crate) use target::Target;
 
 /// A named group of targets.
@@ -99,6 +100,19 @@ impl Upstream {
     ) -> Result<Response<Body>, SendError> {
         let timeout = connect_timeout.unwrap_or(self.config.connect_timeout.0);
         self.pool.send(index, req, timeout).await
+    }
+
+    /// Send a borrowed request without a body over the lean HTTP/1.1
+    /// client; the caller keeps the head for another try. Only for
+    /// HTTP/1.1 upstreams and heads that [`lean_can_carry`].
+    pub(crate) async fn send_head(
+        &self,
+        index: usize,
+        head: LeanHead<'_>,
+        connect_timeout: Option<Duration>,
+    ) -> Result<Response<Body>, SendError> {
+        let timeout = connect_timeout.unwrap_or(self.config.connect_timeout.0);
+        self.pool.send_head(index, head, timeout).await
     }
 
     /// All targets.

@@ -38,7 +38,7 @@ use crate::body::Body;
 use crate::metrics::PoolMetrics;
 
 use super::head;
-use super::lean::{LeanBody, LeanConn, LeanError};
+use super::lean::{LeanBody, LeanConn, LeanError, LeanHead};
 
 /// How long a pooled connection that is not yet ready (its previous
 /// exchange still finishing) may take before a fresh one is opened instead.
@@ -149,6 +149,16 @@ impl Pool {
         }
     }
 
+    /// Start the idle reaper with the first request.
+    fn start_reaper(&self) {
+        // A load first: a swap per request would write a shared line.
+        if !self.reaper_started.load(Ordering::Relaxed)
+            && !self.reaper_started.swap(true, Ordering::Relaxed)
+        {
+            spawn_reaper(&self.targets);
+        }
+    }
+
     /// Send `req` to target `index`, connecting within `connect_timeout` if
     /// no pooled connection is ready. The request's URI must already be in
     /// the form the protocol wants (origin-form for HTTP/1.1, absolute for
@@ -160,12 +170,7 @@ impl Pool {
         connect_timeout: Duration,
     ) -> Result<Response<Body>, SendError> {
         let target = &self.targets[index];
-        // A load first: a swap per request would write a shared line.
-        if !self.reaper_started.load(Ordering::Relaxed)
-            && !self.reaper_started.swap(true, Ordering::Relaxed)
-        {
-            spawn_reaper(&self.targets);
-        }
+        self.start_reaper();
         // Cold paths are boxed so that the future every request carries
         // (and moves) stays small.
         if target.settings.http2 {
@@ -193,11 +198,33 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Send a borrowed request without a body to target `index` of an
+    /// HTTP/1.1 upstream over the lean client (see [`lean_can_carry`]).
+    pub(crate) async fn send_head(
+        &self,
+        index: usize,
+        head: LeanHead<'_>,
+        connect_timeout: Duration,
+    ) -> Result<Response<Body>, SendError> {
+        self.start_reaper();
+        self.targets[index]
+            .send_lean_head(head, connect_timeout)
+            .await
+    }
+}
+
+/// Whether the lean client can carry a request with these headers and a
+/// body that `is_end_stream`: see [`is_lean`].
+pub(crate) fn lean_can_carry(headers: &http::HeaderMap, body_ended: bool) -> bool {
+    body_ended && !headers.contains_key(header::UPGRADE)
+}
+
 /// Whether the lean client can carry `req`: no body to stream alongside
 /// the response, and no upgrade (the socket would outlive the exchange).
 fn is_lean(req: &Request<Body>) -> bool {
     use http_body::Body as _;
-    req.body().is_end_stream() && !req.headers().contains_key(header::UPGRADE)
+    lean_can_carry(req.headers(), req.body().is_end_stream())
 }
 
 /// Methods a request of which may be sent twice (RFC 9110 §9.2.2).
@@ -240,14 +267,24 @@ impl TargetPool {
         connect_timeout: Duration,
     ) -> Result<Response<Body>, SendError> {
         let (parts, _empty) = req.into_parts();
+        let sent = self
+            .send_lean_head(LeanHead::of(&parts), connect_timeout)
+            .await;
+        // Written (or failed): the map can carry the next head.
+        crate::header_pool::give(parts.headers);
+        sent
+    }
+
+    /// [`Self::send_lean`] for a borrowed head, which the caller keeps.
+    async fn send_lean_head(
+        self: &Arc<Self>,
+        head: LeanHead<'_>,
+        connect_timeout: Duration,
+    ) -> Result<Response<Body>, SendError> {
         if let Some(mut conn) = self.checkout_lean() {
-            match conn.exchange(&parts).await {
-                Ok(head) => {
-                    // Written: the map can carry the next head.
-                    crate::header_pool::give(parts.headers);
-                    return Ok(self.respond(conn, head));
-                }
-                Err(e) if e.nothing_received && is_idempotent(&parts.method) => {
+            match conn.exchange(head).await {
+                Ok(resp) => return Ok(self.respond(conn, resp)),
+                Err(e) if e.nothing_received && is_idempotent(head.method) => {
                     tracing::debug!(target = %self.authority, error = %e.error, "pooled connection closed; sending again on a fresh one");
                 }
                 Err(e) => return Err(SendError::Lean(e.error)),
@@ -255,11 +292,8 @@ impl TargetPool {
         }
         let stream = Box::pin(self.connect_tcp(connect_timeout)).await?;
         let mut conn = LeanConn::new(stream.into_inner());
-        match conn.exchange(&parts).await {
-            Ok(head) => {
-                crate::header_pool::give(parts.headers);
-                Ok(self.respond(conn, head))
-            }
+        match conn.exchange(head).await {
+            Ok(resp) => Ok(self.respond(conn, resp)),
             Err(e) => Err(SendError::Lean(e.error)),
         }
     }
