@@ -252,7 +252,9 @@ fn from_entry(
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         resp.headers_mut().remove(CONTENT_LENGTH);
     }
-    if let Ok(age) = HeaderValue::from_str(&e.policy.age(now).as_secs().to_string()) {
+    // Digits only, from the per-thread header buffer: no formatter, no allocation.
+    let age = e.policy.age(now).as_secs();
+    if let Some(age) = crate::header_arena::header_value(|out| crate::ascii::write_u64(out, age)) {
         resp.headers_mut().insert(AGE, age);
     }
     cs.append_to(resp.headers_mut());

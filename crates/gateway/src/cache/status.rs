@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 
 /// `cache-status`.
 pub(crate) const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
@@ -80,44 +80,64 @@ impl CacheStatus {
 
     /// Append this member to `headers`, after any upstream cache's (RFC 9211 §2:
     /// the member nearest the client comes last).
+    ///
+    /// The value is written as bytes into the per-thread header buffer
+    /// ([`crate::header_arena`]): on a cache hit, formatting it through
+    /// `Display` into a `String` cost more than finding the entry.
     pub(crate) fn append_to(&self, headers: &mut HeaderMap) {
-        if let Ok(v) = HeaderValue::from_str(&self.to_string()) {
+        if let Some(v) = crate::header_arena::header_value(|out| self.encode(out)) {
             headers.append(CACHE_STATUS, v);
+        }
+    }
+
+    /// The member as it goes on the wire (what `Display` prints).
+    fn encode(&self, out: &mut impl bytes::BufMut) {
+        use crate::ascii::write_u64;
+        out.put_slice(b"sluice");
+        if self.hit {
+            out.put_slice(b"; hit");
+        }
+        if let Some(fwd) = self.fwd {
+            out.put_slice(b"; fwd=");
+            out.put_slice(fwd.as_str().as_bytes());
+        }
+        if let Some(s) = self.fwd_status {
+            out.put_slice(b"; fwd-status=");
+            write_u64(out, u64::from(s));
+        }
+        if let Some(ttl) = self.ttl {
+            out.put_slice(b"; ttl=");
+            if ttl < 0 {
+                out.put_u8(b'-');
+            }
+            write_u64(out, ttl.unsigned_abs());
+        }
+        if self.stored {
+            out.put_slice(b"; stored");
+        }
+        if self.collapsed {
+            out.put_slice(b"; collapsed");
+        }
+        if let Some(d) = self.detail {
+            out.put_slice(b"; detail=");
+            out.put_slice(d.as_bytes());
         }
     }
 }
 
 impl fmt::Display for CacheStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sluice")?;
-        if self.hit {
-            f.write_str("; hit")?;
-        }
-        if let Some(fwd) = self.fwd {
-            write!(f, "; fwd={}", fwd.as_str())?;
-        }
-        if let Some(s) = self.fwd_status {
-            write!(f, "; fwd-status={s}")?;
-        }
-        if let Some(ttl) = self.ttl {
-            write!(f, "; ttl={ttl}")?;
-        }
-        if self.stored {
-            f.write_str("; stored")?;
-        }
-        if self.collapsed {
-            f.write_str("; collapsed")?;
-        }
-        if let Some(d) = self.detail {
-            write!(f, "; detail={d}")?;
-        }
-        Ok(())
+        let mut out = Vec::with_capacity(64);
+        self.encode(&mut out);
+        // Only ASCII is written.
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     #[test]
     fn formats_as_rfc9211_members() {
@@ -134,6 +154,25 @@ mod tests {
         assert_eq!(
             s.to_string(),
             "sluice; hit; ttl=-3; detail=stale-while-revalidate"
+        );
+    }
+
+    #[test]
+    fn the_header_carries_the_member_after_any_upstream_one() {
+        let mut h = HeaderMap::new();
+        h.append(CACHE_STATUS, HeaderValue::from_static("origin; hit"));
+        let mut s = CacheStatus::fwd(Fwd::Stale);
+        s.fwd_status = Some(304);
+        s.ttl = Some(120);
+        s.collapsed = true;
+        s.append_to(&mut h);
+        let all: Vec<_> = h.get_all(CACHE_STATUS).iter().collect();
+        assert_eq!(
+            all,
+            [
+                "origin; hit",
+                "sluice; fwd=stale; fwd-status=304; ttl=120; collapsed"
+            ]
         );
     }
 }
