@@ -49,6 +49,7 @@ fn options(ctx: &SourceCtx, cfg: &CrawlSource) -> CrawlOptions {
     o.max_wait = cfg.max_wait.0;
     o.max_redirects = cfg.max_redirects;
     o.max_body = cfg.max_body.0;
+    o.ca_certs = cfg.ca_cert.iter().cloned().collect();
     o
 }
 
