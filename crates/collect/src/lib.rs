@@ -17,6 +17,8 @@
 //! - `sinks`: the batching and retry loop; `sqlite`, `postgres`, `jsonl`,
 //!   `stdout`.
 //! - [`crawl`]: the web crawler behind `sluice crawl` ([`crawl::crawl`]).
+//! - `tls`: extra CA certificates for the HTTP clients, and certificate
+//!   failures told apart from other connect errors.
 
 mod config;
 pub mod crawl;
@@ -24,6 +26,7 @@ mod pipeline;
 mod record;
 mod sinks;
 mod sources;
+mod tls;
 mod transforms;
 
 pub use config::{

@@ -120,11 +120,55 @@ pub struct Acked {
 
 /// A source's acknowledgement counts: created, committed and failed
 /// acknowledgements (pending = created − committed − failed).
+///
+/// It is the one writer of the source's `sluice_collect_source_acks_pending`
+/// gauge: +1 when an acknowledgement is created, −1 when it resolves, so
+/// the gauge is always the number outstanding and nothing else can make it
+/// drift.
 #[derive(Debug, Default)]
 pub(crate) struct AckCounts {
     pub(crate) created: AtomicU64,
     pub(crate) committed: AtomicU64,
     pub(crate) failed: AtomicU64,
+    pending: Option<metrics::Gauge>,
+}
+
+impl AckCounts {
+    /// Counts that also keep `source`'s `acks_pending` gauge.
+    pub(crate) fn for_source(source: &str) -> AckCounts {
+        AckCounts {
+            pending: Some(
+                metrics::gauge!("sluice_collect_source_acks_pending", "source" => source.to_owned()),
+            ),
+            ..AckCounts::default()
+        }
+    }
+
+    /// Acknowledgements created and not yet resolved.
+    pub(crate) fn pending(&self) -> u64 {
+        // The three are read one after another, not at one instant:
+        // saturate rather than wrap if a resolution slips in between.
+        let done = self.committed.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed);
+        self.created.load(Ordering::Relaxed).saturating_sub(done)
+    }
+
+    fn created(&self) {
+        self.created.fetch_add(1, Ordering::Relaxed);
+        if let Some(g) = &self.pending {
+            g.increment(1.0);
+        }
+    }
+
+    fn resolved(&self, ok: bool) {
+        if ok {
+            self.committed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(g) = &self.pending {
+            g.decrement(1.0);
+        }
+    }
 }
 
 struct Inner {
@@ -137,11 +181,7 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(c) = &self.counts {
-            if self.failed.load(Ordering::Acquire) {
-                c.failed.fetch_add(1, Ordering::Relaxed);
-            } else {
-                c.committed.fetch_add(1, Ordering::Relaxed);
-            }
+            c.resolved(!self.failed.load(Ordering::Acquire));
         }
         // The source may be gone (it restarts, or the pipeline stops); then
         // nobody needs to know.
@@ -185,7 +225,7 @@ impl Ack {
         tx: mpsc::UnboundedSender<Acked>,
         counts: &Arc<AckCounts>,
     ) -> Ack {
-        counts.created.fetch_add(1, Ordering::Relaxed);
+        counts.created();
         Ack {
             inner: Arc::new(Inner {
                 seq,

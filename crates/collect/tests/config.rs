@@ -325,3 +325,35 @@ inputs = ["prices"]
         "{got:?}"
     );
 }
+
+#[test]
+fn a_ca_cert_that_cannot_be_read_is_reported_with_its_line() {
+    let got = problems(
+        r#"
+[sources.web]
+kind = "crawl"
+seeds = ["https://example.org/"]
+ca_cert = "/nonexistent/ca.pem"
+
+[sources.feed]
+kind = "http_poll"
+url = "https://example.org/feed"
+ca_cert = "/nonexistent/feed-ca.pem"
+
+[sinks.db]
+kind = "sqlite"
+inputs = ["web", "feed"]
+path = "x.db"
+"#,
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("5:sources.web.ca_cert: cannot read /nonexistent/ca.pem")),
+        "{got:#?}"
+    );
+    assert!(
+        got.iter()
+            .any(|p| p.starts_with("10:sources.feed.ca_cert: cannot read /nonexistent/feed-ca.pem")),
+        "{got:#?}"
+    );
+}

@@ -27,11 +27,34 @@ struct Hit {
 }
 
 #[derive(Clone, Default)]
-struct Hits(Arc<Mutex<Vec<Hit>>>);
+struct Hits {
+    all: Arc<Mutex<Vec<Hit>>>,
+    /// Requests being answered now, and the most at once.
+    busy: Arc<Mutex<(usize, usize)>>,
+}
+
+/// One request being answered; counted until dropped.
+struct Busy(Arc<Mutex<(usize, usize)>>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().0 -= 1;
+    }
+}
 
 impl Hits {
     fn all(&self) -> Vec<Hit> {
-        self.0.lock().unwrap().clone()
+        self.all.lock().unwrap().clone()
+    }
+    fn busy(&self) -> Busy {
+        let mut b = self.busy.lock().unwrap();
+        b.0 += 1;
+        b.1 = b.1.max(b.0);
+        Busy(Arc::clone(&self.busy))
+    }
+    /// The most requests answered at once.
+    fn most_at_once(&self) -> usize {
+        self.busy.lock().unwrap().1
     }
     fn count(&self, path: &str) -> usize {
         self.all().iter().filter(|h| h.path == path).count()
@@ -100,11 +123,11 @@ fn redirect(code: u16, to: &str) -> Reply {
 /// (site address, path with query, how many times it was hit before) → reply.
 type Site = dyn Fn(SocketAddr, &str, usize) -> Reply + Send + Sync;
 
-async fn serve(
+/// The site as an axum app for `addr`, and its hit log.
+fn app(
+    addr: SocketAddr,
     site: impl Fn(SocketAddr, &str, usize) -> Reply + Send + Sync + 'static,
-) -> (SocketAddr, Hits) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+) -> (axum::Router, Hits) {
     let hits = Hits::default();
     let site: Arc<Site> = Arc::new(site);
     let h = hits.clone();
@@ -122,7 +145,7 @@ async fn serve(
                 .unwrap_or("")
                 .to_string();
             let before = {
-                let mut all = hits.0.lock().unwrap();
+                let mut all = hits.all.lock().unwrap();
                 let before = all.iter().filter(|x| x.path == path).count();
                 all.push(Hit {
                     host,
@@ -131,6 +154,7 @@ async fn serve(
                 });
                 before
             };
+            let _busy = hits.busy();
             let reply = site(addr, &path, before);
             if !reply.delay.is_zero() {
                 tokio::time::sleep(reply.delay).await;
@@ -144,8 +168,60 @@ async fn serve(
             resp
         }
     });
+    (app, hits)
+}
+
+async fn serve(
+    site: impl Fn(SocketAddr, &str, usize) -> Reply + Send + Sync + 'static,
+) -> (SocketAddr, Hits) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (app, hits) = app(addr, site);
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
+    });
+    (addr, hits)
+}
+
+/// The site over TLS with `cert`/`key` (HTTP/1.1 and HTTP/2 by ALPN).
+async fn serve_tls(
+    site: impl Fn(SocketAddr, &str, usize) -> Reply + Send + Sync + 'static,
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+) -> (SocketAddr, Hits) {
+    use tower::Service;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (app, hits) = app(addr, site);
+    let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::Pkcs8(
+        cert.signing_key.serialize_der().into(),
+    );
+    let mut config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| app.clone().call(req),
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            });
+        }
     });
     (addr, hits)
 }
@@ -698,4 +774,89 @@ async fn bad_options_name_the_argument() {
             "{e} should start with {want}"
         );
     }
+}
+
+#[tokio::test]
+async fn per_host_bounds_requests_in_flight_to_one_host() {
+    let (addr, hits) = serve(|_, path, _| match path {
+        "/" => html(
+            "hub",
+            &(0..16).map(|i| format!("/s/{i}")).collect::<Vec<_>>(),
+        ),
+        p if p.starts_with("/s/") => Reply {
+            delay: Duration::from_millis(50),
+            ..html("spoke", &[])
+        },
+        _ => status(404),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(addr, dir.path());
+    o.concurrency = 8;
+    o.per_host = 3;
+    let (stats, _) = run(o).await;
+    assert_eq!(stats.pages, 17, "{stats:?}");
+    let most = hits.most_at_once();
+    assert!(
+        most <= 3,
+        "{most} requests to one host at once, per_host is 3"
+    );
+    assert!(most >= 2, "the spokes were fetched one at a time ({most})");
+}
+
+#[tokio::test]
+async fn https_is_crawled_with_an_extra_ca_and_refused_clearly_without_it() {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let (addr, hits) = serve_tls(
+        |_, path, _| match path {
+            "/robots.txt" => text("text/plain", "User-agent: *\nDisallow: /private\n"),
+            "/" => html("Home", &["/a".into(), "/private".into()]),
+            "/a" => html("A", &["/".into()]),
+            _ => status(404),
+        },
+        &cert,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let mut o = options(addr, dir.path());
+    o.seeds = vec![format!("https://{addr}/")];
+
+    // Not trusted: the seed's record says why and names the URL; a
+    // certificate is not retried, and no request got through.
+    let (stats, records) = run(o.clone()).await;
+    assert_eq!(records.len(), 1, "{records:#?} {stats:?}");
+    let error = records[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(&format!("https://{addr}/")) && error.contains("not trusted"),
+        "{error}"
+    );
+    assert!(error.contains("--ca-cert"), "{error}");
+    assert_eq!(stats.errors.get("tls").copied(), Some(1), "{stats:?}");
+    assert_eq!(stats.retries, 0);
+    assert!(hits.all().is_empty(), "{:?}", hits.all());
+
+    // Trusted through --ca-cert: crawled like plain HTTP, robots.txt obeyed.
+    o.ca_certs = vec![ca];
+    let (stats, records) = run(o.clone()).await;
+    assert!(stats.errors.is_empty(), "{stats:?}");
+    assert_eq!(stats.pages, 2);
+    assert_eq!(stats.robots_denied, 1);
+    let pages = hits.pages();
+    assert_eq!(pages.get("/"), Some(&1));
+    assert_eq!(pages.get("/a"), Some(&1));
+    assert!(records.iter().all(|r| r.url.starts_with("https://")));
+    assert_eq!(by_path(&records)["/a"].title.as_deref(), Some("A"));
+
+    // A CA file that cannot be read is an argument error naming it.
+    o.ca_certs = vec![dir.path().join("missing.pem")];
+    let e = crawl::crawl(o, CancellationToken::new()).await.unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.starts_with("--ca-cert") && e.contains("missing.pem"),
+        "{e}"
+    );
 }

@@ -1,6 +1,8 @@
 //! The `crawl` source: a synthetic site served in-process, crawled into a
 //! SQLite sink; a reload that adds a seed fetches only the new pages, and
-//! a restart of the whole pipeline fetches nothing again.
+//! a restart of the whole pipeline fetches nothing again; with
+//! `drop_newest`, a page whose record was dropped is fetched again by the
+//! next run instead of being lost.
 
 mod support;
 
@@ -13,7 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use sluice_collect::Config;
-use support::{db, p, start, wait_until};
+use support::{db, hold_write_lock, p, start, wait_until};
 
 #[derive(Clone, Default)]
 struct Hits(Arc<Mutex<BTreeMap<String, usize>>>);
@@ -26,8 +28,15 @@ impl Hits {
     }
 }
 
-/// `/` links `/a` and `/b`; `/a` links `/c`; `/extra` links `/d`; others
-/// link back to `/`.
+/// The pages `/wide` links: more than a one-record buffer holds.
+const WIDE: [&str; 30] = [
+    "/w/0", "/w/1", "/w/2", "/w/3", "/w/4", "/w/5", "/w/6", "/w/7", "/w/8", "/w/9", "/w/10",
+    "/w/11", "/w/12", "/w/13", "/w/14", "/w/15", "/w/16", "/w/17", "/w/18", "/w/19", "/w/20",
+    "/w/21", "/w/22", "/w/23", "/w/24", "/w/25", "/w/26", "/w/27", "/w/28", "/w/29",
+];
+
+/// `/` links `/a` and `/b`; `/a` links `/c`; `/extra` links `/d`; `/wide`
+/// links thirty `/w/N` pages without links; others link back to `/`.
 async fn page(State(hits): State<Hits>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     *hits.0.lock().unwrap().entry(path.clone()).or_default() += 1;
@@ -36,6 +45,8 @@ async fn page(State(hits): State<Hits>, req: Request) -> Response {
         "/a" => &["/c"],
         "/b" | "/c" | "/d" => &["/"],
         "/extra" => &["/d"],
+        "/wide" => &WIDE,
+        p if p.starts_with("/w/") => &[],
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     let body: String = links
@@ -58,22 +69,36 @@ async fn site() -> (String, Hits) {
 }
 
 fn config(dir: &Path, seeds: &[String]) -> String {
+    config_when_full(dir, seeds, "block")
+}
+
+/// With `drop_newest`, a one-record buffer and a short SQLite busy
+/// timeout, so a locked database fills the pipeline at once.
+fn config_when_full(dir: &Path, seeds: &[String], when_full: &str) -> String {
     let seeds: Vec<String> = seeds.iter().map(|s| format!("\"{s}\"")).collect();
+    let (buffer, busy) = if when_full == "drop_newest" {
+        (1, "50ms")
+    } else {
+        (1000, "5s")
+    };
     format!(
         r#"
 data_dir = "{data}"
 drain_timeout = "5s"
+buffer = {buffer}
 
 [sources.web]
 kind = "crawl"
 seeds = [{seeds}]
 concurrency = 4
+when_full = "{when_full}"
 
 [sinks.db]
 kind = "sqlite"
 inputs = ["web"]
 path = "{db}"
-batch = {{ timeout = "5ms" }}
+busy_timeout = "{busy}"
+batch = {{ timeout = "5ms", max_records = 1 }}
 "#,
         data = p(&dir.join("data")),
         seeds = seeds.join(", "),
@@ -166,4 +191,69 @@ async fn crawls_into_the_pipeline_and_resumes_without_refetching() {
         "no page fetched twice"
     );
     assert_eq!(pages(&out).await.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_newest_leaves_dropped_pages_queued_for_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("pages.db");
+    let (base, hits) = site().await;
+    let cfg = config_when_full(d, &[format!("{base}/wide")], "drop_newest");
+    let all: Vec<String> = std::iter::once("/wide")
+        .chain(WIDE)
+        .map(|p| format!("{base}{p}"))
+        .collect();
+
+    // The sink cannot write while the crawl runs: most records are dropped.
+    let running = start(&cfg).await;
+    let mut locked = hold_write_lock(&out).await;
+    wait_until("every page fetched", || async {
+        hits.get().len() == all.len()
+    })
+    .await;
+    wait_until("the last records handed over", || async {
+        let s = &running.pipeline.stats().sources["web"];
+        s.records_in + s.dropped >= all.len() as u64
+    })
+    .await;
+    let dropped = running.pipeline.stats().sources["web"].dropped;
+    assert!(dropped > 0, "nothing was dropped");
+    sqlx::query("ROLLBACK").execute(&mut locked).await.unwrap();
+    drop(locked);
+    wait_until("every ack back", || async {
+        running.pipeline.stats().sources["web"].acks_pending == 0
+    })
+    .await;
+    assert!(running.stop().await);
+    let first: Vec<String> = pages(&out).await.into_iter().map(|(id, _)| id).collect();
+    assert!(
+        first.len() < all.len(),
+        "dropped records are not written: {} of {}",
+        first.len(),
+        all.len()
+    );
+
+    // The next run (blocking, so it drops nothing itself) fetches what was
+    // dropped, and only that.
+    let running = start(&config_when_full(d, &[format!("{base}/wide")], "block")).await;
+    wait_until("every page written", || async {
+        pages(&out).await.len() == all.len()
+    })
+    .await;
+    assert!(running.stop().await);
+    let mut ids: Vec<String> = pages(&out).await.into_iter().map(|(id, _)| id).collect();
+    ids.sort();
+    let mut want = all.clone();
+    want.sort();
+    assert_eq!(ids, want, "every page once");
+    let h = hits.get();
+    for id in &first {
+        let path = id.strip_prefix(&base).unwrap();
+        assert_eq!(
+            h.get(path),
+            Some(&1),
+            "{path} was written, yet fetched again"
+        );
+    }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use support::{p, payloads, start, wait_until};
+use support::{p, payloads, start, wait_rows};
 
 fn config(dir: &Path) -> String {
     format!(
@@ -45,14 +45,6 @@ fn append(path: &Path, text: &str) {
 
 fn lines(prefix: &str, n: usize) -> String {
     (0..n).map(|i| format!("{prefix}-{i}\n")).collect()
-}
-
-async fn wait_rows(db: &Path, n: usize) -> Vec<String> {
-    wait_until(&format!("{n} rows"), || async {
-        payloads(db).await.len() >= n
-    })
-    .await;
-    payloads(db).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

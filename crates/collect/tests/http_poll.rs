@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use support::{p, payloads, start, wait_until};
+use support::{p, payloads, start, wait_rows, wait_until};
 
 #[derive(Default)]
 struct Site {
@@ -119,13 +119,13 @@ async fn pages_cursor_and_restart() {
 
     let run = start(&cfg).await;
     // Five items in three pages of one poll.
-    wait_until("five rows", || async { payloads(&db).await.len() >= 5 }).await;
+    wait_rows(&db, 5).await;
     wait_until("the cursor moves on", || async {
         site.lock().unwrap().asked.iter().any(|a| a == "5")
     })
     .await;
     site.lock().unwrap().items.extend([6, 7]);
-    wait_until("seven rows", || async { payloads(&db).await.len() >= 7 }).await;
+    wait_rows(&db, 7).await;
     wait_until("the cursor moves on again", || async {
         site.lock().unwrap().asked.iter().any(|a| a == "7")
     })
@@ -167,5 +167,105 @@ async fn retry_after_puts_the_next_poll_off() {
         times[1] - times[0] >= Duration::from_millis(950),
         "the second request came {:?} after the 429",
         times[1] - times[0]
+    );
+}
+
+/// Requests `/linked` and `/slow` saw: the `at` parameter of each.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// `/linked`: items 1–2, then (by `Link: rel="next"`) item 3. `/slow`:
+/// answers after 2 s, long past the poll's deadline.
+async fn serve_linked_and_slow(seen: Seen) -> std::net::SocketAddr {
+    async fn linked(
+        State(seen): State<Seen>,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> Response {
+        let at = q.get("at").cloned().unwrap_or_default();
+        seen.lock().unwrap().push(at);
+        if q.get("page").map(String::as_str) == Some("1") {
+            return axum::Json(serde_json::json!([{"id": 3}])).into_response();
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            "link",
+            HeaderValue::from_static(r#"</linked?page=1>; rel="next", </linked>; rel="first""#),
+        );
+        (h, axum::Json(serde_json::json!([{"id": 1}, {"id": 2}]))).into_response()
+    }
+    async fn slow(State(seen): State<Seen>) -> Response {
+        seen.lock().unwrap().push("slow".into());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        axum::Json(serde_json::json!([{"id": 9}])).into_response()
+    }
+    let app = Router::new()
+        .route("/linked", get(linked))
+        .route("/slow", get(slow))
+        .with_state(seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn one_source(dir: &std::path::Path, url: &str, extra: &str) -> String {
+    format!(
+        r#"
+data_dir = "{data}"
+
+[sources.feed]
+kind = "http_poll"
+url = "{url}"
+interval = "50ms"
+id_field = "id"
+{extra}
+
+[sinks.db]
+kind = "sqlite"
+inputs = ["feed"]
+path = "{db}"
+batch = {{ timeout = "5ms" }}
+"#,
+        data = p(&dir.join("data")),
+        db = p(&dir.join("out.db")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_header_pages_and_the_now_template() {
+    let seen: Seen = Arc::default();
+    let addr = serve_linked_and_slow(seen.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let url = format!("http://{addr}/linked?at={{{{now}}}}");
+    let run = start(&one_source(dir.path(), &url, "next = \"link\"")).await;
+    wait_rows(&db, 3).await;
+    assert!(run.stop().await);
+    assert_eq!(ids(&payloads(&db).await)[..3], [1, 2, 3]);
+    // The first page of each poll carries `{{now}}` filled in (RFC 3339, UTC);
+    // the next page is the server's own link.
+    let at = seen.lock().unwrap()[0].clone();
+    let t = humantime::parse_rfc3339(&at).unwrap_or_else(|e| panic!("{at:?}: {e}"));
+    let age = std::time::SystemTime::now().duration_since(t).unwrap();
+    assert!(age < Duration::from_secs(600), "{at} is not now");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_past_its_deadline_sends_nothing_and_keeps_the_cursor() {
+    let seen: Seen = Arc::default();
+    let addr = serve_linked_and_slow(seen.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let url = format!("http://{addr}/slow?since={{{{cursor}}}}");
+    let run = start(&one_source(dir.path(), &url, "timeout = \"200ms\"")).await;
+    wait_until("two polls", || async { seen.lock().unwrap().len() >= 2 }).await;
+    assert!(run.stop().await);
+    assert!(payloads(&db).await.is_empty(), "a late answer is dropped");
+    assert!(
+        !dir.path()
+            .join("data")
+            .join("cursors")
+            .join("feed.json")
+            .exists(),
+        "no cursor committed"
     );
 }

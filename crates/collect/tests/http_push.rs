@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::Connection;
 
-use support::{p, payloads, start, wait_until};
+use support::{p, payloads, start, wait_rows};
 
 fn config(dir: &Path) -> String {
     format!(
@@ -143,7 +143,7 @@ async fn answers_503_when_full_then_200_once_the_sink_commits() {
         }
     }
     assert!(ok >= 1);
-    wait_until("rows", || async { payloads(&db).await.len() >= ok }).await;
+    wait_rows(&db, ok).await;
     assert_eq!(
         payloads(&db).await.len(),
         ok,

@@ -7,28 +7,12 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sqlx::Connection;
 
-use support::{p, payloads, start, wait_until};
-
-fn mqtt_url() -> Option<String> {
-    let url = std::env::var("SLUICE_TEST_MQTT_URL").ok();
-    if url.is_none() {
-        eprintln!("SLUICE_TEST_MQTT_URL is not set; skipping the MQTT test");
-    }
-    url
-}
-
-fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
-}
+use support::{p, payloads, service_url, start, unique, wait_until};
 
 fn config(dir: &Path, url: &str, topic: &str, client_id: &str) -> String {
     format!(
@@ -116,7 +100,9 @@ async fn start_subscribed(cfg: &str, url: &str, topic: &str, out: &Path) -> supp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_published_while_down_arrive_after_restart() {
-    let Some(url) = mqtt_url() else { return };
+    let Some(url) = service_url("SLUICE_TEST_MQTT_URL", "MQTT") else {
+        return;
+    };
     let topic = unique("sluice/test");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.db");
@@ -155,7 +141,9 @@ async fn messages_published_while_down_arrive_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_not_committed_are_delivered_again() {
-    let Some(url) = mqtt_url() else { return };
+    let Some(url) = service_url("SLUICE_TEST_MQTT_URL", "MQTT") else {
+        return;
+    };
     let topic = unique("sluice/test");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.db");

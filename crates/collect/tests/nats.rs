@@ -7,28 +7,12 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use sqlx::Connection;
 
-use support::{db, p, payloads, start, wait_until};
-
-fn nats_url() -> Option<String> {
-    let url = std::env::var("SLUICE_TEST_NATS_URL").ok();
-    if url.is_none() {
-        eprintln!("SLUICE_TEST_NATS_URL is not set; skipping the NATS test");
-    }
-    url
-}
-
-fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}_{}_{}", std::process::id(), nanos % 1_000_000_000_000)
-}
+use support::{db, p, payloads, service_url, start, unique, wait_until};
 
 fn config(dir: &Path, url: &str, stream: &str, consumer: &str, subject: &str) -> String {
     format!(
@@ -110,7 +94,9 @@ async fn consumer_pending(js: &jetstream::Context, stream: &str, consumer: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_messages_land_once_and_are_acked_after_commit() {
-    let Some(url) = nats_url() else { return };
+    let Some(url) = service_url("SLUICE_TEST_NATS_URL", "NATS") else {
+        return;
+    };
     let client = async_nats::connect(&url).await.unwrap();
     let js = jetstream::new(client);
     let stream = unique("ORDERS");
@@ -154,7 +140,9 @@ async fn jetstream_messages_land_once_and_are_acked_after_commit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_stopped_before_its_commit_loses_nothing() {
-    let Some(url) = nats_url() else { return };
+    let Some(url) = service_url("SLUICE_TEST_NATS_URL", "NATS") else {
+        return;
+    };
     let client = async_nats::connect(&url).await.unwrap();
     let js = jetstream::new(client);
     let stream = unique("STOPPED");
@@ -211,7 +199,9 @@ async fn a_pipeline_stopped_before_its_commit_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn core_subjects_flow_without_acks() {
-    let Some(url) = nats_url() else { return };
+    let Some(url) = service_url("SLUICE_TEST_NATS_URL", "NATS") else {
+        return;
+    };
     let client = async_nats::connect(&url).await.unwrap();
     let subject = unique("core").replace('_', ".");
     let dir = tempfile::tempdir().unwrap();

@@ -9,30 +9,14 @@ mod support;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sqlx::postgres::PgPool;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
-use support::{p, start, wait_until};
-
-fn pg_url() -> Option<String> {
-    let url = std::env::var("SLUICE_TEST_POSTGRES_URL").ok();
-    if url.is_none() {
-        eprintln!("SLUICE_TEST_POSTGRES_URL is not set; skipping the PostgreSQL test");
-    }
-    url
-}
-
-fn unique_table(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}_{}_{}", std::process::id(), nanos % 1_000_000_000_000)
-}
+use support::{p, service_url, start, unique, wait_until};
 
 fn config(dir: &std::path::Path, url: &str, table: &str, max_records: usize) -> String {
     format!(
@@ -75,9 +59,11 @@ fn body(ids: std::ops::Range<usize>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_idempotent_and_dead_letters() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = service_url("SLUICE_TEST_POSTGRES_URL", "PostgreSQL") else {
+        return;
+    };
     let pool = PgPool::connect(&url).await.unwrap();
-    let table = unique_table("pgsink");
+    let table = unique("pgsink");
     let dir = tempfile::tempdir().unwrap();
     let run = start(&config(dir.path(), &url, &table, 500)).await;
     let push = format!("http://{}/", run.pipeline.local_addr("web").unwrap());
@@ -190,7 +176,9 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_down_then_back_loses_and_duplicates_nothing() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = service_url("SLUICE_TEST_POSTGRES_URL", "PostgreSQL") else {
+        return;
+    };
     let pool = PgPool::connect(&url).await.unwrap();
     let opts: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
     let target: SocketAddr =
@@ -205,7 +193,7 @@ async fn a_database_down_then_back_loses_and_duplicates_nothing() {
     let (_, path) = rest.split_once('/').unwrap();
     let proxied = format!("{scheme_user}@{}/{path}", proxy.addr);
 
-    let table = unique_table("pgdown");
+    let table = unique("pgdown");
     let dir = tempfile::tempdir().unwrap();
     let run = start(&config(dir.path(), &proxied, &table, 100)).await;
     let push = format!("http://{}/", run.pipeline.local_addr("web").unwrap());

@@ -222,3 +222,98 @@ async fn an_invalid_or_refused_reload_changes_nothing() {
     assert!(report.started.is_empty() && report.restarted.is_empty() && report.stopped.is_empty());
     assert!(running.stop().await);
 }
+
+/// A file source into a `jsonl` sink rotating at `max_size`.
+fn rotating(d: &Path, max_size: &str) -> String {
+    format!(
+        r#"
+data_dir = "{data}"
+drain_timeout = "5s"
+
+[sources.app]
+kind = "file"
+path = "{app}"
+poll_interval = "10ms"
+
+[sinks.copy]
+kind = "jsonl"
+inputs = ["app"]
+path = "{copy}"
+max_size = "{max_size}"
+max_files = 50
+batch = {{ timeout = "5ms" }}
+"#,
+        data = p(&d.join("data")),
+        app = p(&d.join("app.log")),
+        copy = p(&d.join("copy.jsonl")),
+    )
+}
+
+/// Every `copy.jsonl*` file with its size and payloads.
+fn jsonl_files(d: &Path) -> Vec<(String, u64, Vec<String>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("copy.jsonl") {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        let payloads = text
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["payload"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        out.push((name, text.len() as u64, payloads));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_changes_the_jsonl_rotation_size_applies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let running = start(&rotating(d, "1MiB")).await;
+    append(&d.join("app.log"), &lines("before", 20));
+    wait_until("20 lines", || async {
+        jsonl_files(d).iter().map(|f| f.2.len()).sum::<usize>() == 20
+    })
+    .await;
+    assert_eq!(jsonl_files(d).len(), 1, "no rotation under 1 MiB");
+
+    let report = running
+        .pipeline
+        .reload(parse(&rotating(d, "300")))
+        .await
+        .unwrap();
+    assert_eq!(report.restarted, vec!["copy".to_owned()]);
+    append(&d.join("app.log"), &lines("after", 20));
+    wait_until("40 lines", || async {
+        jsonl_files(d).iter().map(|f| f.2.len()).sum::<usize>() == 40
+    })
+    .await;
+    assert!(running.stop().await);
+
+    let files = jsonl_files(d);
+    // The big file of before the reload was rotated away whole; every file
+    // written since holds at most 300 bytes.
+    for (name, size, payloads) in &files {
+        if payloads.iter().any(|p| p.starts_with("after")) {
+            assert!(*size <= 300, "{name} is {size} bytes, max_size is 300");
+        }
+    }
+    assert!(files.len() > 2, "rotated at the new size: {files:?}");
+    let mut all: Vec<String> = files.into_iter().flat_map(|f| f.2).collect();
+    all.sort();
+    let mut want: Vec<String> = (0..20)
+        .flat_map(|i| [format!("before-{i}"), format!("after-{i}")])
+        .collect();
+    want.sort();
+    assert_eq!(all, want, "every line once");
+}
+
+fn lines(prefix: &str, n: usize) -> String {
+    (0..n).map(|i| format!("{prefix}-{i}\n")).collect()
+}

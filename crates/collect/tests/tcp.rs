@@ -5,11 +5,10 @@ mod support;
 
 use std::path::Path;
 
-use sqlx::Connection;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use support::{p, payloads, start, wait_until};
+use support::{hold_write_lock, p, payloads, start, wait_rows};
 
 fn config(dir: &Path, when_full: &str) -> String {
     format!(
@@ -48,28 +47,16 @@ async fn lines_and_an_over_long_line() {
         .await
         .unwrap();
     s.shutdown().await.unwrap();
-    wait_until("3 rows", || async { payloads(&db).await.len() >= 3 }).await;
+    wait_rows(&db, 3).await;
     assert!(run.stop().await);
     assert_eq!(payloads(&db).await, ["one", "two", "three"]);
-}
-
-/// Hold SQLite's write lock so the sink cannot commit: the pipeline fills.
-async fn lock(db: &Path) -> sqlx::SqliteConnection {
-    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut c)
-        .await
-        .unwrap();
-    c
 }
 
 async fn fill(when_full: &str) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("out.db");
     let run = start(&config(dir.path(), when_full)).await;
-    let mut locked = lock(&db).await;
+    let mut locked = hold_write_lock(&db).await;
     let addr = run.pipeline.local_addr("lines").unwrap();
     let mut s = TcpStream::connect(addr).await.unwrap();
     let sent = 200;
@@ -83,7 +70,7 @@ async fn fill(when_full: &str) -> (usize, usize) {
     drop(locked);
     s.shutdown().await.unwrap();
     let got = if when_full == "block" {
-        wait_until("every line", || async { payloads(&db).await.len() >= sent }).await;
+        wait_rows(&db, sent).await;
         payloads(&db).await.len()
     } else {
         // Everything the source kept is written; then nothing more comes.

@@ -36,6 +36,7 @@ Examples:
   sluice crawl http://127.0.0.1:8000/ --depth 3 --out pages.jsonl
   sluice crawl https://example.com/ --max-pages 500 --delay 1s --out sqlite://crawl.db
   sluice crawl https://example.com/ --out pages.jsonl --resume   continue after an interruption
+  sluice crawl https://intranet.test/ --ca-cert private-ca.pem    trust a private CA too
 
 Depth: seeds are depth 0, their links depth 1, sitemap entries depth 1.
 Output: records go to --out; a JSON summary (pages, bytes, errors by kind,
@@ -104,6 +105,10 @@ pub(crate) struct CrawlArgs {
     /// The User-Agent header (robots.txt rules for `sluice` apply either way).
     #[arg(long, value_name = "UA")]
     user_agent: Option<String>,
+    /// Also trust the CA certificates in this PEM file for https://
+    /// (repeatable); the built-in Mozilla roots are always trusted.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    ca_cert: Vec<PathBuf>,
 }
 
 impl CrawlArgs {
@@ -128,6 +133,7 @@ impl CrawlArgs {
         if let Some(ua) = &self.user_agent {
             opts.user_agent = ua.clone();
         }
+        opts.ca_certs = self.ca_cert.clone();
         Ok(opts)
     }
 }

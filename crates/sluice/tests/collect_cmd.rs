@@ -1,8 +1,9 @@
 //! `sluice collect` run as the real binary: `check` on the shipped example,
 //! on an invalid file and on a missing one; `--help` for both commands; and
 //! a file source killed with SIGKILL mid-stream and restarted, ending with
-//! every line in SQLite exactly once; and SIGHUP reloads (a sink added, an
-//! invalid file refused) under `--stats`.
+//! every line in SQLite exactly once; SIGHUP reloads (a sink added, an
+//! invalid file refused) under `--stats`; and the `stdout` sink with the
+//! Prometheus metrics of a source and two sinks.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -288,4 +289,103 @@ async fn sighup_reloads_the_running_binary_and_stats_reports_every_second() {
         .unwrap_or_else(|| panic!("no JSON summary at exit:\n{stderr}"));
     assert_eq!(summary["drained"], true, "{summary}");
     assert!(summary["sinks"]["copy"].is_object(), "{summary}");
+}
+
+/// The value of the sample `name{labels}` in Prometheus text, if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn stdout_sink_and_metrics_per_source_and_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, db) = (dir.path().join("app.log"), dir.path().join("out.db"));
+    let config = dir.path().join("collect.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {data:?}\n[sources.app]\nkind = \"file\"\npath = {log:?}\npoll_interval = \"10ms\"\n\
+             [sinks.db]\nkind = \"sqlite\"\ninputs = [\"app\"]\npath = {db:?}\nbatch = {{ timeout = \"5ms\" }}\n\
+             [sinks.out]\nkind = \"stdout\"\ninputs = [\"app\"]\nbatch = {{ timeout = \"5ms\" }}\n",
+            data = dir.path().join("data").display().to_string(),
+            log = log.display().to_string(),
+            db = db.display().to_string(),
+        ),
+    )
+    .unwrap();
+    append_lines(&log, 0..50);
+    // A free port: bound, read, let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["collect", "--config", config.to_str().unwrap()])
+        .args(["--metrics-listen", &listen])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sluice collect starts");
+    wait_rows(&db, 50).await;
+
+    // The totals are published each second: wait for them to settle.
+    let url = format!("http://{listen}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || reqwest::blocking::get(&url).and_then(|r| r.text())
+        })
+        .await
+        .unwrap()
+        .unwrap_or_default();
+        if sample(
+            &text,
+            r#"sluice_collect_source_acks_committed_total{source="app"}"#,
+        ) == Some(50.0)
+        {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "metrics never settled:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "SIGTERM exits 0: {:?}", out.status);
+
+    for (series, want) in [
+        (r#"sluice_collect_source_records_total{source="app"}"#, 50.0),
+        (r#"sluice_collect_source_acks_pending{source="app"}"#, 0.0),
+        (r#"sluice_collect_source_queue_depth{source="app"}"#, 0.0),
+        (r#"sluice_collect_sink_records_total{sink="db"}"#, 50.0),
+        (r#"sluice_collect_sink_records_total{sink="out"}"#, 50.0),
+        (r#"sluice_collect_sink_queue_depth{sink="db"}"#, 0.0),
+    ] {
+        assert_eq!(sample(&text, series), Some(want), "{series} in:\n{text}");
+    }
+    assert!(
+        text.contains(r#"sluice_collect_sink_lag_seconds"#) && text.contains(r#"sink="out""#),
+        "lag per sink:\n{text}"
+    );
+
+    // The stdout sink: one JSON object per record, in order.
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let payloads: Vec<String> = stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+            assert_eq!(v["source"], "app");
+            assert!(v["timestamp"].is_string() && v["id"].is_string(), "{v}");
+            v["payload"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        payloads,
+        (0..50).map(|i| format!("line-{i}")).collect::<Vec<_>>()
+    );
 }

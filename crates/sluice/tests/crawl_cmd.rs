@@ -1,6 +1,7 @@
 //! `sluice crawl` run as the real binary against a small site served on
-//! 127.0.0.1:0: a crawl to JSONL with the stats summary on stdout, the
-//! exit status for bad arguments, and `--help`.
+//! 127.0.0.1:0: a crawl to JSONL with the stats summary on stdout, a crawl
+//! killed with SIGKILL and resumed without fetching a finished page again,
+//! the exit status for bad arguments, and `--help`.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -161,9 +162,139 @@ fn help_documents_options_and_exit_status() {
         "--no-robots",
         "--content-type",
         "--include-body",
+        "--ca-cert",
         "sqlite://",
         "Exit status",
     ] {
         assert!(help.contains(want), "{want} missing from:\n{help}");
     }
+}
+
+/// Hits per path, robots.txt left out.
+type PathHits = Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>;
+
+/// Pages /p/0 … /p/59 in a binary tree (each links 2n+1 and 2n+2), 30 ms
+/// each: slow enough to be killed part way.
+fn start_tree_site() -> (SocketAddr, PathHits) {
+    let hits = PathHits::default();
+    let (tx, rx) = mpsc::channel();
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new().fallback(move |req: Request| {
+                let hits = h.clone();
+                async move {
+                    let path = req.uri().path().to_string();
+                    let Some(n) = path.strip_prefix("/p/").and_then(|n| n.parse::<u32>().ok())
+                    else {
+                        return Response::builder().status(404).body("no".into()).unwrap();
+                    };
+                    *hits.lock().unwrap().entry(path).or_default() += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                    let links: String = [2 * n + 1, 2 * n + 2]
+                        .iter()
+                        .filter(|c| **c < 60)
+                        .map(|c| format!("<a href=\"/p/{c}\">{c}</a>"))
+                        .collect();
+                    Html(format!("<title>page {n}</title>{links}")).into_response()
+                }
+            });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), hits)
+}
+
+/// The URLs in the `crawl_pages` table (empty until it exists).
+async fn crawled(db: &std::path::Path) -> Vec<String> {
+    if !db.exists() {
+        return Vec::new();
+    }
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true);
+    let Ok(pool) = sqlx::SqlitePool::connect_with(opts).await else {
+        return Vec::new();
+    };
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT url FROM crawl_pages")
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+    pool.close().await;
+    rows.into_iter().map(|(u,)| u).collect()
+}
+
+#[tokio::test]
+async fn resume_after_kill_9_fetches_no_finished_page_again() {
+    let (addr, hits) = start_tree_site();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crawl.db");
+    let out = format!("sqlite://{}", db.display());
+    let seed = format!("http://{addr}/p/0");
+    let args = [
+        "crawl",
+        &seed,
+        "--out",
+        &out,
+        "--concurrency",
+        "2",
+        "--log",
+        "warn",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("sluice crawl starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while crawled(&db).await.len() < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the crawl never got going"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let done = crawled(&db).await;
+    assert!(
+        done.len() < 60,
+        "killed too late to show anything: {}",
+        done.len()
+    );
+
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    let r = sluice(&resumed);
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    let stats: serde_json::Value = serde_json::from_str(stdout.trim()).expect("stats JSON");
+    assert_eq!(stats["resumed_pages"], done.len() as u64, "{stats}");
+
+    let hits = hits.lock().unwrap().clone();
+    assert_eq!(hits.len(), 60, "every page fetched: {hits:?}");
+    for url in &done {
+        let path = url.strip_prefix(&format!("http://{addr}")).unwrap();
+        assert_eq!(
+            hits.get(path),
+            Some(&1),
+            "{path} was finished, yet fetched again"
+        );
+    }
+    let mut all = crawled(&db).await;
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 60, "one row per page");
+    assert_eq!(crawled(&db).await.len(), 60);
 }

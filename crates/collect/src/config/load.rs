@@ -689,6 +689,7 @@ fn source(at: &KeyPath, s: &SourceConfig, out: &mut Vec<(KeyPath, String)>) {
                     "give cursor or cursor_field, not both".to_owned(),
                 ));
             }
+            ca_cert(at, h.ca_cert.as_ref(), out);
         }
         SourceKind::Crawl(c) => crawl(at, c, out),
         SourceKind::Mqtt(m) => {
@@ -726,7 +727,17 @@ fn source(at: &KeyPath, s: &SourceConfig, out: &mut Vec<(KeyPath, String)>) {
     }
 }
 
+/// A `ca_cert` file must be readable and hold PEM certificates.
+fn ca_cert(at: &KeyPath, path: Option<&std::path::PathBuf>, out: &mut Vec<(KeyPath, String)>) {
+    if let Some(p) = path
+        && let Err(m) = crate::tls::load_ca_certs(std::slice::from_ref(p))
+    {
+        out.push((at.key("ca_cert"), m));
+    }
+}
+
 fn crawl(at: &KeyPath, c: &super::CrawlSource, out: &mut Vec<(KeyPath, String)>) {
+    ca_cert(at, c.ca_cert.as_ref(), out);
     if c.seeds.is_empty() {
         out.push((at.key("seeds"), "needs at least one seed URL".to_owned()));
     }

@@ -644,6 +644,10 @@ pub struct HttpPollSource {
     /// A top-level string or number field of each record to use as its stable id.
     #[serde(default)]
     pub id_field: Option<String>,
+    /// A PEM file of CA certificates trusted for `https://` besides the
+    /// built-in roots (a private CA, a self-signed server).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 fn default_poll_every() -> Dur {
@@ -742,6 +746,10 @@ pub struct CrawlSource {
     /// Bytes of one body read at most.
     #[serde(default = "default_crawl_max_body")]
     pub max_body: ByteSize,
+    /// A PEM file of CA certificates trusted for `https://` besides the
+    /// built-in roots (a private CA, a self-signed server).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 fn default_crawl_concurrency() -> usize {

@@ -33,6 +33,14 @@ pub(crate) enum FetchError {
     Connect(String),
     /// The request or its body took longer than the timeout.
     Timeout,
+    /// The server's certificate was not trusted (or the TLS handshake
+    /// failed): not retried, it will not change.
+    Tls {
+        /// The URL requested.
+        url: String,
+        /// What TLS said.
+        message: String,
+    },
     /// Any other client error.
     Request(String),
 }
@@ -43,12 +51,18 @@ impl FetchError {
         match self {
             FetchError::Connect(_) => "connect",
             FetchError::Timeout => "timeout",
+            FetchError::Tls { .. } => "tls",
             FetchError::Request(_) => "request",
         }
     }
 
-    fn from_reqwest(e: &reqwest::Error) -> FetchError {
-        if e.is_timeout() {
+    fn from_reqwest(e: &reqwest::Error, url: &Url) -> FetchError {
+        if let Some(message) = crate::tls::certificate_error(e) {
+            FetchError::Tls {
+                url: url.to_string(),
+                message,
+            }
+        } else if e.is_timeout() {
             FetchError::Timeout
         } else if e.is_connect() {
             FetchError::Connect(error_chain(e))
@@ -63,6 +77,10 @@ impl std::fmt::Display for FetchError {
         match self {
             FetchError::Connect(m) => write!(f, "connect: {m}"),
             FetchError::Timeout => f.write_str("timed out"),
+            FetchError::Tls { url, message } => write!(
+                f,
+                "tls: the certificate of {url} is not trusted ({message}); trust its CA with --ca-cert FILE (ca_cert in a config)"
+            ),
             FetchError::Request(m) => write!(f, "request: {m}"),
         }
     }
@@ -141,12 +159,16 @@ pub(crate) async fn get<'h>(
             Ok(_) => {
                 break result
                     .map(|r| (r, permit))
-                    .map_err(|e| FetchError::from_reqwest(&e));
+                    .map_err(|e| FetchError::from_reqwest(&e, url));
             }
-            Err(e) if attempt < policy.retries && (e.is_connect() || e.is_timeout()) => {
+            Err(e)
+                if attempt < policy.retries
+                    && (e.is_connect() || e.is_timeout())
+                    && crate::tls::certificate_error(e).is_none() =>
+            {
                 backoff(policy.backoff, attempt, policy.max_wait)
             }
-            Err(e) => break Err(FetchError::from_reqwest(e)),
+            Err(e) => break Err(FetchError::from_reqwest(e, url)),
         };
         drop(result);
         drop(permit);

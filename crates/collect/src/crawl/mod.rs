@@ -106,6 +106,9 @@ pub struct CrawlOptions {
     pub max_redirects: u32,
     /// Bytes of one body read at most; the rest is not read.
     pub max_body: u64,
+    /// PEM files of CA certificates trusted for `https://` besides the
+    /// built-in (Mozilla) roots, e.g. a private CA or a self-signed server.
+    pub ca_certs: Vec<PathBuf>,
     /// Live counters for a progress display.
     pub progress: Progress,
 }
@@ -134,6 +137,7 @@ impl CrawlOptions {
             max_wait: Duration::from_secs(60),
             max_redirects: 10,
             max_body: 10 << 20,
+            ca_certs: Vec::new(),
             progress: Progress::default(),
         }
     }
@@ -458,9 +462,11 @@ pub(crate) async fn run(
     }
     // Built in a block: a closure borrowing `opts` must not live across an
     // await, or the crawl future stops being `Send`.
+    let extra_roots =
+        crate::tls::load_ca_certs(&opts.ca_certs).map_err(|m| invalid("--ca-cert", m))?;
     let (client, robots_client) = {
         let build = |redirects| {
-            reqwest::Client::builder()
+            crate::tls::trusting(reqwest::Client::builder(), &extra_roots)
                 .user_agent(&opts.user_agent)
                 .timeout(opts.timeout)
                 .redirect(redirects)
@@ -764,6 +770,13 @@ async fn fetch_robots(ctx: &Ctx, host: &Host, url: &Url) -> Robots {
                 tracing::warn!(url = %robots_url, status = status.as_u16(), "robots.txt unreachable; host disallowed");
                 Robots::disallow_all()
             }
+        }
+        Err(e @ fetch::FetchError::Tls { .. }) => {
+            // Every page of this origin fails the same way: let them be
+            // tried, so each gets a record saying why, instead of being
+            // counted as robots denials.
+            tracing::warn!(url = %robots_url, error = %e, "certificate not trusted");
+            Robots::allow_all()
         }
         Err(e) => {
             tracing::warn!(url = %robots_url, error = %e, "robots.txt unreachable; host disallowed");

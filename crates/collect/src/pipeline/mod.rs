@@ -102,6 +102,22 @@ impl SourceCtx {
     /// if there is room, else dropped, counted and acknowledged (the source
     /// moves on), and `None` comes back. `Err` when nothing reads the output.
     pub(crate) fn offer(&self, record: Record) -> Result<Option<Record>, output::Closed> {
+        self.offer_as(record, true)
+    }
+
+    /// Like [`SourceCtx::offer`], but a record dropped by `drop_newest` is
+    /// counted and *not* acknowledged as committed: its acknowledgement
+    /// fails, so a source that can fetch it again (the crawler keeps the
+    /// page queued) does so on its next run instead of losing it.
+    pub(crate) fn offer_or_retry(&self, record: Record) -> Result<Option<Record>, output::Closed> {
+        self.offer_as(record, false)
+    }
+
+    fn offer_as(
+        &self,
+        record: Record,
+        commit_dropped: bool,
+    ) -> Result<Option<Record>, output::Closed> {
         match self.when_full {
             WhenFull::Block => Ok(Some(record)),
             WhenFull::DropNewest => match self.output.try_reserve() {
@@ -113,7 +129,9 @@ impl SourceCtx {
                 Err(TryError::Full) => {
                     self.dropped.increment(1);
                     self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    record.commit();
+                    if commit_dropped {
+                        record.commit();
+                    }
                     Ok(None)
                 }
                 Err(TryError::Closed) => Err(output::Closed),

@@ -10,19 +10,23 @@
 //! The pipeline keeps only a [`WeakOutput`]: when the component's task
 //! ends its output is dropped, and a channel closes once nothing upstream
 //! holds it — the stage-by-stage drain.
+//!
+//! The set lives in an [`ArcSwap`]: a send is on every record's path and
+//! a rewire happens once per reload, so the send takes a lock-free guard
+//! (no lock, no reference-count traffic on the shared set) and a reload
+//! swaps in a new set.
 
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc::{self, OwnedPermit, error::TrySendError};
 
 use crate::record::Record;
 
-type Senders = Arc<[mpsc::Sender<Record>]>;
-
 /// The downstream channels of one source or transform.
 #[derive(Clone, Debug)]
 pub(crate) struct Output {
-    senders: Arc<RwLock<Senders>>,
+    senders: Arc<ArcSwap<Box<[mpsc::Sender<Record>]>>>,
 }
 
 impl Default for Output {
@@ -33,7 +37,7 @@ impl Default for Output {
 
 /// The pipeline's handle on a running component's output.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct WeakOutput(Weak<RwLock<Senders>>);
+pub(crate) struct WeakOutput(Weak<ArcSwap<Box<[mpsc::Sender<Record>]>>>);
 
 impl WeakOutput {
     /// The output, while its component runs.
@@ -76,7 +80,7 @@ impl Output {
     /// An output to these channels.
     pub(crate) fn new(senders: Vec<mpsc::Sender<Record>>) -> Output {
         Output {
-            senders: Arc::new(RwLock::new(senders.into())),
+            senders: Arc::new(ArcSwap::from_pointee(senders.into_boxed_slice())),
         }
     }
 
@@ -87,18 +91,33 @@ impl Output {
 
     /// Replace the downstream channels (a reload).
     pub(crate) fn set(&self, senders: Vec<mpsc::Sender<Record>>) {
-        let mut w = self.senders.write().unwrap_or_else(|e| e.into_inner());
-        *w = senders.into();
+        self.senders.store(Arc::new(senders.into_boxed_slice()));
     }
 
-    fn current(&self) -> Senders {
-        Arc::clone(&self.senders.read().unwrap_or_else(|e| e.into_inner()))
+    /// The current set: a lock-free load. A guard is meant to be short-lived
+    /// (arc-swap keeps a few per thread cheap), so `reserve`, which waits,
+    /// turns it into a full `Arc` first.
+    fn current(&self) -> arc_swap::Guard<Arc<Box<[mpsc::Sender<Record>]>>> {
+        self.senders.load()
     }
 
     /// Wait for room in every downstream channel. Cancel-safe: dropping the
     /// future (or the permits) gives the slots back.
     pub(crate) async fn reserve(&self) -> Result<Permits, Closed> {
         let senders = self.current();
+        let Some((first, rest)) = senders.split_first() else {
+            return Ok(Permits(Vec::new()));
+        };
+        // One consumer (the common case) and room now: no wait, so the
+        // guard is not held across an await.
+        if rest.is_empty() {
+            match first.clone().try_reserve_owned() {
+                Ok(p) => return Ok(Permits(vec![p])),
+                Err(TrySendError::Closed(_)) => return Err(Closed),
+                Err(TrySendError::Full(_)) => {}
+            }
+        }
+        let senders = arc_swap::Guard::into_inner(senders);
         let mut out = Vec::with_capacity(senders.len());
         for tx in senders.iter() {
             out.push(tx.clone().reserve_owned().await.map_err(|_| Closed)?);

@@ -1,8 +1,9 @@
 //! Live counters per source and sink, kept as atomics beside the `metrics`
 //! facade so the binary's `--stats` line and its final JSON summary read
 //! them without a recorder, and a reload keeps a component's counts (they
-//! are looked up by name). Every second [`publish`] copies the gauges
-//! (queue depth, acknowledgements pending) into the facade.
+//! are looked up by name). Every second [`publish`] copies the queue
+//! depths and the acknowledgement totals into the facade; the
+//! `acks_pending` gauge is kept by the source's [`AckCounts`] alone.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,7 +54,12 @@ impl Registry {
     pub(crate) fn source(&self, name: &str) -> Arc<SourceCounters> {
         lock(&self.sources)
             .entry(name.to_owned())
-            .or_default()
+            .or_insert_with(|| {
+                Arc::new(SourceCounters {
+                    acks: Arc::new(AckCounts::for_source(name)),
+                    ..SourceCounters::default()
+                })
+            })
             .clone()
     }
 
@@ -75,7 +81,7 @@ impl Registry {
         let sources = lock(&self.sources)
             .iter()
             .map(|(name, c)| {
-                let created = get(&c.acks.created);
+                let pending = c.acks.pending();
                 let committed = get(&c.acks.committed);
                 let failed = get(&c.acks.failed);
                 let depth = lock(&c.output)
@@ -85,7 +91,7 @@ impl Registry {
                     records_in: get(&c.records_in),
                     acks_committed: committed,
                     acks_failed: failed,
-                    acks_pending: created.saturating_sub(committed + failed),
+                    acks_pending: pending,
                     dropped: get(&c.dropped),
                     starts: get(&c.starts),
                     restarts: get(&c.restarts),
@@ -119,8 +125,6 @@ impl Registry {
 pub(crate) fn publish(stats: &Stats) {
     for (name, s) in &stats.sources {
         let n = || name.clone();
-        metrics::gauge!("sluice_collect_source_acks_pending", "source" => n())
-            .set(s.acks_pending as f64);
         metrics::gauge!("sluice_collect_source_queue_depth", "source" => n())
             .set(s.queue_depth as f64);
         metrics::counter!("sluice_collect_source_acks_committed_total", "source" => n())

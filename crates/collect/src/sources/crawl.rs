@@ -9,7 +9,9 @@
 //! changed the source, or a new process) therefore fetches again only the
 //! pages whose records were not committed; it never starts the crawl over.
 //! To crawl anew, delete the state file. When the frontier is empty or
-//! `max_pages` is spent the source idles until shutdown.
+//! `max_pages` is spent the source idles until shutdown. With
+//! `when_full = "drop_newest"` a dropped page is counted and stays queued,
+//! so it is fetched again by the next run, not lost.
 
 use std::sync::Arc;
 
@@ -49,6 +51,7 @@ fn options(ctx: &SourceCtx, cfg: &CrawlSource) -> CrawlOptions {
     o.max_wait = cfg.max_wait.0;
     o.max_redirects = cfg.max_redirects;
     o.max_body = cfg.max_body.0;
+    o.ca_certs = cfg.ca_cert.iter().cloned().collect();
     o
 }
 
@@ -86,7 +89,9 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &CrawlSource) -> Result<(), Source
                 break;
             }
             Some(record) = rx.recv() => {
-                let Some(record) = ctx.offer(record)? else { continue };
+                // A page dropped by `drop_newest` is not marked done: it
+                // stays queued and the next run fetches it again.
+                let Some(record) = ctx.offer_or_retry(record)? else { continue };
                 let permits = ctx.output.reserve().await?;
                 ctx.count_in();
                 permits.send(record);

@@ -266,9 +266,6 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &FileSource) -> Result<(), SourceE
     let mut seq = 0u64;
     let mut pending: Option<Record> = None;
     let poll = cfg.poll_interval.0;
-
-    let acks_pending =
-        metrics::gauge!("sluice_collect_source_acks_pending", "source" => ctx.name.to_string());
     let result: Result<(), SourceError> = loop {
         tokio::select! {
             biased;
@@ -302,7 +299,6 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &FileSource) -> Result<(), SourceE
                 pending = ctx.offer(record)?;
             }
         }
-        acks_pending.set(pos.in_flight.len() as f64);
     };
     // Drain: stop reading and keep committing positions as the last
     // acknowledgements come in (sinks flush on their batch timeout, so they

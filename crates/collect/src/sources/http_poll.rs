@@ -134,7 +134,12 @@ async fn poll_once(
         let resp = req
             .send()
             .await
-            .map_err(|e| PollError::Other(format!("GET {url}: {e}")))?;
+            .map_err(|e| match crate::tls::certificate_error(&e) {
+                Some(tls) => PollError::Other(format!(
+                    "GET {url}: the certificate is not trusted ({tls}); trust its CA with ca_cert"
+                )),
+                None => PollError::Other(format!("GET {url}: {e}")),
+            })?;
         let status = resp.status();
         if status.as_u16() == 429 || status.as_u16() == 503 {
             let wait = resp
@@ -202,7 +207,9 @@ fn id_of(v: &Value, field: Option<&str>) -> Option<String> {
 pub(crate) async fn run(ctx: &SourceCtx, cfg: &HttpPollSource) -> Result<(), SourceError> {
     let state = cursor_path(&ctx.data_dir, &ctx.name);
     let mut cursor = load_cursor(&state).unwrap_or_else(|| cfg.initial_cursor.clone());
-    let http = reqwest::Client::builder()
+    let roots = crate::tls::load_ca_certs(&cfg.ca_cert.iter().cloned().collect::<Vec<_>>())
+        .map_err(|m| SourceError(format!("ca_cert: {m}")))?;
+    let http = crate::tls::trusting(reqwest::Client::builder(), &roots)
         .user_agent("sluice-collect")
         .build()
         .map_err(|e| SourceError(e.to_string()))?;

@@ -101,8 +101,6 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &MqttSource) -> Result<(), SourceE
     let mut order = Order::default();
     let mut seq = 0u64;
     let mut pending: Option<Record> = None;
-    let acks_pending =
-        metrics::gauge!("sluice_collect_source_acks_pending", "source" => ctx.name.to_string());
     let result: Result<(), SourceError> = loop {
         tokio::select! {
             biased;
@@ -144,7 +142,6 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &MqttSource) -> Result<(), SourceE
                 pending = ctx.offer(record)?;
             }
         }
-        acks_pending.set(order.in_flight.len() as f64);
     };
     // Drain: take nothing more, ack what gets committed, until every record
     // sent is settled (or the drain deadline aborts this task: the broker
@@ -164,7 +161,6 @@ pub(crate) async fn run(ctx: &SourceCtx, cfg: &MqttSource) -> Result<(), SourceE
         let _ = client.disconnect().await;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    acks_pending.set(order.in_flight.len() as f64);
     result
 }
 

@@ -141,8 +141,6 @@ async fn pull(
     let mut in_flight: HashMap<u64, Acker> = HashMap::new();
     let mut seq = 0u64;
     let mut pending: Option<Record> = None;
-    let acks_pending =
-        metrics::gauge!("sluice_collect_source_acks_pending", "source" => ctx.name.to_string());
     let source: Arc<str> = ctx.name.clone();
 
     let result: Result<(), SourceError> = loop {
@@ -187,7 +185,6 @@ async fn pull(
                 pending = ctx.offer(record)?;
             }
         }
-        acks_pending.set(in_flight.len() as f64);
     };
     // Drain: stop pulling, and keep acking as the last commits come in;
     // done when every record sent is settled, or when the pipeline's drain
@@ -201,7 +198,6 @@ async fn pull(
             None => break,
         }
     }
-    acks_pending.set(in_flight.len() as f64);
     result
 }
 

@@ -1,11 +1,12 @@
 //! Helpers shared by the integration tests: start a pipeline from TOML text,
-//! read what a SQLite sink wrote, wait for a condition.
+//! read what a SQLite sink wrote, wait for a condition or for rows, skip a
+//! test whose service URL is unset, and name things uniquely per run.
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_collect::{Config, Pipeline};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
@@ -78,4 +79,50 @@ where
 /// The config path inside a temp dir, escaped for TOML.
 pub fn p(path: &Path) -> String {
     path.display().to_string().replace('\\', "\\\\")
+}
+
+/// Wait until the SQLite sink at `db` holds at least `n` records; their
+/// payloads.
+pub async fn wait_rows(db: &Path, n: usize) -> Vec<String> {
+    wait_until(&format!("{n} rows"), || async {
+        payloads(db).await.len() >= n
+    })
+    .await;
+    payloads(db).await
+}
+
+/// The URL of a test service from `var` (e.g. `SLUICE_TEST_NATS_URL`), or
+/// `None` after saying the test is skipped: the services are optional
+/// locally, and CI sets every URL.
+pub fn service_url(var: &str, what: &str) -> Option<String> {
+    let url = std::env::var(var).ok().filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("{var} is not set; skipping the {what} test");
+    }
+    url
+}
+
+/// `TAG_PID_NANOS`: a name no other run of the tests uses (streams,
+/// tables, topics, client ids on shared servers).
+pub fn unique(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}_{}_{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+/// Hold SQLite's write lock on `db` (a transaction begun IMMEDIATE) so a
+/// sink cannot commit and the pipeline fills; `ROLLBACK` on the connection
+/// (or dropping it) lets go.
+pub async fn hold_write_lock(db: &Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open db");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut c)
+        .await
+        .expect("take the write lock");
+    c
 }
