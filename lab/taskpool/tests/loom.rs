@@ -33,7 +33,11 @@ impl Model {
                 thread::spawn(move || q.work())
             })
             .collect();
-        Model { q, ran: Arc::new(AtomicUsize::new(0)), workers }
+        Model {
+            q,
+            ran: Arc::new(AtomicUsize::new(0)),
+            workers,
+        }
     }
 
     /// A job that counts itself in `ran`.
