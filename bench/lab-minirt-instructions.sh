@@ -35,28 +35,16 @@ while (($#)); do
     esac
 done
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TARGET=$ROOT/target/lab
-LAB=$TARGET/release/sluice-lab
-OUT=$ROOT/bench/out/lab-minirt-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$OUT"
-
-if ! command -v valgrind >/dev/null; then
-    echo "valgrind missing; installing it with apt-get" >&2
-    if [[ $(id -u) == 0 ]]; then apt-get install -y valgrind; else sudo apt-get install -y valgrind; fi
-fi
-if ((BUILD)); then
-    (cd "$ROOT" && nice -n 19 cargo build --release -p sluice-lab --target-dir "$TARGET")
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lab_setup minirt
+need_valgrind
+if ((BUILD)); then build_lab; fi
 
 # Total instructions (Ir) of one run under callgrind.
 count() {
     local workload=$1 runtime=$2 ops=$3
-    local file="$OUT/${workload}-${runtime}-${ops}.out"
-    valgrind --tool=callgrind --callgrind-out-file="$file" \
-        "$LAB" run minirt --workload "$workload" --only "$runtime" --runs 1 --ops "$ops" \
-        >"$file.stdout" 2>"$file.stderr"
-    awk '/^(summary|totals):/ { print $2; exit }' "$file"
+    callgrind_ir "$OUT/${workload}-${runtime}-${ops}.out" \
+        "$LAB" run minirt --workload "$workload" --only "$runtime" --runs 1 --ops "$ops"
 }
 
 echo "instructions per op: (Ir at $N2 ops - Ir at $N1 ops) / $((N2 - N1))" | tee "$OUT/table.txt"
@@ -67,10 +55,10 @@ for workload in "${LIST[@]}"; do
     for runtime in tokio minirt; do
         a=$(count "$workload" "$runtime" "$N1")
         b=$(count "$workload" "$runtime" "$N2")
-        PER[$runtime]=$(awk -v a="$a" -v b="$b" -v d=$((N2 - N1)) 'BEGIN { printf "%.1f", (b - a) / d }')
+        PER[$runtime]=$(per_op "$a" "$b" $((N2 - N1)))
     done
     for runtime in tokio minirt; do
-        ratio=$(awk -v p="${PER[$runtime]}" -v b="${PER[tokio]}" 'BEGIN { printf "%.2f", p / b }')
+        ratio=$(ratio "${PER[$runtime]}" "${PER[tokio]}")
         printf '  %-9s %-8s %10s %9s\n' "$workload" "$runtime" "${PER[$runtime]}" "$ratio" | tee -a "$OUT/table.txt"
     done
     unset PER

@@ -45,19 +45,10 @@ while (($#)); do
     esac
 done
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TARGET=$ROOT/target/lab
-LAB=$TARGET/release/sluice-lab
-OUT=$ROOT/bench/out/lab-taskpool-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$OUT"
-
-if ! command -v valgrind >/dev/null; then
-    echo "valgrind missing; installing it with apt-get" >&2
-    if [[ $(id -u) == 0 ]]; then apt-get install -y valgrind; else sudo apt-get install -y valgrind; fi
-fi
-if ((BUILD)); then
-    (cd "$ROOT" && nice -n 19 cargo build --release -p sluice-lab --target-dir "$TARGET")
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lab_setup taskpool
+need_valgrind
+if ((BUILD)); then build_lab; fi
 
 # workload:contender pairs; the contender names are sluice-lab's.
 # threadpool first in each workload: the ratios divide by it.
@@ -80,11 +71,9 @@ fi
 # Total instructions (Ir) of one run under callgrind.
 count() {
     local workload=$1 contender=$2 jobs=$3 rep=$4
-    local file="$OUT/${workload}-${contender// /_}-${jobs}-${rep}.out"
-    valgrind --tool=callgrind --callgrind-out-file="$file" \
+    callgrind_ir "$OUT/${workload}-${contender// /_}-${jobs}-${rep}.out" \
         "$LAB" run taskpool --workload "$workload" --only "$contender" --runs 1 \
-        --jobs "$jobs" --threads "$THREADS" --capacity "$CAPACITY" >"$file.stdout" 2>"$file.stderr"
-    awk '/^(summary|totals):/ { print $2; exit }' "$file"
+        --jobs "$jobs" --threads "$THREADS" --capacity "$CAPACITY"
 }
 
 declare -A PER_JOB
@@ -97,14 +86,14 @@ for case in "${CASES[@]}"; do
     for ((r = 0; r < REPEATS; r++)); do
         a=$(count "$workload" "$contender" "$N1" "$r")
         b=$(count "$workload" "$contender" "$N2" "$r")
-        samples+=("$(awk -v a="$a" -v b="$b" -v d=$((N2 - N1)) 'BEGIN { printf "%.1f", (b - a) / d }')")
+        samples+=("$(per_op "$a" "$b" $((N2 - N1)))")
     done
     # median of the repeats
     per=$(printf '%s\n' "${samples[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
     PER_JOB[$case]=$per
     base=${PER_JOB[$workload:threadpool]:-}
     ratio=-
-    [[ -n $base ]] && ratio=$(awk -v p="$per" -v b="$base" 'BEGIN { printf "%.2f", p / b }')
+    [[ -n $base ]] && ratio=$(ratio "$per" "$base")
     printf '  %-8s %-20s %12s %12s   (runs: %s)\n' "$workload" "$contender" "$per" "$ratio" "${samples[*]}" | tee -a "$OUT/table.txt"
 done
 echo "raw: $OUT"

@@ -1,7 +1,7 @@
 //! Four TCP echo servers and a load generator: the lab's second stage,
 //! "a TCP echo server from sync to async" (see `docs/roadmap.md`).
 //!
-//! The same server is written three ways, behind one [`Config`]
+//! The same server is written four ways, behind one [`Config`]
 //! (connection limit, idle timeout, drain deadline, buffer size, workers),
 //! one [`Shutdown`] signal and one [`Report`]:
 //!

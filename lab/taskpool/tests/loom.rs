@@ -13,12 +13,53 @@
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
+use sluice_taskpool::Stats;
 use sluice_taskpool::model::Queue;
 
-fn counting(ran: &Arc<AtomicUsize>) -> impl FnOnce() + Send + 'static {
-    let ran = ran.clone();
-    move || {
-        ran.fetch_add(1, Ordering::SeqCst);
+/// What every model starts from: a queue of `capacity`, a counter of the
+/// jobs that ran, and `workers` threads running the pool's worker loop.
+struct Model {
+    q: Queue,
+    ran: Arc<AtomicUsize>,
+    workers: Vec<thread::JoinHandle<()>>,
+}
+
+impl Model {
+    fn start(capacity: usize, workers: usize) -> Self {
+        let q = Queue::new(capacity);
+        let workers = (0..workers)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || q.work())
+            })
+            .collect();
+        Model {
+            q,
+            ran: Arc::new(AtomicUsize::new(0)),
+            workers,
+        }
+    }
+
+    /// A job that counts itself in `ran`.
+    fn job(&self) -> impl FnOnce() + Send + 'static {
+        let ran = self.ran.clone();
+        move || {
+            ran.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// How many jobs have run so far.
+    fn ran(&self) -> usize {
+        self.ran.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the workers (they end once the queue is closed and
+    /// empty); returns the queue's counters and how many jobs ran.
+    fn join(self) -> (Stats, usize) {
+        for w in self.workers {
+            w.join().unwrap();
+        }
+        (self.q.stats(), self.ran.load(Ordering::SeqCst))
     }
 }
 
@@ -27,18 +68,12 @@ fn counting(ran: &Arc<AtomicUsize>) -> impl FnOnce() + Send + 'static {
 #[test]
 fn a_blocked_producer_is_woken_and_every_job_runs() {
     loom::model(|| {
-        let q = Queue::new(1);
-        let ran = Arc::new(AtomicUsize::new(0));
-        let worker = {
-            let q = q.clone();
-            thread::spawn(move || q.work())
-        };
-        assert!(q.push(counting(&ran)));
-        assert!(q.push(counting(&ran)));
-        assert_eq!(q.close(false), 0);
-        worker.join().unwrap();
-        assert_eq!(ran.load(Ordering::SeqCst), 2);
-        let s = q.stats();
+        let m = Model::start(1, 1);
+        assert!(m.q.push(m.job()));
+        assert!(m.q.push(m.job()));
+        assert_eq!(m.q.close(false), 0);
+        let (s, ran) = m.join();
+        assert_eq!(ran, 2);
         assert_eq!((s.submitted, s.completed, s.queued), (2, 2, 0));
     });
 }
@@ -54,22 +89,13 @@ fn two_workers_share_jobs_without_losing_a_wake_up() {
     let mut model = loom::model::Builder::new();
     model.preemption_bound = Some(2);
     model.check(|| {
-        let q = Queue::new(2);
-        let ran = Arc::new(AtomicUsize::new(0));
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                let q = q.clone();
-                thread::spawn(move || q.work())
-            })
-            .collect();
-        assert!(q.push(counting(&ran)));
-        assert!(q.push(counting(&ran)));
-        assert_eq!(q.close(false), 0);
-        for w in workers {
-            w.join().unwrap();
-        }
-        assert_eq!(ran.load(Ordering::SeqCst), 2);
-        assert_eq!(q.stats().completed, 2);
+        let m = Model::start(2, 2);
+        assert!(m.q.push(m.job()));
+        assert!(m.q.push(m.job()));
+        assert_eq!(m.q.close(false), 0);
+        let (s, ran) = m.join();
+        assert_eq!(ran, 2);
+        assert_eq!(s.completed, 2);
     });
 }
 
@@ -77,18 +103,13 @@ fn two_workers_share_jobs_without_losing_a_wake_up() {
 #[test]
 fn wait_idle_sees_the_job_finished() {
     loom::model(|| {
-        let q = Queue::new(1);
-        let ran = Arc::new(AtomicUsize::new(0));
-        let worker = {
-            let q = q.clone();
-            thread::spawn(move || q.work())
-        };
-        assert!(q.push(counting(&ran)));
-        q.wait_idle();
-        assert_eq!(ran.load(Ordering::SeqCst), 1);
-        assert_eq!(q.stats().completed, 1);
-        q.close(false);
-        worker.join().unwrap();
+        let m = Model::start(1, 1);
+        assert!(m.q.push(m.job()));
+        m.q.wait_idle();
+        assert_eq!(m.ran(), 1);
+        assert_eq!(m.q.stats().completed, 1);
+        m.q.close(false);
+        m.join();
     });
 }
 
@@ -97,20 +118,14 @@ fn wait_idle_sees_the_job_finished() {
 #[test]
 fn a_forced_close_accounts_for_every_job() {
     loom::model(|| {
-        let q = Queue::new(2);
-        let ran = Arc::new(AtomicUsize::new(0));
-        let worker = {
-            let q = q.clone();
-            thread::spawn(move || q.work())
-        };
-        assert!(q.try_push(counting(&ran)));
-        assert!(q.try_push(counting(&ran)));
-        let dropped = q.close(true);
-        assert!(!q.try_push(counting(&ran)));
-        worker.join().unwrap();
-        let s = q.stats();
-        assert_eq!(ran.load(Ordering::SeqCst) + dropped, 2);
-        assert_eq!(s.completed as usize, ran.load(Ordering::SeqCst));
+        let m = Model::start(2, 1);
+        assert!(m.q.try_push(m.job()));
+        assert!(m.q.try_push(m.job()));
+        let dropped = m.q.close(true);
+        assert!(!m.q.try_push(m.job()));
+        let (s, ran) = m.join();
+        assert_eq!(ran + dropped, 2);
+        assert_eq!(s.completed as usize, ran);
         assert_eq!(s.cancelled as usize, dropped);
     });
 }

@@ -12,6 +12,7 @@ mod backpressure;
 mod blocking;
 mod echo;
 mod minirt;
+mod rpc;
 mod select;
 mod taskpool;
 
@@ -56,4 +57,5 @@ pub(crate) const ALL: &[Entry] = &[
     entry::<minirt::Minirt>(),
     entry::<blocking::Blocking>(),
     entry::<actors::Actors>(),
+    entry::<rpc::Rpc>(),
 ];
