@@ -375,7 +375,8 @@ impl Graph {
         let span = tracing::info_span!("sink", sink.name = %name, sink.kind = task.kind());
         let counters = shared.registry.sink(&name);
         *counters.input.lock().unwrap_or_else(|e| e.into_inner()) = Some(input.clone());
-        let handle = shared.spawn(task.run(rx).instrument(span));
+        let draining = shared.shutdown.clone();
+        let handle = shared.spawn(task.run(rx, draining).instrument(span));
         self.sinks.insert(
             name,
             RunningStage {

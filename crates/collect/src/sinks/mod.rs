@@ -100,12 +100,23 @@ impl SinkTask {
     }
 
     /// Write batches until the input closes and the last batch is written.
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Record>) {
+    ///
+    /// Once `draining` is cancelled (the pipeline is shutting down) a batch
+    /// no longer waits for `batch.timeout`: it is written as soon as no more
+    /// records are ready. Sources hold their outputs open until what they
+    /// sent is acknowledged, which needs this write, so waiting for the
+    /// timeout would only run the drain into its deadline.
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Record>,
+        draining: tokio_util::sync::CancellationToken,
+    ) {
         let mut batch: Vec<Record> = Vec::with_capacity(self.batch.max_records.min(4096));
         let mut bytes = 0usize;
         let mut deadline = Instant::now();
         let mut open = true;
-        let timeout = self.batch.timeout.0;
+        let mut timeout = self.batch.timeout.0;
+        let mut drained = false;
         while open || !batch.is_empty() {
             let flush = tokio::select! {
                 biased;
@@ -123,6 +134,12 @@ impl SinkTask {
                         true
                     }
                 },
+                () = draining.cancelled(), if !drained => {
+                    drained = true;
+                    timeout = Duration::ZERO;
+                    deadline = Instant::now();
+                    false
+                }
                 _ = tokio::time::sleep_until(deadline), if !batch.is_empty() => true,
             };
             if flush && !batch.is_empty() {
