@@ -304,19 +304,13 @@ fn lean_head(
     if upstream.config.http2 || !lean_can_carry(&parts.headers, ended) {
         return Ok(None);
     }
-    // As `build_request` does, but once for every try.
-    let host = match &route.config.host_rewrite {
-        Some(h) => Some(HeaderValue::from_str(h).map_err(|_| format!("bad host_rewrite {h:?}"))?),
-        None if parts.headers.contains_key(header::HOST) => None,
-        None => match parts.uri.authority() {
-            Some(a) => {
-                Some(HeaderValue::from_str(a.as_str()).map_err(|_| "bad authority".to_owned())?)
-            }
-            None => return Ok(None),
-        },
-    };
-    if let Some(host) = host {
-        parts.headers.insert(header::HOST, host);
+    // Settled once for every try.
+    match upstream_host(route, &parts.headers, &parts.uri)? {
+        HostField::Keep => {}
+        HostField::Set(host) => {
+            parts.headers.insert(header::HOST, host);
+        }
+        HostField::FromTarget => return Ok(None),
     }
     Ok(Some((
         parts.method.clone(),
@@ -375,23 +369,44 @@ fn build_request(
     };
     // The client's Host stays as it is unless rewritten: no insert (and no
     // possible rehash) when there is nothing to change.
-    let host = match &route.config.host_rewrite {
-        Some(h) => Some(HeaderValue::from_str(h).map_err(|_| format!("bad host_rewrite {h:?}"))?),
-        None if req.headers().contains_key(header::HOST) => None,
-        None => match parts.uri.authority() {
-            Some(a) => {
-                Some(HeaderValue::from_str(a.as_str()).map_err(|_| "bad authority".to_owned())?)
-            }
-            None => Some(
-                HeaderValue::from_str(authority.as_str())
-                    .map_err(|_| "bad authority".to_owned())?,
-            ),
-        },
+    let host = match upstream_host(route, req.headers(), &parts.uri)? {
+        HostField::Keep => None,
+        HostField::Set(host) => Some(host),
+        HostField::FromTarget => Some(
+            HeaderValue::from_str(authority.as_str()).map_err(|_| "bad authority".to_owned())?,
+        ),
     };
     if let Some(host) = host {
         req.headers_mut().insert(header::HOST, host);
     }
     Ok(req)
+}
+
+/// What the upstream request's `Host` is.
+enum HostField {
+    /// The client's, as it came.
+    Keep,
+    /// This value.
+    Set(HeaderValue),
+    /// The try's target (the client sent no `Host` and no absolute URI).
+    FromTarget,
+}
+
+/// The `Host` rule: the route's rewrite, else the client's field, else the
+/// request's absolute-form authority, else the target's.
+fn upstream_host(route: &Route, headers: &HeaderMap, uri: &Uri) -> Result<HostField, String> {
+    Ok(match &route.config.host_rewrite {
+        Some(h) => {
+            HostField::Set(HeaderValue::from_str(h).map_err(|_| format!("bad host_rewrite {h:?}"))?)
+        }
+        None if headers.contains_key(header::HOST) => HostField::Keep,
+        None => match uri.authority() {
+            Some(a) => HostField::Set(
+                HeaderValue::from_str(a.as_str()).map_err(|_| "bad authority".to_owned())?,
+            ),
+            None => HostField::FromTarget,
+        },
+    })
 }
 
 fn source_chain_has<T: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
