@@ -19,11 +19,10 @@ fn sluice(args: &[&str]) -> Output {
         .expect("the sluice binary runs")
 }
 
-/// Pages /0 … /19, each linking the next two; /robots.txt disallows /13.
-fn start_site() -> (SocketAddr, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
+/// Serve `app` on 127.0.0.1:0 from a runtime on its own thread (the tests
+/// themselves block on the binary); its address.
+fn serve(app: axum::Router) -> SocketAddr {
     let (tx, rx) = mpsc::channel();
-    let h = hits.clone();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -32,31 +31,38 @@ fn start_site() -> (SocketAddr, Arc<AtomicUsize>) {
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().fallback(move |req: Request| {
-                let hits = h.clone();
-                async move {
-                    let path = req.uri().path().to_string();
-                    if path == "/robots.txt" {
-                        return "User-agent: *\nDisallow: /13\n".into_response();
-                    }
-                    hits.fetch_add(1, Ordering::SeqCst);
-                    match path[1..].parse::<u32>() {
-                        Ok(n) if n < 20 => {
-                            let links: String = [n + 1, n + 2]
-                                .iter()
-                                .filter(|c| **c < 20)
-                                .map(|c| format!("<a href=\"/{c}\">{c}</a>"))
-                                .collect();
-                            Html(format!("<title>page {n}</title>{links}")).into_response()
-                        }
-                        _ => Response::builder().status(404).body("no".into()).unwrap(),
-                    }
-                }
-            });
             axum::serve(listener, app).await.unwrap();
         });
     });
-    (rx.recv().unwrap(), hits)
+    rx.recv().unwrap()
+}
+
+/// Pages /0 … /19, each linking the next two; /robots.txt disallows /13.
+fn start_site() -> (SocketAddr, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let hits = h.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            if path == "/robots.txt" {
+                return "User-agent: *\nDisallow: /13\n".into_response();
+            }
+            hits.fetch_add(1, Ordering::SeqCst);
+            match path[1..].parse::<u32>() {
+                Ok(n) if n < 20 => {
+                    let links: String = [n + 1, n + 2]
+                        .iter()
+                        .filter(|c| **c < 20)
+                        .map(|c| format!("<a href=\"/{c}\">{c}</a>"))
+                        .collect();
+                    Html(format!("<title>page {n}</title>{links}")).into_response()
+                }
+                _ => Response::builder().status(404).body("no".into()).unwrap(),
+            }
+        }
+    });
+    (serve(app), hits)
 }
 
 #[test]
@@ -177,38 +183,25 @@ type PathHits = Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>
 /// each: slow enough to be killed part way.
 fn start_tree_site() -> (SocketAddr, PathHits) {
     let hits = PathHits::default();
-    let (tx, rx) = mpsc::channel();
     let h = hits.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let app = axum::Router::new().fallback(move |req: Request| {
-                let hits = h.clone();
-                async move {
-                    let path = req.uri().path().to_string();
-                    let Some(n) = path.strip_prefix("/p/").and_then(|n| n.parse::<u32>().ok())
-                    else {
-                        return Response::builder().status(404).body("no".into()).unwrap();
-                    };
-                    *hits.lock().unwrap().entry(path).or_default() += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-                    let links: String = [2 * n + 1, 2 * n + 2]
-                        .iter()
-                        .filter(|c| **c < 60)
-                        .map(|c| format!("<a href=\"/p/{c}\">{c}</a>"))
-                        .collect();
-                    Html(format!("<title>page {n}</title>{links}")).into_response()
-                }
-            });
-            axum::serve(listener, app).await.unwrap();
-        });
+    let app = axum::Router::new().fallback(move |req: Request| {
+        let hits = h.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            let Some(n) = path.strip_prefix("/p/").and_then(|n| n.parse::<u32>().ok()) else {
+                return Response::builder().status(404).body("no".into()).unwrap();
+            };
+            *hits.lock().unwrap().entry(path).or_default() += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            let links: String = [2 * n + 1, 2 * n + 2]
+                .iter()
+                .filter(|c| **c < 60)
+                .map(|c| format!("<a href=\"/p/{c}\">{c}</a>"))
+                .collect();
+            Html(format!("<title>page {n}</title>{links}")).into_response()
+        }
     });
-    (rx.recv().unwrap(), hits)
+    (serve(app), hits)
 }
 
 /// The URLs in the `crawl_pages` table (empty until it exists).
