@@ -62,6 +62,36 @@ pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
 }
 
+/// Whether `text` is `lower` but for ASCII case, for a `lower` spelled in
+/// lowercase letters, digits and `-` and a `text` free of control
+/// characters (a field name or value `httparse` accepted). Eight bytes are
+/// compared at a time: setting bit 5 of such bytes lowercases letters and
+/// maps nothing else onto a letter, digit or `-`.
+pub(crate) fn eq_lower(text: &[u8], lower: &[u8]) -> bool {
+    const CASE: u64 = 0x2020_2020_2020_2020;
+    let n = text.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n < 8 {
+        return text.eq_ignore_ascii_case(lower);
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let mut at = 0;
+    while at + 8 < n {
+        if word(text, at) | CASE != word(lower, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last word may overlap the one before: no byte loop for the tail.
+    word(text, n - 8) | CASE == word(lower, n - 8)
+}
+
 /// Whether a field value lists `token` (ASCII case-insensitive).
 pub(crate) fn has_token(value: &[u8], token: &[u8]) -> bool {
     tokens(value).any(|t| t.eq_ignore_ascii_case(token))
@@ -127,6 +157,49 @@ mod tests {
         }
         assert!(field_name(b"bad name").is_err());
         assert!(field_name(b"").is_err());
+    }
+
+    #[test]
+    fn eq_lower_is_eq_ignore_ascii_case_on_names_and_values() {
+        for (text, lower) in [
+            ("Content-Length", "content-length"),
+            ("CONTENT-LENGTH", "content-length"),
+            ("Content-Lengt_", "content-length"),
+            ("Content-Lengtm", "content-length"),
+            ("Transfer-Encoding", "transfer-encoding"),
+            ("Transfer-Encodinh", "transfer-encoding"),
+            ("keep-alive", "keep-alive"),
+            ("Keep-Alive", "keep-alive"),
+            ("keep_alive", "keep-alive"),
+            ("x-request-id", "x-request-id"),
+            ("x-request-id", "x-request-ix"),
+            ("Date", "date"),
+            ("Dat", "date"),
+            ("ratelimit-policy", "ratelimit-policy"),
+            ("ratelimit-polic1", "ratelimit-policy"),
+            ("abc.defgh", "abcndefgh"),
+            ("1234567890", "1234567890"),
+        ] {
+            assert_eq!(
+                eq_lower(text.as_bytes(), lower.as_bytes()),
+                text.eq_ignore_ascii_case(lower),
+                "{text} vs {lower}"
+            );
+        }
+        // Every visible ASCII byte and tab, in every position of a long name.
+        let lower = b"abcdefghij-0123456789";
+        for at in 0..lower.len() {
+            for b in (0x20u8..0x7f).chain([b'\t']) {
+                let mut text = lower.to_vec();
+                text[at] = b;
+                assert_eq!(
+                    eq_lower(&text, lower),
+                    text.eq_ignore_ascii_case(lower),
+                    "{:?}",
+                    String::from_utf8_lossy(&text)
+                );
+            }
+        }
     }
 
     #[test]

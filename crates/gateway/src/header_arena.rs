@@ -1,5 +1,5 @@
-//! Header values the proxy makes per request (request id, `X-Forwarded-For`)
-//! carved out of a per-thread shared buffer.
+//! Header values the proxy makes per request (request id, `X-Forwarded-For`,
+//! an upstream response's field lines) carved out of a per-thread shared buffer.
 //!
 //! `HeaderValue::from_bytes` copies into a fresh allocation, and cloning
 //! that value (the request id goes upstream and back to the client) makes
@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 
 /// Bytes per buffer: about a hundred request ids.
@@ -29,6 +29,11 @@ thread_local! {
 /// A header value of the bytes `write` appends to an empty buffer, or `None`
 /// when they are not a valid header value (a control character).
 pub(crate) fn header_value(write: impl FnOnce(&mut BytesMut)) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes(write)).ok()
+}
+
+/// The bytes `write` appends to an empty buffer, as shared bytes.
+pub(crate) fn bytes(write: impl FnOnce(&mut BytesMut)) -> Bytes {
     ARENA.with_borrow_mut(|arena| {
         if arena.capacity() < PIECE {
             *arena = BytesMut::with_capacity(BUFFER);
@@ -36,8 +41,7 @@ pub(crate) fn header_value(write: impl FnOnce(&mut BytesMut)) -> Option<HeaderVa
         write(arena);
         // `split` leaves the spare capacity behind for the next value;
         // the first split of a buffer makes it shared, later ones only count.
-        let bytes = arena.split().freeze();
-        HeaderValue::from_maybe_shared(bytes).ok()
+        arena.split().freeze()
     })
 }
 

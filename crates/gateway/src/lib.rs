@@ -18,6 +18,8 @@
 //! - `socket` — socket reads that forget readiness after a short read.
 //! - `header_arena` — per-request header values split off a per-thread buffer.
 //! - `header_pool` — header maps recycled per thread once written.
+//! - `raw_fields` — an upstream response's fields passed on as bytes.
+//! - `race` — two pinned futures raced without moving them.
 
 mod access_log;
 mod admin;
@@ -32,6 +34,8 @@ mod limit;
 mod listener;
 mod metrics;
 mod proxy;
+mod race;
+mod raw_fields;
 mod router;
 mod socket;
 mod upstream;

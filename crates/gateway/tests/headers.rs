@@ -230,3 +230,98 @@ async fn h2c_upgrade_is_not_passed_upstream() {
     assert!(header(&seen, "upgrade").is_empty(), "{seen}");
     assert!(header(&seen, "http2-settings").is_empty(), "{seen}");
 }
+
+/// The plain path passes the upstream's fields on as the bytes they came
+/// as: every value and repeat in order, the upstream's `Via` before this
+/// hop's, one `Date`, one length, and the proxy's own request id instead of
+/// the upstream's; hop-by-hop fields still go.
+#[tokio::test]
+async fn upstream_fields_pass_through_in_order_with_the_proxys_own() {
+    let up = TestUpstream::start(|_req| async move {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"hello")));
+        let h = r.headers_mut();
+        h.append("set-cookie", HeaderValue::from_static("a=1"));
+        h.append("set-cookie", HeaderValue::from_static("b=2"));
+        h.insert("via", HeaderValue::from_static("1.0 cdn"));
+        h.insert("x-request-id", HeaderValue::from_static("theirs"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("trailer", HeaderValue::from_static("x-sum"));
+        h.insert("x-up-kept", HeaderValue::from_static("yes"));
+        r
+    })
+    .await;
+    let gw = TestGateway::start(&config(&up)).await;
+    let raw = gw
+        .raw("GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        .await;
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    let (headers, body) = split_response(&raw);
+    assert_eq!(body, "hello");
+    let lines = |name: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter_map(|h| h.strip_prefix(name)?.strip_prefix(": "))
+            .collect()
+    };
+    assert_eq!(lines("set-cookie"), ["a=1", "b=2"], "{headers:?}");
+    assert_eq!(lines("via"), ["1.0 cdn", "1.1 sluice"], "{headers:?}");
+    let ids = lines("x-request-id");
+    assert_eq!(ids.len(), 1, "{headers:?}");
+    assert!(uuid_like(ids[0]), "the proxy's own id: {headers:?}");
+    assert_eq!(lines("date").len(), 1, "{headers:?}");
+    assert_eq!(lines("content-length"), ["5"], "{headers:?}");
+    assert_eq!(lines("x-up-kept"), ["yes"], "{headers:?}");
+    for gone in ["keep-alive", "proxy-connection", "trailer"] {
+        assert!(
+            lines(gone).is_empty(),
+            "{gone} reached the client: {headers:?}"
+        );
+    }
+}
+
+/// A route's limiter adds its `RateLimit` fields after an upstream's own:
+/// one list item per policy, the client being under both.
+#[tokio::test]
+async fn a_limiting_route_adds_its_ratelimit_fields_after_the_upstreams() {
+    let up = TestUpstream::start(|_req| async move {
+        let mut r = Response::new(Full::new(Bytes::from_static(b"hi")));
+        let h = r.headers_mut();
+        h.insert("ratelimit", HeaderValue::from_static("\"up\";r=1;t=1"));
+        h.insert(
+            "ratelimit-policy",
+            HeaderValue::from_static("\"up\";q=1;w=1"),
+        );
+        h.insert("x-up-kept", HeaderValue::from_static("yes"));
+        r
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        r#"
+        [upstreams.api]
+        targets = ["{}"]
+        [[routes]]
+        upstream = "api"
+        rate_limit = {{ key = "route", rate = "1000/s", burst = 100 }}
+        "#,
+        up.addr
+    ))
+    .await;
+    let raw = gw
+        .raw("GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
+        .await;
+    let (headers, _) = split_response(&raw);
+    let lines = |name: &str| -> Vec<&str> {
+        headers
+            .iter()
+            .filter_map(|h| h.strip_prefix(name)?.strip_prefix(": "))
+            .collect()
+    };
+    for name in ["ratelimit", "ratelimit-policy"] {
+        let values = lines(name);
+        assert_eq!(values.len(), 2, "{name}: {headers:?}");
+        assert!(values[0].starts_with("\"up\""), "{name}: {headers:?}");
+        assert!(values[1].starts_with("\"route0\""), "{name}: {headers:?}");
+    }
+    assert_eq!(lines("x-up-kept"), ["yes"], "{headers:?}");
+}

@@ -433,9 +433,11 @@ impl Conn {
         h2: bool,
         tls: bool,
     ) {
+        // Hyper writes from the map; the lean path opts in to raw fields.
         let info = ConnInfo {
             peer: self.peer,
             tls,
+            raw_fields: false,
         };
         let svc = {
             let shared = Arc::clone(&self.shared);
@@ -457,7 +459,11 @@ impl Conn {
                     }
                 });
                 Box::pin(SCOPE.scope(scope.clone(), async move {
-                    let resp = proxy::handle(shared, req, info, Instant::now()).await;
+                    // No raw fields are asked for here; should any come,
+                    // hyper still writes them, from the map.
+                    let resp = proxy::handle(shared, req, info, Instant::now())
+                        .await
+                        .into_response();
                     Ok(resp.map(|b| Guarded::wrap(b, in_flight)))
                 }))
             })

@@ -2,8 +2,11 @@
 //! retries with jittered backoff under a retry budget, passive health
 //! reporting, and the mapping of failures to 502/503/504.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures_util::future::Either;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -14,10 +17,13 @@ use http_body_util::BodyExt;
 
 use crate::body::{self, Body, BoxError};
 use crate::metrics::TryOutcome;
+use crate::race::first_of;
+use crate::raw_fields::{Answer, RawFields};
 use crate::router::Route;
 use crate::upstream::{LeanHead, SendError, Upstream, lean_can_carry};
 
 use super::guarded::Guarded;
+use super::headers::{Forwarding, Present};
 
 /// Requests up to this size are buffered so that they can be replayed on retry.
 const REPLAY_BUFFER_MAX: u64 = 64 << 10;
@@ -30,11 +36,21 @@ pub(crate) struct Forward<'a> {
     pub(crate) path_and_query: PathAndQuery,
     /// Bytes for hash balancing, if the upstream hashes.
     pub(crate) hash_key: Option<Vec<u8>>,
+    /// The response goes untouched (but for the proxy's own fields) to
+    /// the lean writer: its fields may come as wire lines.
+    pub(crate) raw_fields: bool,
+    /// When the request arrived: the route's total `timeout` counts from it.
+    pub(crate) received: Instant,
+    /// Forwarding fields not yet in the head (`headers::Forwarding`):
+    /// written as lines by the lean client, inserted for any other.
+    pub(crate) forwarding: Option<Forwarding>,
 }
 
 /// How a forward ended, for metrics and logs.
 pub(crate) struct Outcome {
     pub(crate) response: Response<Body>,
+    /// The upstream's fields as wire lines, when asked for and they came so.
+    pub(crate) raw: Option<RawFields>,
     pub(crate) target: Option<http::uri::Authority>,
     pub(crate) tries: u32,
 }
@@ -76,6 +92,9 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
         upstream,
         path_and_query,
         hash_key,
+        raw_fields,
+        received,
+        forwarding,
     } = fwd;
     let rc = &route.config;
     let Some(permit) = upstream.try_acquire() else {
@@ -90,6 +109,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return Outcome {
             response: resp,
+            raw: None,
             target: None,
             tries: 0,
         };
@@ -106,6 +126,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             Err(e) => {
                 return Outcome {
                     response: body_error(&e),
+                    raw: None,
                     target: None,
                     tries: 0,
                 };
@@ -130,10 +151,21 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
         Err(e) => {
             return Outcome {
                 response: body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+                raw: None,
                 target: None,
                 tries: 0,
             };
         }
+    };
+    // The forwarding fields: lines after the lean head's own, or inserted
+    // for the general path (the head then carries none of them yet).
+    let forwarding_lines = match forwarding {
+        Some(fwd) if lean.is_some() => fwd.lines(),
+        Some(fwd) => {
+            fwd.insert_into(&mut parts.headers, Present::default());
+            Bytes::new()
+        }
+        None => Bytes::new(),
     };
 
     // The answering try's in-flight count, held with the permit by the
@@ -170,6 +202,8 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                     method,
                     path_and_query: path_and_query.as_str(),
                     headers,
+                    extra_lines: &forwarding_lines,
+                    raw_fields,
                 };
                 in_flight = target.start();
                 sent = Instant::now();
@@ -177,7 +211,8 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 if per_try {
                     tokio::time::timeout_at((sent + try_timeout).into(), send).await
                 } else {
-                    Ok(send.await)
+                    // Pinned in place: no copy of the exchange's state.
+                    Ok(pin!(send).await)
                 }
             } else {
                 let Some(body) = req_body.take() else { break };
@@ -200,6 +235,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                     Err(e) => {
                         return Outcome {
                             response: body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+                            raw: None,
                             target: None,
                             tries: attempt + 1,
                         };
@@ -208,10 +244,13 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 in_flight = target.start();
                 sent = Instant::now();
                 let send = upstream.send(index, req, connect_timeout);
+                let answer = |sent: Result<_, _>| sent.map(Answer::new);
                 if per_try {
-                    tokio::time::timeout_at((sent + try_timeout).into(), send).await
+                    tokio::time::timeout_at((sent + try_timeout).into(), send)
+                        .await
+                        .map(answer)
                 } else {
-                    Ok(send.await)
+                    Ok(answer(send.await))
                 }
             };
             // Shared, not copied: only the access log spells it out.
@@ -220,13 +259,14 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 .metrics
                 .record_try(try_outcome(&result), sent.elapsed());
             match result {
-                Ok(Ok(resp)) => {
-                    let status = resp.status();
+                Ok(Ok(answer)) => {
+                    let status = answer.response.status();
                     let failed = retryable_status(status);
                     upstream.record(index, !failed);
                     held = Some(in_flight);
                     let out = Outcome {
-                        response: resp,
+                        response: answer.response,
+                        raw: answer.raw,
                         target: target_name,
                         tries: attempt + 1,
                     };
@@ -240,6 +280,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                     upstream.record(index, false);
                     let out = Outcome {
                         response: client_error(&upstream.name, &e),
+                        raw: None,
                         target: target_name,
                         tries: attempt + 1,
                     };
@@ -253,6 +294,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                     upstream.record(index, false);
                     last = Some(Outcome {
                         response: timeout_error(&upstream.name),
+                        raw: None,
                         target: target_name,
                         tries: attempt + 1,
                     });
@@ -265,17 +307,26 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 "no_upstream_target",
                 &format!("upstream {:?} has no target to try", upstream.name),
             ),
+            raw: None,
             target: None,
             tries: 0,
         })
     };
-    let mut out = match tokio::time::timeout(rc.timeout.0, attempt_all).await {
-        Ok(out) => out,
-        Err(_) => Outcome {
-            response: timeout_error(&upstream.name),
-            target: None,
-            tries: 0,
-        },
+    // The tries and the total deadline are polled where they are made
+    // (`crate::race`); the deadline counts from the request's arrival, one
+    // clock reading fewer than `tokio::time::timeout`.
+    let mut out = {
+        let attempts = pin!(attempt_all);
+        let total = pin!(tokio::time::sleep_until((received + rc.timeout.0).into()));
+        match first_of(attempts, total).await {
+            Either::Left(out) => out,
+            Either::Right(()) => Outcome {
+                response: timeout_error(&upstream.name),
+                raw: None,
+                target: None,
+                tries: 0,
+            },
+        }
     };
     if let Some((_, headers)) = lean {
         // Sent for the last time: the map can carry the next head.
@@ -319,11 +370,11 @@ fn lean_head(
 }
 
 /// What a try's result was, for the upstream's metrics.
-fn try_outcome<B>(
-    result: &Result<Result<Response<B>, SendError>, tokio::time::error::Elapsed>,
+fn try_outcome(
+    result: &Result<Result<Answer, SendError>, tokio::time::error::Elapsed>,
 ) -> TryOutcome {
     match result {
-        Ok(Ok(resp)) => TryOutcome::Status(resp.status().as_u16()),
+        Ok(Ok(answer)) => TryOutcome::Status(answer.response.status().as_u16()),
         Ok(Err(e)) if e.is_connect() => TryOutcome::ConnectError,
         Ok(Err(_)) => TryOutcome::Error,
         Err(_) => TryOutcome::Timeout,

@@ -10,7 +10,7 @@ mod upgrade;
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,6 +23,7 @@ use crate::access_log::AccessRecord;
 use crate::body::{self, Body};
 use crate::cache::{self, HttpCache};
 use crate::gateway::{Shared, State};
+use crate::raw_fields::{Answer, RawFields};
 use crate::router::{Action, Route, normalize};
 use crate::upstream::Upstream;
 
@@ -33,17 +34,22 @@ pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
     /// Whether the connection is TLS.
     pub(crate) tls: bool,
+    /// Whether the response is written by the lean HTTP/1.1 writer, which
+    /// takes an upstream's fields as wire lines ([`crate::raw_fields`]).
+    pub(crate) raw_fields: bool,
 }
 
 /// Handle one request from a client, `received` when its head arrived. A
 /// request without a body carries [`body::empty`] (the lean server path's
 /// always do). Its duration (metrics, access log) counts from `received`.
+/// The upstream's fields come as wire lines only when `conn` says the
+/// lean writer takes them ([`ConnInfo::raw_fields`]).
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     mut req: Request<Body>,
     conn: ConnInfo,
     received: Instant,
-) -> Response<Body> {
+) -> Answer {
     let start = received;
     // Requests in flight keep the state they started with, even across a reload.
     let state = shared.state();
@@ -57,12 +63,14 @@ pub(crate) async fn handle(
         .access_log()
         .enabled()
         .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    // Awaited pinned where it is made (see `route_and_serve`'s forward).
     let Served {
         mut resp,
+        raw,
         route,
         target,
         tries,
-    } = route_and_serve(&shared, &state, req, conn).await;
+    } = pin!(route_and_serve(&shared, &state, req, conn, received)).await;
     let status = resp.status();
     let elapsed = start.elapsed();
     let route = route.and_then(|i| state.router.get(i));
@@ -88,13 +96,18 @@ pub(crate) async fn handle(
         });
     }
     resp.headers_mut().insert(headers::REQUEST_ID, request_id);
-    resp
+    Answer {
+        response: resp,
+        raw,
+    }
 }
 
 /// What serving a request produced: the response and, for metrics and the
 /// log, the route's index, the target and the number of tries.
 struct Served {
     resp: Response<Body>,
+    /// The upstream's fields as wire lines, if they came so.
+    raw: Option<RawFields>,
     route: Option<usize>,
     target: Option<http::uri::Authority>,
     tries: u32,
@@ -104,6 +117,7 @@ impl Served {
     fn local(resp: Response<Body>, route: Option<usize>) -> Served {
         Served {
             resp,
+            raw: None,
             route,
             target: None,
             tries: 0,
@@ -116,6 +130,7 @@ async fn route_and_serve(
     state: &Arc<State>,
     mut req: Request<Body>,
     conn: ConnInfo,
+    received: Instant,
 ) -> Served {
     if req.method() == Method::CONNECT {
         let resp = body::json_error(
@@ -244,14 +259,24 @@ async fn route_and_serve(
     if trailers {
         parts.headers.insert(header::TE, headers::TE_TRAILERS);
     }
-    headers::add_forwarding(
-        &mut parts.headers,
-        client_ip,
-        conn.tls,
-        original_host,
+    let forwarding = headers::Forwarding {
+        peer: client_ip,
+        tls: conn.tls,
+        host: original_host,
         version,
-        present,
-    );
+    };
+    let cached = route.config.cache && !upgrade;
+    // The forwarding fields wait for the forward, which writes them as
+    // lines when the lean client sends the request, unless something reads
+    // the map first (the cache, or hashing on a header) or the client sent
+    // some of them (they are then extended or replaced in the map).
+    let forwarding =
+        if !cached && !hashes_on_header(upstream) && headers::Forwarding::can_follow(present) {
+            Some(forwarding)
+        } else {
+            forwarding.insert_into(&mut parts.headers, present);
+            None
+        };
 
     let path_and_query = match upstream_target(&uri, &path, route) {
         Ok(pq) => pq,
@@ -269,7 +294,7 @@ async fn route_and_serve(
             usize::try_from(max_body).unwrap_or(usize::MAX),
         ))
     };
-    let out = if route.config.cache && !upgrade {
+    let out = if cached {
         let mut target = path.into_owned();
         if let Some(q) = parts.uri.query() {
             target.push('?');
@@ -281,6 +306,7 @@ async fn route_and_serve(
             route,
             host: host.map(Cow::into_owned).unwrap_or_default(),
             target,
+            received,
         };
         // Boxed: the cache path's state would otherwise enlarge every request's future.
         Box::pin(serve_cached(
@@ -298,8 +324,14 @@ async fn route_and_serve(
             upstream,
             path_and_query,
             hash_key,
+            // An upgrade's 101 needs its fields in the map to splice.
+            raw_fields: conn.raw_fields && !upgrade,
+            received,
+            forwarding,
         };
-        forward::forward(fwd, parts, req_body).await
+        // Awaited pinned where it is made: `.await` on the bare future
+        // would first move its state (kilobytes) into this one's.
+        pin!(forward::forward(fwd, parts, req_body)).await
     };
     let mut resp = out.response;
     let present = headers::Present::of(resp.headers());
@@ -317,6 +349,7 @@ async fn route_and_serve(
     }
     Served {
         resp,
+        raw: out.raw,
         route: route_name,
         target: out.target,
         tries: out.tries,
@@ -332,6 +365,8 @@ struct CacheContext<'a> {
     host: String,
     /// Normalized path and query: with `host`, the cache key.
     target: String,
+    /// When the request arrived.
+    received: Instant,
 }
 
 /// A route with `cache = true`: GET/HEAD go through the cache, anything else
@@ -350,6 +385,7 @@ async fn serve_cached(
         route,
         host,
         target,
+        received,
     } = ctx;
     let has_body = !req_body.is_end_stream();
     if let Some(why) = cache::bypass_reason(&parts.method, &parts.headers, has_body) {
@@ -359,6 +395,10 @@ async fn serve_cached(
             upstream,
             path_and_query,
             hash_key,
+            // The cache reads the response's fields.
+            raw_fields: false,
+            received,
+            forwarding: None,
         };
         let mut out = forward::forward(fwd, parts, req_body).await;
         cache::after_forward(
@@ -377,6 +417,7 @@ async fn serve_cached(
         // Cannot happen: `route` came from this state's router.
         return forward::Outcome {
             response: body::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "route lost"),
+            raw: None,
             target: None,
             tries: 0,
         };
@@ -399,6 +440,7 @@ async fn serve_cached(
     let fetched = cache::serve(cache, lookup, origin).await;
     forward::Outcome {
         response: fetched.response,
+        raw: None,
         target: fetched.target,
         tries: fetched.tries,
     }
@@ -437,6 +479,10 @@ impl cache::Origin for RouteOrigin {
                 upstream: &self.upstream,
                 path_and_query: self.path_and_query.clone(),
                 hash_key: self.hash_key.clone(),
+                raw_fields: false,
+                // A fill may run after its request (a background refresh).
+                received: Instant::now(),
+                forwarding: None,
             };
             let out = forward::forward(fwd, head, body::empty()).await;
             cache::Fetched {
@@ -466,6 +512,16 @@ fn upstream_target(uri: &http::Uri, path: &str, route: &Route) -> Result<PathAnd
         pq.push_str(q);
     }
     PathAndQuery::try_from(pq.as_str()).map_err(|e| format!("bad request path {pq:?}: {e}"))
+}
+
+/// Whether `upstream` picks targets by a request header's value.
+fn hashes_on_header(upstream: &crate::upstream::Upstream) -> bool {
+    upstream.config.balance == crate::config::Balance::Hash
+        && upstream
+            .config
+            .hash_on
+            .as_deref()
+            .is_some_and(|spec| spec.starts_with("header:"))
 }
 
 fn hash_key(

@@ -4,11 +4,14 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::BytesMut;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Version};
 
-use crate::ascii::{field_name, has_token, tokens};
+use crate::ascii::{eq_lower, field_name, tokens};
+use crate::raw_fields::{FieldKind, RawFields};
+
+use super::lean::LeanHead;
 
 /// Largest response head (status line and fields) accepted; a larger one
 /// is a bad response (502).
@@ -19,8 +22,34 @@ const MAX_FIELDS: usize = 100;
 /// as it is zeroed for every head. Heads with more fields use the heap.
 const INLINE_SPANS: usize = 24;
 
-/// Where a field's name and value lie in the buffer.
-type Span = (u32, u32, u32, u32);
+/// Where a field's name and value lie in the buffer, and what its name is
+/// to the proxy (decided once, as the spans are noted).
+#[derive(Clone, Copy)]
+struct Span {
+    name: u32,
+    name_len: u32,
+    value: u32,
+    value_len: u32,
+    kind: FieldKind,
+}
+
+impl Span {
+    const EMPTY: Span = Span {
+        name: 0,
+        name_len: 0,
+        value: 0,
+        value_len: 0,
+        kind: FieldKind::Other,
+    };
+
+    fn name<'a>(&self, head: &'a [u8]) -> &'a [u8] {
+        &head[self.name as usize..(self.name + self.name_len) as usize]
+    }
+
+    fn value<'a>(&self, head: &'a [u8]) -> &'a [u8] {
+        &head[self.value as usize..(self.value + self.value_len) as usize]
+    }
+}
 
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,17 +64,17 @@ pub(crate) enum Framing {
     Close,
 }
 
-/// `Keep-Alive` (RFC 7230 §A.1.2): hop-by-hop, and not kept.
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-
 /// A parsed response head.
 #[derive(Debug)]
 pub(crate) struct ResponseHead {
     pub(crate) status: StatusCode,
     pub(crate) version: Version,
     /// The end-to-end fields: `Transfer-Encoding`, `Keep-Alive` and a
-    /// `Connection` that names no other field are read, not kept.
+    /// `Connection` that names no other field are read, not kept. Empty
+    /// when they came as [`Self::raw`].
     pub(crate) headers: HeaderMap,
+    /// The fields as wire lines, when the caller asked for them so.
+    pub(crate) raw: Option<RawFields>,
     pub(crate) framing: Framing,
     /// Whether the connection may carry another request afterwards.
     pub(crate) keep_alive: bool,
@@ -84,17 +113,12 @@ impl std::fmt::Display for HeadError {
 ///
 /// `Content-Length` other than `0` is dropped: the body is empty, and a
 /// stale length would make the upstream wait for bytes that never come.
-pub(crate) fn encode_request(
-    out: &mut Vec<u8>,
-    method: &Method,
-    path_and_query: &str,
-    headers: &HeaderMap,
-) {
-    out.extend_from_slice(method.as_str().as_bytes());
+pub(crate) fn encode_request(out: &mut Vec<u8>, request: &LeanHead<'_>) {
+    out.extend_from_slice(request.method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(path_and_query.as_bytes());
+    out.extend_from_slice(request.path_and_query.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+    for (name, value) in request.headers {
         if name == header::CONTENT_LENGTH && value.as_bytes() != b"0" {
             continue;
         }
@@ -103,6 +127,7 @@ pub(crate) fn encode_request(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(request.extra_lines);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -113,13 +138,19 @@ pub(crate) fn encode_request(
 /// Field values are slices of the buffer's own bytes (no copy and no
 /// allocation per field): the head is split off the read buffer, which
 /// gets its memory back once the response's fields are dropped.
+///
+/// With `raw`, the fields the proxy passes on untouched come back as one
+/// block of wire lines ([`RawFields`]) and the map is left empty, unless a
+/// `Connection` names other fields, which the proxy must remove by name:
+/// such a head gets a map either way.
 pub(crate) fn parse_response(
     buf: &mut BytesMut,
     request_method: &Method,
+    raw: bool,
 ) -> Result<Option<ResponseHead>, HeadError> {
     // Where each field's name and value lie in `buf`: the parsed fields
     // borrow `buf`, which must be split before values can share it.
-    let mut inline: [Span; INLINE_SPANS] = [(0, 0, 0, 0); INLINE_SPANS];
+    let mut inline: [Span; INLINE_SPANS] = [Span::EMPTY; INLINE_SPANS];
     let mut heap: Vec<Span> = Vec::new();
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let (used, code, version, count) = {
@@ -146,16 +177,17 @@ pub(crate) fn parse_response(
         let spans: &mut [Span] = if resp.headers.len() <= INLINE_SPANS {
             &mut inline
         } else {
-            heap.resize(resp.headers.len(), (0, 0, 0, 0));
+            heap.resize(resp.headers.len(), Span::EMPTY);
             &mut heap
         };
         for (span, f) in spans.iter_mut().zip(resp.headers.iter()) {
-            *span = (
-                offset(f.name.as_bytes()),
-                f.name.len() as u32,
-                offset(f.value),
-                f.value.len() as u32,
-            );
+            *span = Span {
+                name: offset(f.name.as_bytes()),
+                name_len: f.name.len() as u32,
+                value: offset(f.value),
+                value_len: f.value.len() as u32,
+                kind: FieldKind::of(f.name.as_bytes()),
+            };
         }
         (
             used,
@@ -177,60 +209,53 @@ pub(crate) fn parse_response(
         &heap[..]
     };
     let head = buf.split_to(used).freeze();
-    // Room for what the proxy adds on the way back (Via, X-Request-Id,
-    // rate-limit fields) without a rehash.
-    let mut headers = crate::header_pool::take(count + 6);
+    let no_body = *request_method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    // First the framing and the connection's fate, read off the bytes.
     let mut chunked = false;
     let mut has_te = false;
     let mut length: Option<u64> = None;
     let mut close = false;
     let mut keep_alive_token = false;
-    for &(n0, nl, v0, vl) in spans {
-        let (n0, v0) = (n0 as usize, v0 as usize);
-        let name_bytes = &head[n0..n0 + nl as usize];
-        let value = head.slice(v0..v0 + vl as usize);
-        let name = field_name(name_bytes).map_err(|_| HeadError::BadField)?;
-        // Fields about this connection alone are read here and not kept:
-        // the proxy would strip them (RFC 9110 §7.6.1), and the body's
-        // framing is taken from them now.
-        if name == header::TRANSFER_ENCODING {
-            has_te = true;
-            // Only the last coding decides: chunked must come last.
-            chunked = last_token_is(&value, b"chunked");
-            continue;
-        } else if name == header::CONTENT_LENGTH {
-            length = Some(merge_length(length, &value)?);
-        } else if name == header::CONNECTION {
-            close |= has_token(&value, b"close");
-            keep_alive_token |= has_token(&value, b"keep-alive");
-            // A `Connection` that names other fields stays, for the proxy
-            // to remove them too.
-            if tokens(&value).all(|t| {
-                t.is_empty()
-                    || t.eq_ignore_ascii_case(b"close")
-                    || t.eq_ignore_ascii_case(b"keep-alive")
-            }) {
-                continue;
+    // A `Connection` naming other fields needs the map, for the proxy to
+    // remove those.
+    let mut needs_map = !raw;
+    for span in spans {
+        let value = span.value(&head);
+        match span.kind {
+            FieldKind::TransferEncoding => {
+                has_te = true;
+                // Only the last coding decides: chunked must come last.
+                chunked = last_token_is(value, b"chunked");
             }
-        } else if name == KEEP_ALIVE {
-            continue;
+            FieldKind::ContentLength => length = Some(merge_length(length, value)?),
+            FieldKind::Connection => {
+                let options = ConnectionOptions::of(value);
+                close |= options.close;
+                keep_alive_token |= options.keep_alive;
+                needs_map |= options.names_fields;
+            }
+            _ => {}
         }
-        let value = HeaderValue::from_maybe_shared(value).map_err(|_| HeadError::BadField)?;
-        headers.append(name, value);
     }
-    let no_body = *request_method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, which
+    // must not be passed on, and the connection cannot be trusted after.
+    let drop_length = !no_body && has_te && length.is_some();
+    close |= drop_length;
+    let (headers, raw) = if needs_map {
+        (map_fields(&head, spans, drop_length)?, None)
+    } else {
+        let keep_length = no_body && !has_te;
+        // Room for what the proxy adds on the way back (Via, X-Request-Id,
+        // rate-limit fields) without a rehash.
+        let map = crate::header_pool::take(6);
+        (map, Some(raw_fields(&head, spans, keep_length)))
+    };
     let mut framing = if no_body {
         Framing::Empty
     } else if has_te {
-        if length.is_some() {
-            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length,
-            // which must not be passed on.
-            headers.remove(header::CONTENT_LENGTH);
-            close = true;
-        }
         if chunked {
             Framing::Chunked
         } else {
@@ -255,9 +280,93 @@ pub(crate) fn parse_response(
         status,
         version,
         headers,
+        raw,
         framing,
         keep_alive,
     }))
+}
+
+/// What a `Connection` value says.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ConnectionOptions {
+    close: bool,
+    keep_alive: bool,
+    /// It names fields (other than the options `close` and `keep-alive`)
+    /// that the proxy must remove.
+    names_fields: bool,
+}
+
+impl ConnectionOptions {
+    /// One pass over the tokens; the usual lone `keep-alive` or `close`
+    /// takes one comparison.
+    fn of(value: &[u8]) -> ConnectionOptions {
+        let mut out = ConnectionOptions::default();
+        for token in tokens(value) {
+            if eq_lower(token, b"keep-alive") {
+                out.keep_alive = true;
+            } else if eq_lower(token, b"close") {
+                out.close = true;
+            } else if !token.is_empty() {
+                out.names_fields = true;
+            }
+        }
+        out
+    }
+}
+
+/// The end-to-end fields as a map. Fields about this connection alone are
+/// read, not kept (`Transfer-Encoding`, `Keep-Alive`, a `Connection` of
+/// options only); other hop-by-hop ones stay for the proxy to remove,
+/// with the fields a `Connection` names.
+fn map_fields(head: &Bytes, spans: &[Span], drop_length: bool) -> Result<HeaderMap, HeadError> {
+    // Room for what the proxy adds on the way back (Via, X-Request-Id,
+    // rate-limit fields) without a rehash.
+    let mut headers = crate::header_pool::take(spans.len() + 6);
+    for span in spans {
+        let name_bytes = span.name(head);
+        let value = head.slice(span.value as usize..(span.value + span.value_len) as usize);
+        match span.kind {
+            FieldKind::TransferEncoding | FieldKind::KeepAlive => continue,
+            FieldKind::Connection if !ConnectionOptions::of(&value).names_fields => continue,
+            FieldKind::ContentLength if drop_length => continue,
+            _ => {}
+        }
+        let name = field_name(name_bytes).map_err(|_| HeadError::BadField)?;
+        let value = HeaderValue::from_maybe_shared(value).map_err(|_| HeadError::BadField)?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// The end-to-end fields the proxy passes on untouched, as wire lines:
+/// everything but the framing, hop-by-hop fields and `X-Request-Id`
+/// (which the proxy replaces). `Content-Length` stays only with
+/// `keep_length` (an answer without a body announces the upstream's).
+fn raw_fields(head: &Bytes, spans: &[Span], keep_length: bool) -> RawFields {
+    let mut has_date = false;
+    let mut has_length = false;
+    let block = crate::header_arena::bytes(|out| {
+        for span in spans {
+            let name = span.name(head);
+            match span.kind {
+                FieldKind::Other => {}
+                FieldKind::Date => has_date = true,
+                FieldKind::ContentLength if keep_length => has_length = true,
+                _ => continue,
+            }
+            let value = span.value(head);
+            out.reserve(name.len() + value.len() + 4);
+            out.put_slice(name);
+            out.put_slice(b": ");
+            out.put_slice(value);
+            out.put_slice(b"\r\n");
+        }
+    });
+    RawFields {
+        block,
+        has_date,
+        has_length,
+    }
 }
 
 /// One `Content-Length` field merged with those before it: every value
@@ -293,10 +402,120 @@ mod tests {
     use super::*;
 
     fn parse(wire: &str, method: Method) -> ResponseHead {
+        parse_as(wire, method, false)
+    }
+
+    fn parse_as(wire: &str, method: Method, raw: bool) -> ResponseHead {
         let mut buf = BytesMut::from(format!("{wire}rest").as_bytes());
-        let head = parse_response(&mut buf, &method).unwrap().unwrap();
+        let head = parse_response(&mut buf, &method, raw).unwrap().unwrap();
         assert_eq!(&buf[..], b"rest", "the head, and only it, is taken");
         head
+    }
+
+    /// The wire lines of a head parsed for raw fields.
+    fn raw_lines(wire: &str, method: Method) -> String {
+        let h = parse_as(wire, method, true);
+        assert!(h.headers.is_empty());
+        let raw = h.raw.expect("raw fields");
+        String::from_utf8(raw.block.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn raw_fields_keep_the_end_to_end_lines_as_sent() {
+        let wire = "HTTP/1.1 200 OK\r\nServer: up\r\nDate: Sun, 29 Nov 2026 10:00:00 GMT\r\n\
+                    Content-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
+                    Set-Cookie: a=1\r\nX-Request-Id: theirs\r\nUpgrade: h2c\r\n\
+                    Trailer: x\r\nProxy-Connection: x\r\nVia: 1.1 cdn\r\nSet-Cookie: b=2\r\n\r\n";
+        assert_eq!(
+            raw_lines(wire, Method::GET),
+            "Server: up\r\nDate: Sun, 29 Nov 2026 10:00:00 GMT\r\nSet-Cookie: a=1\r\n\
+             Via: 1.1 cdn\r\nSet-Cookie: b=2\r\n"
+        );
+        let h = parse_as(wire, Method::GET, true);
+        let raw = h.raw.unwrap();
+        assert!(raw.has_date && !raw.has_length);
+        assert_eq!((h.framing, h.keep_alive), (Framing::Length(5), true));
+        // An answer without a body announces the upstream's length.
+        let h = parse_as(
+            "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",
+            Method::HEAD,
+            true,
+        );
+        let raw = h.raw.unwrap();
+        assert_eq!(&raw.block[..], b"Content-Length: 12\r\n");
+        assert!(raw.has_length && !raw.has_date);
+        // With Transfer-Encoding, a Content-Length is not passed on.
+        assert_eq!(
+            raw_lines(
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\nx: 1\r\n\r\n",
+                Method::GET
+            ),
+            "x: 1\r\n"
+        );
+    }
+
+    #[test]
+    fn a_connection_naming_fields_gets_a_map_even_when_raw_is_asked() {
+        let wire = "HTTP/1.1 200 OK\r\nConnection: close, X-Secret\r\nX-Secret: 1\r\nContent-Length: 0\r\n\r\n";
+        let raw = parse_as(wire, Method::GET, true);
+        let map = parse(wire, Method::GET);
+        assert!(raw.raw.is_none());
+        assert_eq!(raw.headers, map.headers);
+        assert_eq!(raw.keep_alive, map.keep_alive);
+    }
+
+    #[test]
+    fn raw_and_map_agree_on_framing() {
+        for (wire, method) in [
+            ("HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", Method::GET),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",
+                Method::HEAD,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                Method::GET,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Method::GET,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Method::GET,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Method::GET,
+            ),
+            ("HTTP/1.1 200 OK\r\n\r\n", Method::GET),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                Method::GET,
+            ),
+            ("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", Method::GET),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\nConnection: Keep-Alive\r\n\r\n",
+                Method::GET,
+            ),
+        ] {
+            let raw = parse_as(wire, method.clone(), true);
+            let map = parse(wire, method.clone());
+            assert_eq!(
+                (raw.status, raw.version, raw.framing, raw.keep_alive),
+                (map.status, map.version, map.framing, map.keep_alive),
+                "{wire:?}"
+            );
+            // The same fields, whichever way they travel, but for the
+            // length of a body, which the writer announces from the body.
+            let mut moved = HeaderMap::new();
+            raw.raw.unwrap().append_to(&mut moved);
+            let mut expected = map.headers;
+            if method != Method::HEAD && map.status != StatusCode::NOT_MODIFIED {
+                expected.remove(header::CONTENT_LENGTH);
+            }
+            assert_eq!(moved, expected, "{wire:?}");
+        }
     }
 
     #[test]
@@ -307,10 +526,17 @@ mod tests {
         headers.append("x-a", HeaderValue::from_static("1"));
         headers.append("x-a", HeaderValue::from_static("2"));
         let mut out = Vec::new();
-        encode_request(&mut out, &Method::GET, "/p?q=1", &headers);
+        let head = LeanHead {
+            method: &Method::GET,
+            path_and_query: "/p?q=1",
+            headers: &headers,
+            extra_lines: b"via: 1.1 sluice\r\n",
+            raw_fields: false,
+        };
+        encode_request(&mut out, &head);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "GET /p?q=1 HTTP/1.1\r\nhost: a.test\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+            "GET /p?q=1 HTTP/1.1\r\nhost: a.test\r\nx-a: 1\r\nx-a: 2\r\nvia: 1.1 sluice\r\n\r\n"
         );
     }
 
@@ -396,9 +622,24 @@ mod tests {
     }
 
     #[test]
+    fn connection_options_are_read_in_one_pass() {
+        let of = |v: &str| {
+            let o = ConnectionOptions::of(v.as_bytes());
+            (o.close, o.keep_alive, o.names_fields)
+        };
+        assert_eq!(of("keep-alive"), (false, true, false));
+        assert_eq!(of("Keep-Alive"), (false, true, false));
+        assert_eq!(of("close"), (true, false, false));
+        assert_eq!(of(" CLOSE ,"), (true, false, false));
+        assert_eq!(of("close, X-Secret"), (true, false, true));
+        assert_eq!(of("keep-alive, upgrade"), (false, true, true));
+        assert_eq!(of(""), (false, false, false));
+    }
+
+    #[test]
     fn bad_heads_are_refused() {
         let err = |wire: &str| {
-            parse_response(&mut BytesMut::from(wire.as_bytes()), &Method::GET).unwrap_err()
+            parse_response(&mut BytesMut::from(wire.as_bytes()), &Method::GET, false).unwrap_err()
         };
         assert!(matches!(
             err("HTTP/1.1 2x0 OK\r\n\r\n"),
@@ -432,7 +673,8 @@ mod tests {
         assert!(
             parse_response(
                 &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Le"[..]),
-                &Method::GET
+                &Method::GET,
+                true
             )
             .unwrap()
             .is_none()

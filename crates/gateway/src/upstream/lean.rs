@@ -23,6 +23,7 @@ use tokio::net::TcpStream;
 use super::chunked::{ChunkError, ChunkedDecoder, Decoded};
 use super::head::{self, Framing, HeadError, ResponseHead};
 use super::pool::TargetPool;
+use crate::raw_fields::Answer;
 
 /// Smallest free space offered to a read; reads that fill it double the
 /// next offer, up to [`READ_MAX`] (large bodies then take fewer reads).
@@ -84,6 +85,13 @@ pub(crate) struct LeanHead<'a> {
     pub(crate) path_and_query: &'a str,
     /// The header fields, `Host` included.
     pub(crate) headers: &'a http::HeaderMap,
+    /// Further fields as wire lines (`name: value\r\n` each), written
+    /// after `headers`' own.
+    pub(crate) extra_lines: &'a [u8],
+    /// Whether the response's end-to-end fields may come back as wire
+    /// lines ([`crate::raw_fields`]) rather than in its `HeaderMap`: for a
+    /// caller that passes them on untouched to the lean response writer.
+    pub(crate) raw_fields: bool,
 }
 
 impl<'a> LeanHead<'a> {
@@ -93,6 +101,8 @@ impl<'a> LeanHead<'a> {
             method: &parts.method,
             path_and_query: parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
             headers: &parts.headers,
+            extra_lines: &[],
+            raw_fields: false,
         }
     }
 }
@@ -146,12 +156,7 @@ impl LeanConn {
         };
         let method = request.method;
         self.wire.clear();
-        head::encode_request(
-            &mut self.wire,
-            method,
-            request.path_and_query,
-            request.headers,
-        );
+        head::encode_request(&mut self.wire, &request);
         let written = self.stream.write_all(&self.wire).await;
         // An idle connection keeps no more than a usual head's worth.
         if self.wire.capacity() > 16 << 10 {
@@ -163,7 +168,7 @@ impl LeanConn {
         let mut received = false;
         loop {
             if !self.buf.is_empty() {
-                match head::parse_response(&mut self.buf, method) {
+                match head::parse_response(&mut self.buf, method, request.raw_fields) {
                     Ok(Some(head)) => {
                         if head.status.is_informational() {
                             continue;
@@ -345,11 +350,9 @@ impl http_body::Body for LeanBody {
     }
 }
 
-/// A response head and its body as an `http` response.
-pub(crate) fn into_response(
-    head: ResponseHead,
-    body: LeanBody,
-) -> http::Response<crate::body::Body> {
+/// A response head and its body as an `http` response, with the head's
+/// fields as wire lines if they came so.
+pub(crate) fn into_response(head: ResponseHead, body: LeanBody) -> Answer {
     use http_body_util::BodyExt as _;
     // A finished body has already given its connection back.
     let body = if body.is_end_stream() {
@@ -361,5 +364,8 @@ pub(crate) fn into_response(
     *resp.status_mut() = head.status;
     *resp.version_mut() = head.version;
     *resp.headers_mut() = head.headers;
-    resp
+    Answer {
+        response: resp,
+        raw: head.raw,
+    }
 }

@@ -22,6 +22,7 @@ use tower::retry::budget::{Budget, TpsBudget};
 use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::metrics::UpstreamMetrics;
+use crate::raw_fields::Answer;
 
 use balance::Balancer;
 pub(crate) use lean::LeanHead;
@@ -110,7 +111,7 @@ impl Upstream {
         index: usize,
         head: LeanHead<'_>,
         connect_timeout: Option<Duration>,
-    ) -> Result<Response<Body>, SendError> {
+    ) -> Result<Answer, SendError> {
         let timeout = connect_timeout.unwrap_or(self.config.connect_timeout.0);
         self.pool.send_head(index, head, timeout).await
     }

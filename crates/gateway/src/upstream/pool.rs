@@ -39,6 +39,7 @@ use crate::metrics::PoolMetrics;
 
 use super::head;
 use super::lean::{LeanBody, LeanConn, LeanError, LeanHead};
+use crate::raw_fields::Answer;
 
 /// How long a pooled connection that is not yet ready (its previous
 /// exchange still finishing) may take before a fresh one is opened instead.
@@ -206,7 +207,7 @@ impl Pool {
         index: usize,
         head: LeanHead<'_>,
         connect_timeout: Duration,
-    ) -> Result<Response<Body>, SendError> {
+    ) -> Result<Answer, SendError> {
         self.start_reaper();
         self.targets[index]
             .send_lean_head(head, connect_timeout)
@@ -267,9 +268,11 @@ impl TargetPool {
         connect_timeout: Duration,
     ) -> Result<Response<Body>, SendError> {
         let (parts, _empty) = req.into_parts();
+        // Not asked for raw fields: the answer is the response alone.
         let sent = self
             .send_lean_head(LeanHead::of(&parts), connect_timeout)
-            .await;
+            .await
+            .map(|answer| answer.response);
         // Written (or failed): the map can carry the next head.
         crate::header_pool::give(parts.headers);
         sent
@@ -280,7 +283,7 @@ impl TargetPool {
         self: &Arc<Self>,
         head: LeanHead<'_>,
         connect_timeout: Duration,
-    ) -> Result<Response<Body>, SendError> {
+    ) -> Result<Answer, SendError> {
         if let Some(mut conn) = self.checkout_lean() {
             match conn.exchange(head).await {
                 Ok(resp) => return Ok(self.respond(conn, resp)),
@@ -298,7 +301,7 @@ impl TargetPool {
         }
     }
 
-    fn respond(self: &Arc<Self>, conn: LeanConn, head: head::ResponseHead) -> Response<Body> {
+    fn respond(self: &Arc<Self>, conn: LeanConn, head: head::ResponseHead) -> Answer {
         let body = LeanBody::new(conn, &head, Arc::downgrade(self));
         super::lean::into_response(head, body)
     }

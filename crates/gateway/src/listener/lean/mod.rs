@@ -24,15 +24,19 @@ mod request;
 mod response;
 
 use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use futures_util::future::Either;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::body;
 use crate::proxy::{self, ConnInfo};
+use crate::race::first_of;
+use crate::raw_fields::Answer;
 
 use super::idle::{Activity, PARK_AFTER};
 use super::{Conn, Transport};
@@ -221,20 +225,30 @@ impl Conn {
             // handler's large state is allocated once per busy spell rather
             // than once per request.
             let received = read_at.take().unwrap_or_else(Instant::now);
-            let handler = proxy::handle(Arc::clone(&self.shared), req, info, received);
-            let resp = tokio::select! {
-                biased;
-                resp = handler => resp,
-                () = &mut hard_stop => return Ended::Closed,
+            // This path writes the response itself: upstream fields may
+            // come as wire lines.
+            let info = ConnInfo {
+                raw_fields: true,
+                ..info
+            };
+            // Pinned where it is made and polled there (`crate::race`).
+            let resp = {
+                let handler = pin!(proxy::handle(Arc::clone(&self.shared), req, info, received));
+                match first_of(handler, hard_stop.as_mut()).await {
+                    Either::Left(resp) => resp,
+                    Either::Right(()) => return Ended::Closed,
+                }
             };
             let to = Answering {
                 keep_alive: to.keep_alive && !self.listen.shutdown.is_cancelled(),
                 ..to
             };
-            let sent = tokio::select! {
-                biased;
-                sent = response::send(io, &mut out, resp, to) => sent,
-                () = &mut hard_stop => return Ended::Closed,
+            let sent = {
+                let sending = pin!(response::send(io, &mut out, resp, to));
+                match first_of(sending, hard_stop.as_mut()).await {
+                    Either::Left(sent) => sent,
+                    Either::Right(()) => return Ended::Closed,
+                }
             };
             drop(in_flight);
             let now = Instant::now();
@@ -285,7 +299,7 @@ impl Conn {
             trailers: false,
         };
         let answer = async {
-            response::send(&mut *io, out, resp, to).await?;
+            response::send(&mut *io, out, Answer::new(resp), to).await?;
             io.shutdown().await?;
             // Read on for a moment: closing with unread bytes (the rest of a
             // large head) resets the connection, which can destroy the

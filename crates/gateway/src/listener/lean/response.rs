@@ -16,12 +16,13 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
-use http::{Response, StatusCode, Version};
+use http::{StatusCode, Version};
 use http_body::{Body as _, Frame};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::ascii::has_token;
 use crate::body::{Body, BoxError};
+use crate::raw_fields::{Answer, RawFields};
 
 use super::date;
 
@@ -59,11 +60,16 @@ enum Framing {
 pub(super) async fn send<W: AsyncWrite + Unpin>(
     io: &mut W,
     out: &mut Vec<u8>,
-    resp: Response<Body>,
+    answer: Answer,
     to: Answering,
 ) -> io::Result<bool> {
-    let (parts, mut body) = resp.into_parts();
-    let (framing, keep_alive) = encode_head(out, parts.status, &parts.headers, &body, to);
+    let Answer { response, raw } = answer;
+    let (parts, mut body) = response.into_parts();
+    let fields = Fields {
+        raw: raw.as_ref(),
+        map: &parts.headers,
+    };
+    let (framing, keep_alive) = encode_head(out, parts.status, fields, &body, to);
     crate::header_pool::give(parts.headers);
     if framing == Framing::None || body.is_end_stream() {
         if framing == Framing::Chunked {
@@ -184,12 +190,20 @@ async fn next_frame<W: AsyncWrite + Unpin>(
     frame
 }
 
+/// A response's fields: the upstream's as wire lines, if they came so,
+/// then those in the map (all of them, or the proxy's own).
+#[derive(Clone, Copy)]
+struct Fields<'a> {
+    raw: Option<&'a RawFields>,
+    map: &'a HeaderMap,
+}
+
 /// Write the status line and fields; returns the body's framing and
 /// whether the connection may be kept.
 fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
-    headers: &HeaderMap,
+    fields: Fields<'_>,
     body: &Body,
     to: Answering,
 ) -> (Framing, bool) {
@@ -221,7 +235,14 @@ fn encode_head(
     // noted on the way.
     let mut has_length = false;
     let mut has_date = false;
-    for (name, value) in headers {
+    if let Some(raw) = fields.raw {
+        // Lines already checked and stripped of framing and hop-by-hop
+        // fields by the upstream client: copied as they are.
+        out.extend_from_slice(&raw.block);
+        has_length = raw.has_length;
+        has_date = raw.has_date;
+    }
+    for (name, value) in fields.map {
         if *name == header::TRANSFER_ENCODING {
             continue;
         }
@@ -314,6 +335,7 @@ fn push_number(out: &mut Vec<u8>, mut n: u64, base: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Response;
     use http_body_util::StreamBody;
 
     const KEEP_11: Answering = Answering {
@@ -325,9 +347,13 @@ mod tests {
 
     /// What `send` writes for `resp`, and whether it keeps the connection.
     async fn wire(resp: Response<Body>, to: Answering) -> (String, bool) {
+        wire_answer(Answer::new(resp), to).await
+    }
+
+    async fn wire_answer(answer: Answer, to: Answering) -> (String, bool) {
         let mut io = std::io::Cursor::new(Vec::new());
         let mut out = Vec::new();
-        let keep = send(&mut io, &mut out, resp, to).await.unwrap();
+        let keep = send(&mut io, &mut out, answer, to).await.unwrap();
         assert!(out.is_empty(), "everything written");
         (String::from_utf8(io.into_inner()).unwrap(), keep)
     }
@@ -359,6 +385,46 @@ mod tests {
         assert!(text.contains("\r\ndate: "), "{text}");
         assert!(!text.contains("connection"), "{text}");
         assert!(text.ends_with("\r\n\r\nhello"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn raw_upstream_lines_go_first_and_their_date_and_length_count() {
+        let mut resp = Response::new(crate::body::full("hello"));
+        resp.headers_mut()
+            .insert("via", "1.1 sluice".parse().unwrap());
+        let raw = RawFields {
+            block: Bytes::from_static(b"Server: up\r\nDate: then\r\nVia: 1.1 cdn\r\n"),
+            has_date: true,
+            has_length: false,
+        };
+        let answer = Answer {
+            response: resp,
+            raw: Some(raw),
+        };
+        let (text, keep) = wire_answer(answer, KEEP_11).await;
+        assert!(keep);
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nServer: up\r\nDate: then\r\nVia: 1.1 cdn\r\n\
+             via: 1.1 sluice\r\ncontent-length: 5\r\n\r\nhello"
+        );
+        // A HEAD answer keeps the upstream's announced length, and only it.
+        let answer = Answer {
+            response: Response::new(crate::body::empty()),
+            raw: Some(RawFields {
+                block: Bytes::from_static(b"Content-Length: 12\r\n"),
+                has_date: false,
+                has_length: true,
+            }),
+        };
+        let to = Answering {
+            head_method: true,
+            ..KEEP_11
+        };
+        let (text, _) = wire_answer(answer, to).await;
+        assert_eq!(text.matches("ength: ").count(), 1, "{text}");
+        assert!(text.contains("Content-Length: 12\r\n"), "{text}");
+        assert!(text.contains("\r\ndate: "), "{text}");
     }
 
     #[tokio::test]
