@@ -247,7 +247,9 @@ pub(crate) fn parse_response(
     let (headers, raw) = if needs_map {
         (map_fields(&head, spans, drop_length)?, None)
     } else {
-        let keep_length = no_body && !has_te;
+        // As in the map: an answer without a body keeps the length it
+        // announces (with Transfer-Encoding too; only a body is framed by it).
+        let keep_length = no_body;
         // Room for what the proxy adds on the way back (Via, X-Request-Id,
         // rate-limit fields) without a rehash.
         let map = crate::header_pool::take(6);
@@ -400,6 +402,7 @@ fn last_token_is(value: &[u8], token: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn parse(wire: &str, method: Method) -> ResponseHead {
         parse_as(wire, method, false)
@@ -619,6 +622,104 @@ mod tests {
         assert!(!h.keep_alive);
         assert_eq!(h.headers[header::CONNECTION], "close, X-Secret");
         assert_eq!(h.headers["x-secret"], "1");
+    }
+
+    /// A field for the equivalence property: a name from a pool that
+    /// includes every name the parser treats specially, in any case, and
+    /// a value that suits it.
+    fn field() -> impl Strategy<Value = (String, String)> {
+        const NAMES: &[&str] = &[
+            "Server",
+            "Date",
+            "Content-Type",
+            "Content-Length",
+            "Transfer-Encoding",
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "TE",
+            "Trailer",
+            "Upgrade",
+            "X-Request-Id",
+            "Via",
+            "Set-Cookie",
+            "RateLimit",
+            "x-a",
+        ];
+        const VALUES: &[&str] = &[
+            "1",
+            "5",
+            "0",
+            "7, 7",
+            "close",
+            "keep-alive",
+            "Keep-Alive",
+            "close, x-a",
+            "chunked",
+            "gzip, chunked",
+            "gzip",
+            "a=1",
+            "1.1 cdn",
+            "",
+        ];
+        (0..NAMES.len(), any::<bool>(), 0..VALUES.len()).prop_map(|(n, upper, v)| {
+            let name = if upper {
+                NAMES[n].to_ascii_uppercase()
+            } else {
+                NAMES[n].to_owned()
+            };
+            (name, VALUES[v].to_owned())
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever the head, raw fields say what the map says, less what
+        /// the proxy would strip from the map anyway (hop-by-hop fields,
+        /// `X-Request-Id`) and a body's length, which the writer announces.
+        #[test]
+        fn raw_fields_are_the_map_less_what_the_proxy_strips(
+            fields in proptest::collection::vec(field(), 0..10),
+            status in proptest::sample::select(vec![200u16, 204, 304, 404]),
+            head in any::<bool>(),
+            http10 in any::<bool>(),
+        ) {
+            let mut wire = format!("HTTP/1.{} {status} X\r\n", u8::from(!http10));
+            for (name, value) in &fields {
+                wire.push_str(&format!("{name}: {value}\r\n"));
+            }
+            wire.push_str("\r\n");
+            let method = if head { Method::HEAD } else { Method::GET };
+            let parse = |raw: bool| {
+                parse_response(&mut BytesMut::from(wire.as_bytes()), &method, raw).map(Option::unwrap)
+            };
+            let (map, raw) = match (parse(false), parse(true)) {
+                (Ok(map), Ok(raw)) => (map, raw),
+                (Err(_), Err(_)) => return Ok(()),
+                (m, r) => panic!("modes disagree on {wire:?}: {m:?} / {r:?}"),
+            };
+            prop_assert_eq!(
+                (map.status, map.version, map.framing, map.keep_alive),
+                (raw.status, raw.version, raw.framing, raw.keep_alive)
+            );
+            let Some(lines) = raw.raw else {
+                prop_assert_eq!(&raw.headers, &map.headers);
+                return Ok(());
+            };
+            prop_assert!(raw.headers.is_empty());
+            let mut moved = HeaderMap::new();
+            lines.append_to(&mut moved);
+            let mut expected = map.headers;
+            for name in ["proxy-connection", "te", "trailer", "upgrade", "x-request-id"] {
+                expected.remove(name);
+            }
+            let no_body = head || status == 204 || status == 304;
+            if !no_body {
+                expected.remove(header::CONTENT_LENGTH);
+            }
+            prop_assert_eq!(lines.has_date, expected.contains_key(header::DATE));
+            prop_assert_eq!(lines.has_length, expected.contains_key(header::CONTENT_LENGTH));
+            prop_assert_eq!(moved, expected, "{:?}", wire);
+        }
     }
 
     #[test]
