@@ -34,6 +34,17 @@ fn header<'a>(seen: &'a serde_json::Value, name: &str) -> Vec<&'a str> {
         .unwrap_or_default()
 }
 
+/// A body-less request that the lean path serves, closing after it.
+const GET_X_CLOSE: &str = "GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n";
+
+/// The values of every `name` line among lower-cased header lines, in order.
+fn values<'a>(headers: &'a [String], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter_map(|h| h.strip_prefix(name)?.strip_prefix(": "))
+        .collect()
+}
+
 /// Split a raw HTTP/1.1 response into lower-cased header lines and the body.
 fn split_response(raw: &str) -> (Vec<String>, String) {
     let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
@@ -102,9 +113,7 @@ async fn hop_by_hop_response_headers_are_removed() {
     })
     .await;
     let gw = TestGateway::start(&config(&up)).await;
-    let raw = gw
-        .raw("GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
-        .await;
+    let raw = gw.raw(GET_X_CLOSE).await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     let (headers, body) = split_response(&raw);
     assert_eq!(body, "hi");
@@ -252,18 +261,11 @@ async fn upstream_fields_pass_through_in_order_with_the_proxys_own() {
     })
     .await;
     let gw = TestGateway::start(&config(&up)).await;
-    let raw = gw
-        .raw("GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
-        .await;
+    let raw = gw.raw(GET_X_CLOSE).await;
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     let (headers, body) = split_response(&raw);
     assert_eq!(body, "hello");
-    let lines = |name: &str| -> Vec<&str> {
-        headers
-            .iter()
-            .filter_map(|h| h.strip_prefix(name)?.strip_prefix(": "))
-            .collect()
-    };
+    let lines = |name: &str| values(&headers, name);
     assert_eq!(lines("set-cookie"), ["a=1", "b=2"], "{headers:?}");
     assert_eq!(lines("via"), ["1.0 cdn", "1.1 sluice"], "{headers:?}");
     let ids = lines("x-request-id");
@@ -307,16 +309,9 @@ async fn a_limiting_route_adds_its_ratelimit_fields_after_the_upstreams() {
         up.addr
     ))
     .await;
-    let raw = gw
-        .raw("GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
-        .await;
+    let raw = gw.raw(GET_X_CLOSE).await;
     let (headers, _) = split_response(&raw);
-    let lines = |name: &str| -> Vec<&str> {
-        headers
-            .iter()
-            .filter_map(|h| h.strip_prefix(name)?.strip_prefix(": "))
-            .collect()
-    };
+    let lines = |name: &str| values(&headers, name);
     for name in ["ratelimit", "ratelimit-policy"] {
         let values = lines(name);
         assert_eq!(values.len(), 2, "{name}: {headers:?}");

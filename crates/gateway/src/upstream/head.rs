@@ -47,7 +47,11 @@ impl Span {
     }
 
     fn value<'a>(&self, head: &'a [u8]) -> &'a [u8] {
-        &head[self.value as usize..(self.value + self.value_len) as usize]
+        &head[self.value_range()]
+    }
+
+    fn value_range(&self) -> std::ops::Range<usize> {
+        self.value as usize..(self.value + self.value_len) as usize
     }
 }
 
@@ -326,7 +330,7 @@ fn map_fields(head: &Bytes, spans: &[Span], drop_length: bool) -> Result<HeaderM
     let mut headers = crate::header_pool::take(spans.len() + 6);
     for span in spans {
         let name_bytes = span.name(head);
-        let value = head.slice(span.value as usize..(span.value + span.value_len) as usize);
+        let value = head.slice(span.value_range());
         match span.kind {
             FieldKind::TransferEncoding | FieldKind::KeepAlive => continue,
             FieldKind::Connection if !ConnectionOptions::of(&value).names_fields => continue,
