@@ -13,18 +13,27 @@ use http::header::{self, HeaderName, InvalidHeaderName};
 pub(crate) fn write_ip(out: &mut impl bytes::BufMut, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
+            // Into a stack buffer, then out in one piece: each `put_u8`
+            // would check the buffer's room.
+            let mut text = [0u8; 15];
+            let mut at = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.put_u8(b'.');
+                    text[at] = b'.';
+                    at += 1;
                 }
                 if octet >= 100 {
-                    out.put_u8(b'0' + octet / 100);
+                    text[at] = b'0' + octet / 100;
+                    at += 1;
                 }
                 if octet >= 10 {
-                    out.put_u8(b'0' + octet / 10 % 10);
+                    text[at] = b'0' + octet / 10 % 10;
+                    at += 1;
                 }
-                out.put_u8(b'0' + octet % 10);
+                text[at] = b'0' + octet % 10;
+                at += 1;
             }
+            out.put_slice(&text[..at]);
         }
         IpAddr::V6(v6) => out.put_slice(v6.to_string().as_bytes()),
     }

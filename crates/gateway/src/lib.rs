@@ -20,6 +20,9 @@
 //! - `header_pool` — header maps recycled per thread once written.
 //! - `raw_fields` — an upstream response's fields passed on as bytes.
 //! - `race` — two pinned futures raced without moving them.
+//! - `request_id` — UUID v7 request ids from a per-thread counter.
+//! - `stop_signal` — a cancellation wait that costs a load per poll.
+//! - `wall_clock` — Unix time for a monotonic instant, without a second clock read.
 
 mod access_log;
 mod admin;
@@ -36,9 +39,12 @@ mod metrics;
 mod proxy;
 mod race;
 mod raw_fields;
+mod request_id;
 mod router;
 mod socket;
+mod stop_signal;
 mod upstream;
+mod wall_clock;
 mod watch;
 
 pub use body::{Body, BoxError};

@@ -53,6 +53,9 @@ pub(crate) struct Outcome {
     pub(crate) raw: Option<RawFields>,
     pub(crate) target: Option<http::uri::Authority>,
     pub(crate) tries: u32,
+    /// When the answering upstream's response head arrived, if it did:
+    /// the request's duration ends there too, one clock reading fewer.
+    pub(crate) answered: Option<Instant>,
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -112,6 +115,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             raw: None,
             target: None,
             tries: 0,
+            answered: None,
         };
     };
 
@@ -129,6 +133,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                     raw: None,
                     target: None,
                     tries: 0,
+                    answered: None,
                 };
             }
         }
@@ -142,7 +147,12 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
     };
     let try_timeout = rc.try_timeout.unwrap_or(rc.timeout).0;
     let connect_timeout = rc.connect_timeout.map(|t| t.0);
-    upstream.deposit();
+    // Only requests that may retry earn budget: retries are then bounded
+    // by a share of the retryable load (never more than of the whole), and
+    // a route that never retries skips the budget's lock and clock.
+    if may_retry {
+        upstream.deposit();
+    }
 
     // A body-less request to an HTTP/1.1 upstream goes out through the lean
     // client from one head that every try borrows: a retry copies nothing.
@@ -154,6 +164,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 raw: None,
                 target: None,
                 tries: 0,
+                answered: None,
             };
         }
     };
@@ -207,7 +218,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 };
                 in_flight = target.start();
                 sent = Instant::now();
-                let send = upstream.send_head(index, head, connect_timeout);
+                let send = upstream.send_head(index, head, connect_timeout, sent);
                 if per_try {
                     tokio::time::timeout_at((sent + try_timeout).into(), send).await
                 } else {
@@ -238,6 +249,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                             raw: None,
                             target: None,
                             tries: attempt + 1,
+                            answered: None,
                         };
                     }
                 };
@@ -255,9 +267,10 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             };
             // Shared, not copied: only the access log spells it out.
             let target_name = Some(target.authority.clone());
+            let answered = Instant::now();
             upstream
                 .metrics
-                .record_try(try_outcome(&result), sent.elapsed());
+                .record_try(try_outcome(&result), answered - sent);
             match result {
                 Ok(Ok(answer)) => {
                     let status = answer.response.status();
@@ -269,6 +282,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                         raw: answer.raw,
                         target: target_name,
                         tries: attempt + 1,
+                        answered: Some(answered),
                     };
                     if failed && attempt + 1 < max_tries {
                         last = Some(out);
@@ -283,6 +297,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                         raw: None,
                         target: target_name,
                         tries: attempt + 1,
+                        answered: None,
                     };
                     // A body that was too large is the client's fault: no retry.
                     if out.response.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -297,6 +312,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                         raw: None,
                         target: target_name,
                         tries: attempt + 1,
+                        answered: None,
                     });
                 }
             }
@@ -310,6 +326,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
             raw: None,
             target: None,
             tries: 0,
+            answered: None,
         })
     };
     // The tries and the total deadline are polled where they are made
@@ -325,6 +342,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 raw: None,
                 target: None,
                 tries: 0,
+                answered: None,
             },
         }
     };

@@ -2,6 +2,7 @@
 //! both directions, forwarding headers added, a request id made when missing.
 
 use std::net::IpAddr;
+use std::time::Instant;
 
 use bytes::BufMut;
 
@@ -331,8 +332,9 @@ pub(crate) fn add_via(headers: &mut HeaderMap, version: http::Version, present: 
     headers.insert(header::VIA, value);
 }
 
-/// The request id the client sent, or a new UUID v7 (time-ordered) stored in `headers`.
-pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
+/// The request id the client sent, or a new UUID v7 (time-ordered by
+/// `received`, the request's arrival) stored in `headers`.
+pub(crate) fn ensure_request_id(headers: &mut HeaderMap, received: Instant) -> HeaderValue {
     // One lookup (hashing the name once) whether the client sent an id or not.
     match headers.entry(REQUEST_ID) {
         header::Entry::Occupied(mut given) => {
@@ -340,34 +342,16 @@ pub(crate) fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
             if !v.is_empty() && v.len() <= 200 {
                 return v.clone();
             }
-            let id = new_request_id();
+            let id = crate::request_id::new(received);
             given.insert(id.clone());
             id
         }
         header::Entry::Vacant(slot) => {
-            let id = new_request_id();
+            let id = crate::request_id::new(received);
             slot.insert(id.clone());
             id
         }
     }
-}
-
-/// A fresh UUID v7 in hyphenated lowercase hex.
-fn new_request_id() -> HeaderValue {
-    // `Uuid::now_v7` keeps a shared monotonic counter behind a lock; a
-    // request id needs time order at millisecond grain and uniqueness,
-    // which 74 random bits from the thread-local generator give.
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
-    // Hyphenated lowercase hex is always a valid header value; encoding into
-    // a buffer skips the formatter.
-    crate::header_arena::header_value(|out| {
-        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        out.put_slice(id.hyphenated().encode_lower(&mut buf).as_bytes());
-    })
-    .unwrap_or(HeaderValue::from_static("-"))
 }
 
 #[cfg(test)]
@@ -538,20 +522,30 @@ mod tests {
     #[test]
     fn request_id_is_kept_or_made() {
         let mut h = HeaderMap::new();
-        let made = ensure_request_id(&mut h);
+        let made = ensure_request_id(&mut h, Instant::now());
         assert_eq!(made.len(), 36);
         assert_eq!(h.get(REQUEST_ID).unwrap(), &made);
         let parsed = uuid::Uuid::parse_str(made.to_str().unwrap()).unwrap();
         assert_eq!(parsed.get_version_num(), 7);
-        assert_ne!(ensure_request_id(&mut HeaderMap::new()), made);
+        // Its time is the arrival's on the system clock.
+        let (secs, _) = parsed.get_timestamp().unwrap().to_unix();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(now.abs_diff(secs) <= 1, "{secs} {now}");
+        assert_ne!(
+            ensure_request_id(&mut HeaderMap::new(), Instant::now()),
+            made
+        );
         let mut given = HeaderMap::new();
         given.insert(REQUEST_ID, HeaderValue::from_static("abc"));
-        assert_eq!(ensure_request_id(&mut given), "abc");
+        assert_eq!(ensure_request_id(&mut given, Instant::now()), "abc");
         // An empty or overlong id is replaced, every copy of it.
         let mut bad = HeaderMap::new();
         bad.insert(REQUEST_ID, HeaderValue::from_static(""));
         bad.append(REQUEST_ID, HeaderValue::from_static("second"));
-        let replaced = ensure_request_id(&mut bad);
+        let replaced = ensure_request_id(&mut bad, Instant::now());
         assert_eq!(replaced.len(), 36);
         assert_eq!(bad.get_all(REQUEST_ID).iter().count(), 1);
         assert_eq!(bad.get(REQUEST_ID).unwrap(), &replaced);

@@ -57,7 +57,7 @@ pub(crate) async fn handle(
     // in one allocation: HeaderMap grows, rehashing, whenever an insert
     // finds it at its load limit, even an insert that replaces.
     req.headers_mut().reserve(6);
-    let request_id = headers::ensure_request_id(req.headers_mut());
+    let request_id = headers::ensure_request_id(req.headers_mut(), received);
     // Only what the access log needs is copied, and only when it is on.
     let logged = shared
         .access_log()
@@ -70,9 +70,12 @@ pub(crate) async fn handle(
         route,
         target,
         tries,
+        answered,
     } = pin!(route_and_serve(&shared, &state, req, conn, received)).await;
     let status = resp.status();
-    let elapsed = start.elapsed();
+    let elapsed = answered
+        .unwrap_or_else(Instant::now)
+        .saturating_duration_since(start);
     let route = route.and_then(|i| state.router.get(i));
     route
         .map_or(&state.router.unmatched, |r| &r.metrics)
@@ -111,6 +114,8 @@ struct Served {
     route: Option<usize>,
     target: Option<http::uri::Authority>,
     tries: u32,
+    /// When the upstream's response head arrived (see `forward::Outcome`).
+    answered: Option<Instant>,
 }
 
 impl Served {
@@ -121,6 +126,7 @@ impl Served {
             route,
             target: None,
             tries: 0,
+            answered: None,
         }
     }
 }
@@ -353,6 +359,7 @@ async fn route_and_serve(
         route: route_name,
         target: out.target,
         tries: out.tries,
+        answered: out.answered,
     }
 }
 
@@ -420,6 +427,7 @@ async fn serve_cached(
             raw: None,
             target: None,
             tries: 0,
+            answered: None,
         };
     };
     let origin = Arc::new(RouteOrigin {
@@ -443,6 +451,7 @@ async fn serve_cached(
         raw: None,
         target: fetched.target,
         tries: fetched.tries,
+        answered: None,
     }
 }
 

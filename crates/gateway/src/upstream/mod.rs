@@ -105,15 +105,17 @@ impl Upstream {
 
     /// Send a borrowed request without a body over the lean HTTP/1.1
     /// client; the caller keeps the head for another try. Only for
-    /// HTTP/1.1 upstreams and heads that [`lean_can_carry`].
+    /// HTTP/1.1 upstreams and heads that [`lean_can_carry`]. `now` is the
+    /// caller's reading of the clock, for the pool's idle check.
     pub(crate) async fn send_head(
         &self,
         index: usize,
         head: LeanHead<'_>,
         connect_timeout: Option<Duration>,
+        now: Instant,
     ) -> Result<Answer, SendError> {
         let timeout = connect_timeout.unwrap_or(self.config.connect_timeout.0);
-        self.pool.send_head(index, head, timeout).await
+        self.pool.send_head(index, head, timeout, now).await
     }
 
     /// All targets.

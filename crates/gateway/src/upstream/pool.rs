@@ -201,16 +201,18 @@ impl Pool {
 
 impl Pool {
     /// Send a borrowed request without a body to target `index` of an
-    /// HTTP/1.1 upstream over the lean client (see [`lean_can_carry`]).
+    /// HTTP/1.1 upstream over the lean client (see [`lean_can_carry`]);
+    /// `now` is the caller's reading of the clock.
     pub(crate) async fn send_head(
         &self,
         index: usize,
         head: LeanHead<'_>,
         connect_timeout: Duration,
+        now: Instant,
     ) -> Result<Answer, SendError> {
         self.start_reaper();
         self.targets[index]
-            .send_lean_head(head, connect_timeout)
+            .send_lean_head(head, connect_timeout, now)
             .await
     }
 }
@@ -270,7 +272,7 @@ impl TargetPool {
         let (parts, _empty) = req.into_parts();
         // Not asked for raw fields: the answer is the response alone.
         let sent = self
-            .send_lean_head(LeanHead::of(&parts), connect_timeout)
+            .send_lean_head(LeanHead::of(&parts), connect_timeout, Instant::now())
             .await
             .map(|answer| answer.response);
         // Written (or failed): the map can carry the next head.
@@ -278,13 +280,15 @@ impl TargetPool {
         sent
     }
 
-    /// [`Self::send_lean`] for a borrowed head, which the caller keeps.
+    /// [`Self::send_lean`] for a borrowed head, which the caller keeps;
+    /// `now` is when it is sent.
     async fn send_lean_head(
         self: &Arc<Self>,
         head: LeanHead<'_>,
         connect_timeout: Duration,
+        now: Instant,
     ) -> Result<Answer, SendError> {
-        if let Some(mut conn) = self.checkout_lean() {
+        if let Some(mut conn) = self.checkout_lean(now) {
             match conn.exchange(head).await {
                 Ok(resp) => return Ok(self.respond(conn, resp)),
                 Err(e) if e.nothing_received && is_idempotent(head.method) => {
@@ -306,12 +310,14 @@ impl TargetPool {
         super::lean::into_response(head, body)
     }
 
-    /// The most recently used idle lean connection that is still usable.
-    fn checkout_lean(&self) -> Option<LeanConn> {
+    /// The most recently used idle lean connection that is still usable
+    /// `now` (the caller's clock reading: one fewer here).
+    fn checkout_lean(&self, now: Instant) -> Option<LeanConn> {
         let mut stack = self.lean_idle.lock().unwrap_or_else(|p| p.into_inner());
         let mut found = None;
         while let Some(mut idle) = stack.pop() {
-            if idle.since.elapsed() <= self.settings.idle_timeout && idle.conn.is_usable() {
+            let age = now.saturating_duration_since(idle.since);
+            if age <= self.settings.idle_timeout && idle.conn.is_usable() {
                 found = Some(idle.conn);
                 break;
             }

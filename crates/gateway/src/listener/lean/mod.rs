@@ -37,6 +37,7 @@ use crate::body;
 use crate::proxy::{self, ConnInfo};
 use crate::race::first_of;
 use crate::raw_fields::Answer;
+use crate::stop_signal::Signal;
 
 use super::idle::{Activity, PARK_AFTER};
 use super::{Conn, Transport};
@@ -102,8 +103,10 @@ impl Conn {
         buf.extend_from_slice(&prefix);
         drop(prefix);
         let mut out: Vec<u8> = Vec::new();
-        let hard_stop = self.listen.hard_stop.cancelled();
-        let shutdown = self.listen.shutdown.cancelled();
+        // Polled around every request: `Signal`s cost a load per poll
+        // where the tokens' own futures take two locks.
+        let hard_stop = Signal::new(&self.listen.hard_stop);
+        let shutdown = Signal::new(&self.listen.shutdown);
         let start = Instant::now();
         // One timer for the connection. It is moved only when a wait needs
         // it sooner than it is set for; firing early costs a look at the
@@ -180,7 +183,7 @@ impl Conn {
                     // Draining: no new request. A head half read is dropped
                     // with the connection, as hyper's graceful shutdown does.
                     // The hard stop comes only after the drain began, so this
-                    // one wait covers both: each wait polled here takes a lock.
+                    // one wait covers both.
                     () = &mut shutdown => Waited::Closed,
                 };
                 match waited {
@@ -240,7 +243,7 @@ impl Conn {
                 }
             };
             let to = Answering {
-                keep_alive: to.keep_alive && !self.listen.shutdown.is_cancelled(),
+                keep_alive: to.keep_alive && !shutdown.is_cancelled(),
                 ..to
             };
             let sent = {
