@@ -2,7 +2,8 @@
 # bench/gateway.sh: sluice gateway side by side with nginx, HAProxy and Varnish.
 #
 # One shared upstream (nginx, 1 worker) and the load generator (wrk -t1) share
-# CPU1; each proxy in turn runs alone on CPU0 with one worker. Keep-alive both
+# CPU1; the proxies of a scenario run side by side on CPU0, one worker each,
+# and take turns under load (run 1 of each, then run 2 of each, ...). Keep-alive both
 # ways, loopback only. Scenarios:
 #   plain   plain proxy (access logs off everywhere); "direct" is wrk straight to the upstream
 #   full    sluice's full stack (routes, a limiter that never denies, metrics, access log
@@ -326,35 +327,46 @@ warm() { # warm URL: unmeasured load so pools, caches and allocators settle
 }
 
 # ---------------------------------------------------------------- scenarios
-# load_scenario SCENARIO PATH PROXY...: N runs per proxy, each proxy started fresh.
+# load_scenario SCENARIO PATH PROXY...: every proxy of the scenario is started
+# (all pinned to CPU0, idle but for the one under load), then the runs take
+# turns: run 1 of each proxy, run 2 of each, and so on. Drift of the machine
+# over the scenario (other tenants, thermal, page cache) then falls on every
+# proxy alike instead of on whichever ran last.
 load_scenario() {
     local sc=$1 path=$2
     shift 2
-    local px pid run url
+    local px run code
+    local -a live=()
+    local -A pid_of=() url_of=()
     for px in "$@"; do
-        url="http://127.0.0.1:${PORT[$px]}$path"
+        url_of[$px]="http://127.0.0.1:${PORT[$px]}$path"
         if [[ $px == direct ]]; then
-            pid=$UP_PID
+            pid_of[$px]=$UP_PID
         else
             start_proxy "$px" "$sc" || continue
-            pid=$LAST_PID
+            pid_of[$px]=$LAST_PID
         fi
-        local code
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "${url_of[$px]}" || true)
         if [[ $code != 2* ]]; then
             fail "$px answers $code on $path in $sc; skipped"
-            [[ $px == direct ]] || stop "$pid"
+            [[ $px == direct ]] || stop "${pid_of[$px]}"
             continue
         fi
-        [[ $sc == cache ]] && check_cache "$px" "$url"
+        [[ $sc == cache ]] && check_cache "$px" "${url_of[$px]}"
         [[ $sc == full && $px == sluice ]] && check_full_stack
-        warm "$url"
-        for ((run = 1; run <= RUNS; run++)); do
-            measure "$sc" "$px" "$run" "$url" "$pid"
-        done
-        [[ $sc == full && $px == sluice ]] && check_full_stack_after
-        [[ $px == direct ]] || stop "$pid"
+        live+=("$px")
     done
+    for px in "${live[@]}"; do warm "${url_of[$px]}"; done
+    for ((run = 1; run <= RUNS; run++)); do
+        for px in "${live[@]}"; do
+            measure "$sc" "$px" "$run" "${url_of[$px]}" "${pid_of[$px]}"
+        done
+    done
+    for px in "${live[@]}"; do
+        [[ $sc == full && $px == sluice ]] && check_full_stack_after
+        [[ $px == direct ]] || stop "${pid_of[$px]}"
+    done
+    return 0
 }
 
 # check_cache PROXY URL: after two requests, does the second one say it was a hit?
