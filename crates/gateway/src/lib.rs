@@ -12,6 +12,7 @@
 //! - `cache` — the shared RFC 9111 response cache, `Cache-Status`, purge.
 //! - `admin` — the admin API (metrics, health, upstreams, reload).
 //! - `metrics` — metric names and handles registered ahead of requests.
+//! - `latency` — the duration histograms: fixed buckets, two atomic adds a sample.
 //! - `access_log` — the non-blocking JSON access log.
 //! - `watch` — reload when the config file changes.
 //! - `body` — the boxed body type and JSON errors.
@@ -33,6 +34,7 @@ pub mod config;
 mod gateway;
 mod header_arena;
 mod header_pool;
+mod latency;
 mod limit;
 mod listener;
 mod metrics;
@@ -50,3 +52,4 @@ mod watch;
 pub use body::{Body, BoxError};
 pub use config::{Config, ConfigError, Problem};
 pub use gateway::{Error, Gateway, Readiness, UpstreamReadiness, run};
+pub use latency::BUCKETS as LATENCY_BUCKETS;

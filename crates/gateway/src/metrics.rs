@@ -9,10 +9,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use metrics::{
-    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
-};
+use metrics::{Counter, Gauge, counter, describe_counter, describe_gauge, gauge};
+
+use crate::latency;
 
 /// Requests answered, by route and status.
 const REQUESTS: &str = "sluice_gateway_requests_total";
@@ -33,20 +32,12 @@ const POOL_OPENED: &str = "sluice_gateway_upstream_connections_opened_total";
 
 /// Describe the metrics registered here, so `/metrics` carries HELP lines.
 pub(crate) fn describe() {
+    // The two duration histograms are `crate::latency`'s, described where
+    // they are registered.
     describe_counter!(REQUESTS, "Requests answered, by route and status");
-    describe_histogram!(
-        REQUEST_DURATION,
-        Unit::Seconds,
-        "Time to the response head, by route"
-    );
     describe_counter!(
         UPSTREAM_REQUESTS,
         "Tries sent upstream, by upstream and outcome"
-    );
-    describe_histogram!(
-        UPSTREAM_DURATION,
-        Unit::Seconds,
-        "Time to an upstream's response head"
     );
     describe_gauge!(UPSTREAM_IN_FLIGHT, "Requests in flight to an upstream");
     describe_gauge!(
@@ -102,7 +93,7 @@ impl StatusCounters {
 pub(crate) struct RouteMetrics {
     route: String,
     requests: StatusCounters,
-    duration: Histogram,
+    duration: Arc<latency::Histogram>,
     /// Registered on first use, so routes without a cache add no series.
     cache: OnceLock<Arc<CacheCounters>>,
 }
@@ -113,7 +104,12 @@ impl RouteMetrics {
         RouteMetrics {
             route: route.to_owned(),
             requests: StatusCounters::new(REQUESTS, "route", route, "status"),
-            duration: histogram!(REQUEST_DURATION, "route" => route.to_owned()),
+            duration: latency::histogram(
+                REQUEST_DURATION,
+                "Time to the response head, by route",
+                "route",
+                route,
+            ),
             cache: OnceLock::new(),
         }
     }
@@ -129,7 +125,7 @@ impl RouteMetrics {
     /// Count one answered request.
     pub(crate) fn record(&self, status: http::StatusCode, elapsed: std::time::Duration) {
         self.requests.get(status.as_u16()).increment(1);
-        self.duration.record(elapsed.as_secs_f64());
+        self.duration.record(elapsed);
     }
 }
 
@@ -153,7 +149,7 @@ pub(crate) struct UpstreamMetrics {
     connect_error: Counter,
     error: Counter,
     timeout: Counter,
-    duration: Histogram,
+    duration: Arc<latency::Histogram>,
     /// Requests in flight to the upstream.
     pub(crate) in_flight: Gauge,
 }
@@ -167,7 +163,12 @@ impl UpstreamMetrics {
             connect_error: outcome("connect_error"),
             error: outcome("error"),
             timeout: outcome("timeout"),
-            duration: histogram!(UPSTREAM_DURATION, "upstream" => upstream.to_owned()),
+            duration: latency::histogram(
+                UPSTREAM_DURATION,
+                "Time to an upstream's response head",
+                "upstream",
+                upstream,
+            ),
             in_flight: gauge!(UPSTREAM_IN_FLIGHT, "upstream" => upstream.to_owned()),
         }
     }
@@ -180,7 +181,7 @@ impl UpstreamMetrics {
             TryOutcome::Error => self.error.increment(1),
             TryOutcome::Timeout => self.timeout.increment(1),
         }
-        self.duration.record(elapsed.as_secs_f64());
+        self.duration.record(elapsed);
     }
 }
 

@@ -99,6 +99,21 @@ async fn metrics_render_gateway_counters() {
     ] {
         assert!(text.contains(name), "{name} is exported:\n{text}");
     }
+    // The route's duration histogram counted the three requests (other
+    // tests in this binary use other route names).
+    let count = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("sluice_gateway_request_duration_seconds_count{route=\"api_route\"} ")
+        })
+        .unwrap_or_else(|| panic!("no duration count for the route in:\n{text}"));
+    assert_eq!(count, "3");
+    assert!(
+        text.contains(
+            "sluice_gateway_upstream_duration_seconds_bucket{upstream=\"api\",le=\"+Inf\"}"
+        ),
+        "the upstream's histogram has buckets:\n{text}"
+    );
     assert!(
         text.lines()
             .any(|l| l.starts_with("sluice_gateway_upstream_requests_total{")

@@ -11,9 +11,8 @@ use tokio_util::sync::CancellationToken;
 /// histograms, aggregatable across instances, rather than summaries.
 pub(crate) fn install_metrics(shutdown: &CancellationToken) -> anyhow::Result<PrometheusHandle> {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&[
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ])
+        // The gateway's own duration histograms use the same bounds.
+        .set_buckets(&sluice_gateway::LATENCY_BUCKETS)
         .context("setting histogram buckets")?
         .install_recorder()
         .context("installing the metrics recorder")?;
