@@ -7,10 +7,12 @@
 //! was the largest single cost of such a request. When nothing on the way
 //! reads or changes the upstream's fields (no cache, no upgrade, a client
 //! on the lean path), the upstream client instead copies the lines it keeps
-//! into one buffer, and the lean response writer writes that buffer before
-//! the fields the proxy itself adds (`Via`, `X-Request-Id`, `RateLimit`),
-//! which stay in the response's `HeaderMap`. (A route's `RateLimit` fields
-//! join an upstream's, one list item per policy, as in the map.)
+//! into one buffer, and the lean response writer writes that buffer, then
+//! the proxy's `Via` hop and `X-Request-Id` (carried beside it as
+//! [`OwnFields`], not inserted into a map), then whatever else the proxy
+//! adds (`RateLimit`), which stays in the response's `HeaderMap`. (A route's
+//! `RateLimit` fields join an upstream's, one list item per policy, as in
+//! the map.)
 //!
 //! The block travels beside the response, in an [`Answer`] (a response
 //! extension would cost a map and two allocations per request). Anything
@@ -34,6 +36,30 @@ pub(crate) struct RawFields {
     /// A `Content-Length` line is among them (a HEAD, 204 or 304 answer
     /// keeps the upstream's): the writer adds none.
     pub(crate) has_length: bool,
+    /// The proxy's own fields that every proxied response gets, written
+    /// right after the block: two map inserts fewer per request.
+    pub(crate) own: OwnFields,
+}
+
+/// The proxy's `Via` hop and `X-Request-Id`, when they ride with a block.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OwnFields {
+    /// This hop's `Via` entry (after any `Via` in the block).
+    pub(crate) via: Option<HeaderValue>,
+    /// The request's id.
+    pub(crate) request_id: Option<HeaderValue>,
+}
+
+impl OwnFields {
+    /// The fields in the order they are written.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (HeaderName, &HeaderValue)> {
+        let via = self.via.as_ref().map(|v| (http::header::VIA, v));
+        let id = self
+            .request_id
+            .as_ref()
+            .map(|v| (crate::proxy::headers::REQUEST_ID, v));
+        via.into_iter().chain(id)
+    }
 }
 
 /// A response, and the upstream's fields as wire lines when they came so
@@ -88,6 +114,13 @@ impl RawFields {
     /// that `httparse` accepted, so each is valid; one that the `http`
     /// crate refuses even so is skipped rather than passed on.
     pub(crate) fn append_to(&self, map: &mut HeaderMap) {
+        self.append_block_to(map);
+        for (name, value) in self.own.iter() {
+            map.append(name, value.clone());
+        }
+    }
+
+    fn append_block_to(&self, map: &mut HeaderMap) {
         for line in self.block.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let Some(colon) = line.iter().position(|&b| b == b':') else {
@@ -183,6 +216,7 @@ mod tests {
         let answer = Answer {
             response: resp,
             raw: Some(RawFields {
+                own: OwnFields::default(),
                 block: Bytes::from_static(
                     b"Server: up\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nVia: 1.1 other\r\n",
                 ),
@@ -197,5 +231,39 @@ mod tests {
         assert_eq!(cookies, ["a=1", "b=2"]);
         let via: Vec<_> = h.get_all("via").iter().collect();
         assert_eq!(via, ["1.1 other", "1.1 sluice"]);
+    }
+
+    #[test]
+    fn own_fields_move_into_the_map_after_the_block() {
+        let mut resp = Response::new(crate::body::empty());
+        resp.headers_mut()
+            .insert("ratelimit", HeaderValue::from_static("\"r\";r=1;t=1"));
+        let answer = Answer {
+            response: resp,
+            raw: Some(RawFields {
+                block: Bytes::from_static(b"Via: 1.0 cdn\r\n"),
+                has_date: false,
+                has_length: false,
+                own: OwnFields {
+                    via: Some(HeaderValue::from_static("1.1 sluice")),
+                    request_id: Some(HeaderValue::from_static("abc")),
+                },
+            }),
+        };
+        let resp = answer.into_response();
+        let names: Vec<_> = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("via", HeaderValue::from_static("1.0 cdn")),
+                ("via", HeaderValue::from_static("1.1 sluice")),
+                ("x-request-id", HeaderValue::from_static("abc")),
+                ("ratelimit", HeaderValue::from_static("\"r\";r=1;t=1")),
+            ]
+        );
     }
 }

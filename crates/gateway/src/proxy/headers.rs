@@ -308,7 +308,7 @@ impl Forwarding {
 }
 
 /// This hop's `Via` entry for a message of `version`.
-fn via_hop(version: http::Version) -> HeaderValue {
+pub(crate) fn via_hop(version: http::Version) -> HeaderValue {
     match version {
         http::Version::HTTP_10 => VIA_10,
         http::Version::HTTP_2 => VIA_2,

@@ -98,7 +98,13 @@ pub(crate) async fn handle(
             duration: elapsed,
         });
     }
-    resp.headers_mut().insert(headers::REQUEST_ID, request_id);
+    let mut raw = raw;
+    match &mut raw {
+        Some(raw) => raw.own.request_id = Some(request_id),
+        None => {
+            resp.headers_mut().insert(headers::REQUEST_ID, request_id);
+        }
+    }
     Answer {
         response: resp,
         raw,
@@ -349,13 +355,19 @@ async fn route_and_serve(
         headers::strip_hop_by_hop_present(resp.headers_mut(), false, present);
     }
     let version = resp.version();
-    headers::add_via(resp.headers_mut(), version, present);
+    let mut raw = out.raw;
+    match &mut raw {
+        // The upstream's fields (any `Via` among them) are in the block;
+        // this hop's entry follows it there, with no map insert.
+        Some(raw) => raw.own.via = Some(headers::via_hop(version)),
+        None => headers::add_via(resp.headers_mut(), version, present),
+    }
     if let Some(allowance) = allowance {
         allowance.apply(resp.headers_mut());
     }
     Served {
         resp,
-        raw: out.raw,
+        raw,
         route: route_name,
         target: out.target,
         tries: out.tries,

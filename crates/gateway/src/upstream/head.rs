@@ -9,7 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Version};
 
 use crate::ascii::{eq_lower, field_name, tokens};
-use crate::raw_fields::{FieldKind, RawFields};
+use crate::raw_fields::{FieldKind, OwnFields, RawFields};
 
 use super::lean::LeanHead;
 
@@ -372,6 +372,7 @@ fn raw_fields(head: &Bytes, spans: &[Span], keep_length: bool) -> RawFields {
         block,
         has_date,
         has_length,
+        own: OwnFields::default(),
     }
 }
 

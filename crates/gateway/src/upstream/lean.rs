@@ -13,7 +13,7 @@ use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::Weak;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as _, Frame, SizeHint};
@@ -133,15 +133,11 @@ impl LeanConn {
     /// IO driver already knows of first, so a live connection costs no
     /// system call.
     pub(crate) fn is_usable(&mut self) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                self.buf.reserve(1);
-                matches!(self.stream.try_read_buf(&mut self.buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-            }
-        }
+        // `try_read_buf` answers `WouldBlock` from the driver's readiness
+        // alone when nothing is pending: no system call, and no waker to
+        // register as `poll_read_ready` would (a lock each time).
+        self.buf.reserve(1);
+        matches!(self.stream.try_read_buf(&mut self.buf), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Write the head of `request` (which has no body) and read the final

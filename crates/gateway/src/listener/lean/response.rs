@@ -241,6 +241,9 @@ fn encode_head(
         out.extend_from_slice(&raw.block);
         has_length = raw.has_length;
         has_date = raw.has_date;
+        for (name, value) in raw.own.iter() {
+            write_field(out, &name, value.as_bytes());
+        }
     }
     for (name, value) in fields.map {
         if *name == header::TRANSFER_ENCODING {
@@ -335,6 +338,7 @@ fn push_number(out: &mut Vec<u8>, mut n: u64, base: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raw_fields::OwnFields;
     use http::Response;
     use http_body_util::StreamBody;
 
@@ -396,6 +400,7 @@ mod tests {
             block: Bytes::from_static(b"Server: up\r\nDate: then\r\nVia: 1.1 cdn\r\n"),
             has_date: true,
             has_length: false,
+            own: OwnFields::default(),
         };
         let answer = Answer {
             response: resp,
@@ -408,6 +413,28 @@ mod tests {
             "HTTP/1.1 200 OK\r\nServer: up\r\nDate: then\r\nVia: 1.1 cdn\r\n\
              via: 1.1 sluice\r\ncontent-length: 5\r\n\r\nhello"
         );
+        // The proxy's own fields ride after the block, before the map's.
+        let mut resp = Response::new(crate::body::full("hi"));
+        resp.headers_mut()
+            .insert("ratelimit", "\"r\";r=1;t=1".parse().unwrap());
+        let answer = Answer {
+            response: resp,
+            raw: Some(RawFields {
+                block: Bytes::from_static(b"Via: 1.0 cdn\r\n"),
+                has_date: true,
+                has_length: false,
+                own: OwnFields {
+                    via: Some("1.1 sluice".parse().unwrap()),
+                    request_id: Some("abc".parse().unwrap()),
+                },
+            }),
+        };
+        let (text, _) = wire_answer(answer, KEEP_11).await;
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nVia: 1.0 cdn\r\nvia: 1.1 sluice\r\nx-request-id: abc\r\n\
+             ratelimit: \"r\";r=1;t=1\r\ncontent-length: 2\r\n\r\nhi"
+        );
         // A HEAD answer keeps the upstream's announced length, and only it.
         let answer = Answer {
             response: Response::new(crate::body::empty()),
@@ -415,6 +442,7 @@ mod tests {
                 block: Bytes::from_static(b"Content-Length: 12\r\n"),
                 has_date: false,
                 has_length: true,
+                own: OwnFields::default(),
             }),
         };
         let to = Answering {
