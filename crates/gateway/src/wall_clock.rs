@@ -22,16 +22,18 @@ thread_local! {
 /// the last second (0 for a clock set before 1970).
 pub(crate) fn unix_millis_at(at: Instant) -> u64 {
     BASE.with(|cell| {
-        let (base, millis) = match cell.get() {
-            Some((base, millis)) if at.saturating_duration_since(base) < RESYNC => (base, millis),
-            _ => {
-                let fresh = (Instant::now(), unix_millis(SystemTime::now()));
-                cell.set(Some(fresh));
-                fresh
+        if let Some((base, millis)) = cell.get() {
+            // One subtraction in the usual case: `at` is after the pair.
+            match at.checked_duration_since(base) {
+                Some(after) if after < RESYNC => return millis.saturating_add(whole_millis(after)),
+                Some(_) => {}
+                // `at` may precede the pair (a request received just before
+                // a resync): step back from it.
+                None => return millis.saturating_sub(whole_millis(base - at)),
             }
-        };
-        // `at` may precede the pair (a request received just before a
-        // resync): step back from it rather than forward.
+        }
+        let (base, millis) = (Instant::now(), unix_millis(SystemTime::now()));
+        cell.set(Some((base, millis)));
         match at.checked_duration_since(base) {
             Some(after) => millis.saturating_add(whole_millis(after)),
             None => millis.saturating_sub(whole_millis(base - at)),
