@@ -25,7 +25,7 @@ use crate::cache::{self, HttpCache};
 use crate::gateway::{Shared, State};
 use crate::raw_fields::{Answer, RawFields};
 use crate::router::{Action, Route, normalize};
-use crate::upstream::Upstream;
+use crate::upstream::{HashOn, Upstream};
 
 /// Facts about the connection a request came in on.
 #[derive(Clone, Copy, Debug)]
@@ -537,28 +537,18 @@ fn upstream_target(uri: &http::Uri, path: &str, route: &Route) -> Result<PathAnd
 
 /// Whether `upstream` picks targets by a request header's value.
 fn hashes_on_header(upstream: &crate::upstream::Upstream) -> bool {
-    upstream.config.balance == crate::config::Balance::Hash
-        && upstream
-            .config
-            .hash_on
-            .as_deref()
-            .is_some_and(|spec| spec.starts_with("header:"))
+    matches!(upstream.hash_on, Some(HashOn::Header(_)))
 }
 
+/// The bytes a hashing upstream picks a target by, if it hashes.
 fn hash_key(
     upstream: &crate::upstream::Upstream,
     headers: &http::HeaderMap,
     client_ip: std::net::IpAddr,
 ) -> Option<Vec<u8>> {
-    if upstream.config.balance != crate::config::Balance::Hash {
-        return None;
-    }
-    match upstream.config.hash_on.as_deref() {
-        Some(spec) if spec.starts_with("header:") => {
-            let name = &spec["header:".len()..];
-            headers.get(name).map(|v| v.as_bytes().to_vec())
-        }
-        _ => Some(client_ip.to_string().into_bytes()),
+    match upstream.hash_on.as_ref()? {
+        HashOn::Header(name) => headers.get(name).map(|v| v.as_bytes().to_vec()),
+        HashOn::ClientIp => Some(client_ip.to_string().into_bytes()),
     }
 }
 

@@ -44,6 +44,35 @@ pub(crate) struct Upstream {
     budget: TpsBudget,
     /// Tries, latency and in-flight gauge for this upstream.
     pub(crate) metrics: UpstreamMetrics,
+    /// What `balance = "hash"` hashes, parsed once; `None` for the other
+    /// balancers.
+    pub(crate) hash_on: Option<HashOn>,
+}
+
+/// The request property a hashing upstream picks its target by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HashOn {
+    /// The client's address.
+    ClientIp,
+    /// A request header's value (a request without it is not hashed).
+    Header(http::HeaderName),
+}
+
+impl HashOn {
+    /// `hash_on` of a hashing upstream's config: `client_ip` or
+    /// `header:NAME` (validated at load; anything else falls back to the
+    /// client's address).
+    fn of(config: &UpstreamConfig) -> Option<HashOn> {
+        if config.balance != crate::config::Balance::Hash {
+            return None;
+        }
+        let header = config
+            .hash_on
+            .as_deref()
+            .and_then(|spec| spec.strip_prefix("header:"))
+            .and_then(|name| http::HeaderName::from_bytes(name.as_bytes()).ok());
+        Some(header.map_or(HashOn::ClientIp, HashOn::Header))
+    }
 }
 
 /// Parse a target as `host:port` or `http://host:port`.
@@ -76,6 +105,7 @@ impl Upstream {
         };
         Upstream {
             name: name.to_owned(),
+            hash_on: HashOn::of(config),
             config: config.clone(),
             pool: Pool::new(name, &authorities, &settings),
             targets: authorities
