@@ -220,6 +220,11 @@ mem_kb() {
 
 CLK_TCK=$(getconf CLK_TCK)
 
+# steal_ticks: time the hypervisor ran something else while the machine's
+# CPUs wanted to run (both CPUs, /proc/stat): a run with much of it is a
+# noisy one, whichever proxy it measured.
+steal_ticks() { awk '$1 == "cpu" {print $9; exit}' /proc/stat; }
+
 # ---------------------------------------------------------------- upstream, proxies
 render() { # render SRC DEST: fill in @STATE@
     sed "s#@STATE@#$STATE#g" "$1" >"$2"
@@ -292,11 +297,13 @@ to_ms() { # wrk latency (e.g. 512.00us, 1.20ms, 2.00s) -> ms
 WRK_OUT=""
 measure() {
     local sc=$1 px=$2 run=$3 url=$4 pid=$5 secs=${6:-$DSEC}
-    local c0 c1 out file=$RUN_DIR/wrk-$sc-$px-$run.txt
+    local c0 c1 s0 s1 out file=$RUN_DIR/wrk-$sc-$px-$run.txt
     c0=$(cpu_ticks "$pid")
+    s0=$(steal_ticks)
     log_cmd "taskset -c 1 wrk -t1 -c$CONNS -d${secs}s --latency $url"
     out=$(timeout $((secs + 30)) taskset -c 1 wrk -t1 -c"$CONNS" -d"${secs}s" --latency "$url" 2>&1) || true
     c1=$(cpu_ticks "$pid")
+    s1=$(steal_ticks)
     printf '%s\n' "$out" >"$file"
     WRK_OUT=$out
     local reqs rps p50 p99 non2xx sock hwm cpu
@@ -313,10 +320,11 @@ measure() {
     non2xx=${non2xx:-0} sock=${sock:-0}
     hwm=$(mem_kb "$pid" VmHWM)
     cpu=$(awk -v d=$((c1 - c0)) -v t="$CLK_TCK" -v r="$reqs" 'BEGIN {printf "%.3f", (r > 0 ? d / t / r * 1e6 : 0)}')
-    printf '{"scenario":"%s","proxy":"%s","run":%d,"rps":%s,"p50_ms":%s,"p99_ms":%s,"cpu_us":%s,"hwm_kb":%d,"non2xx":%d,"sock_err":%d,"requests":%d}\n' \
-        "$sc" "$px" "$run" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$cpu" "$hwm" "$non2xx" "$sock" "$reqs" >>"$RESULTS"
-    printf '   %-8s %-7s run %d: %9s req/s  p50 %-9s p99 %-9s %7s µs/req  HWM %6d kB  non-2xx %d  socket errors %d\n' \
-        "$sc" "$px" "$run" "$rps" "$p50" "$p99" "$cpu" "$hwm" "$non2xx" "$sock" >&2
+    local steal_ms=$(((s1 - s0) * 1000 / CLK_TCK))
+    printf '{"scenario":"%s","proxy":"%s","run":%d,"rps":%s,"p50_ms":%s,"p99_ms":%s,"cpu_us":%s,"hwm_kb":%d,"non2xx":%d,"sock_err":%d,"requests":%d,"steal_ms":%d}\n' \
+        "$sc" "$px" "$run" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")" "$cpu" "$hwm" "$non2xx" "$sock" "$reqs" "$steal_ms" >>"$RESULTS"
+    printf '   %-8s %-7s run %d: %9s req/s  p50 %-9s p99 %-9s %7s µs/req  HWM %6d kB  non-2xx %d  socket errors %d  steal %d ms\n' \
+        "$sc" "$px" "$run" "$rps" "$p50" "$p99" "$cpu" "$hwm" "$non2xx" "$sock" "$steal_ms" >&2
     if ((non2xx > 0)); then
         fail "$px answered $non2xx non-2xx responses in $sc run $run: its figures are not valid (see $file)"
     fi
@@ -329,7 +337,7 @@ warm() { # warm URL: unmeasured load so pools, caches and allocators settle
 # ---------------------------------------------------------------- scenarios
 # load_scenario SCENARIO PATH PROXY...: every proxy of the scenario is started
 # (all pinned to CPU0, idle but for the one under load), then the runs take
-# turns: run 1 of each proxy, run 2 of each, and so on. Drift of the machine
+# turns: run 1 of each proxy, run 2 of each (in a rotated order), and so on. Drift of the machine
 # over the scenario (other tenants, thermal, page cache) then falls on every
 # proxy alike instead of on whichever ran last.
 load_scenario() {
@@ -357,8 +365,14 @@ load_scenario() {
         live+=("$px")
     done
     for px in "${live[@]}"; do warm "${url_of[$px]}"; done
+    # The order rotates from run to run, so no proxy always follows the
+    # same one (Varnish, say, whose threads take a moment to settle), and a
+    # second's pause lets the last one's work end before the next run.
+    local n=${#live[@]} i
     for ((run = 1; run <= RUNS; run++)); do
-        for px in "${live[@]}"; do
+        for ((i = 0; i < n; i++)); do
+            px=${live[$(((run - 1 + i) % n))]}
+            sleep 1
             measure "$sc" "$px" "$run" "${url_of[$px]}" "${pid_of[$px]}"
         done
     done
