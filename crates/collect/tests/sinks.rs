@@ -147,3 +147,65 @@ async fn batches_close_at_max_bytes() {
     assert!(run.stop().await);
     assert_eq!(payloads(&db).await, (0..10).map(line).collect::<Vec<_>>());
 }
+
+/// A database another connection holds locked for a moment when the
+/// pipeline starts (a writer of the pipeline before a restart, still
+/// closing) delays the start instead of failing it, even with a
+/// `busy_timeout` far shorter than the lock: that setting bounds one
+/// batch's wait, and opening has no batch loop to retry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_locked_at_start_is_waited_for() {
+    use sqlx::Connection as _;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("out.db");
+    let mut holder =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", db.display()))
+            .await
+            .unwrap();
+    sqlx::raw_sql("PRAGMA journal_mode=WAL; BEGIN EXCLUSIVE; CREATE TABLE held(x);")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    // Released while the pipeline starts, in the same task (`join!`).
+    let release = async move {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+        holder.close().await.unwrap();
+    };
+    let started = std::time::Instant::now();
+    let config = format!(
+        r#"
+data_dir = "{data}"
+
+[sources.web]
+kind = "http_push"
+address = "127.0.0.1:0"
+id_field = "id"
+
+[sinks.db]
+kind = "sqlite"
+inputs = ["web"]
+path = "{db}"
+busy_timeout = "10ms"
+batch = {{ timeout = "5ms" }}
+"#,
+        data = p(&dir.path().join("data")),
+        db = p(&db),
+    );
+    let (run, ()) = tokio::join!(start(&config), release);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "the start waited for the lock ({:?})",
+        started.elapsed()
+    );
+    let url = format!("http://{}/", run.pipeline.local_addr("web").unwrap());
+    let r = reqwest::Client::new()
+        .post(&url)
+        .body(r#"{"id":"1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(run.stop().await);
+    assert_eq!(payloads(&db).await, [r#"{"id":"1"}"#]);
+}

@@ -24,6 +24,60 @@ use crate::config::SqliteSink;
 use crate::pipeline::SinkCounters;
 use crate::record::{Payload, Record};
 
+/// How long opening the database waits, at least, for another connection's
+/// lock to go.
+const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The pause between two tries to open a locked database.
+const OPEN_RETRY: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Why opening the sink's database failed.
+enum OpenError {
+    /// Another connection holds a lock (`SQLITE_BUSY`, `SQLITE_LOCKED`).
+    Busy(sqlx::Error),
+    /// Anything else while connecting.
+    Open(sqlx::Error),
+    /// Creating the tables failed for another reason than a lock.
+    Schema(sqlx::Error),
+}
+
+/// Whether `e` is SQLite saying another connection holds a lock.
+fn is_busy(e: &sqlx::Error) -> bool {
+    // Primary result codes 5 (BUSY) and 6 (LOCKED); extended codes keep
+    // them in the low byte.
+    matches!(e, sqlx::Error::Database(db)
+        if db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)))
+}
+
+/// One try: connect (one writer: SQLite serializes writes anyway) and make
+/// the tables.
+async fn open_with_schema(
+    opts: &SqliteConnectOptions,
+    schema: &str,
+) -> Result<SqlitePool, OpenError> {
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts.clone())
+        .await
+        .map_err(|e| {
+            if is_busy(&e) {
+                OpenError::Busy(e)
+            } else {
+                OpenError::Open(e)
+            }
+        })?;
+    match sqlx::raw_sql(schema).execute(&pool).await {
+        Ok(_) => Ok(pool),
+        Err(e) => {
+            pool.close().await;
+            Err(if is_busy(&e) {
+                OpenError::Busy(e)
+            } else {
+                OpenError::Schema(e)
+            })
+        }
+    }
+}
+
 /// Rows per multi-row `INSERT` (5 parameters each; SQLite allows 32,766).
 const ROWS_PER_STATEMENT: usize = 200;
 
@@ -76,12 +130,6 @@ impl SqliteWriter {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(cfg.busy_timeout.0);
-        // One writer: SQLite serializes writes anyway.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .map_err(|e| format!("opening {}: {e}", cfg.path.display()))?;
         let t = &cfg.table;
         let schema = format!(
             "CREATE TABLE IF NOT EXISTS {t} (
@@ -103,10 +151,23 @@ impl SqliteWriter {
                 failed_at_ms INTEGER NOT NULL
             );"
         );
-        sqlx::raw_sql(&schema)
-            .execute(&pool)
-            .await
-            .map_err(|e| format!("creating table {t}: {e}"))?;
+        // `busy_timeout` bounds one batch's wait, which the sink loop then
+        // retries. Opening has no such loop, and a database locked for a
+        // moment (a writer of the pipeline before a restart, still closing)
+        // must not fail the start: it is waited for here, up to OPEN_WAIT.
+        let give_up = std::time::Instant::now() + OPEN_WAIT.max(cfg.busy_timeout.0);
+        let pool = loop {
+            match open_with_schema(&opts, &schema).await {
+                Ok(pool) => break pool,
+                Err(OpenError::Busy(_)) if std::time::Instant::now() < give_up => {
+                    tokio::time::sleep(OPEN_RETRY).await;
+                }
+                Err(OpenError::Busy(e) | OpenError::Open(e)) => {
+                    return Err(format!("opening {}: {e}", cfg.path.display()));
+                }
+                Err(OpenError::Schema(e)) => return Err(format!("creating table {t}: {e}")),
+            }
+        };
         Ok(SqliteWriter {
             pool,
             insert: format!("INSERT INTO {t} (source, record_id, ts_ms, payload, is_json) "),
