@@ -23,22 +23,31 @@ thread_local! {
 pub(crate) fn unix_millis_at(at: Instant) -> u64 {
     BASE.with(|cell| {
         if let Some((base, millis)) = cell.get() {
-            // One subtraction in the usual case: `at` is after the pair.
-            match at.checked_duration_since(base) {
-                Some(after) if after < RESYNC => return millis.saturating_add(whole_millis(after)),
-                Some(_) => {}
-                // `at` may precede the pair (a request received just before
-                // a resync): step back from it.
-                None => return millis.saturating_sub(whole_millis(base - at)),
+            // One subtraction in the usual case: `at` shortly after the pair.
+            match offset(at, base) {
+                Ok(after) if after >= RESYNC => {}
+                // Before the pair too (a request received just before a
+                // resync): stepped back from it.
+                near => return shifted(millis, near),
             }
         }
         let (base, millis) = (Instant::now(), unix_millis(SystemTime::now()));
         cell.set(Some((base, millis)));
-        match at.checked_duration_since(base) {
-            Some(after) => millis.saturating_add(whole_millis(after)),
-            None => millis.saturating_sub(whole_millis(base - at)),
-        }
+        shifted(millis, offset(at, base))
     })
+}
+
+/// How far `at` is after `base` (`Ok`) or before it (`Err`).
+fn offset(at: Instant, base: Instant) -> Result<Duration, Duration> {
+    at.checked_duration_since(base).ok_or_else(|| base - at)
+}
+
+/// `millis` moved by an [`offset`].
+fn shifted(millis: u64, by: Result<Duration, Duration>) -> u64 {
+    match by {
+        Ok(after) => millis.saturating_add(whole_millis(after)),
+        Err(before) => millis.saturating_sub(whole_millis(before)),
+    }
 }
 
 fn unix_millis(t: SystemTime) -> u64 {

@@ -58,6 +58,24 @@ pub(crate) struct Outcome {
     pub(crate) answered: Option<Instant>,
 }
 
+impl Outcome {
+    /// A response the gateway made itself (an error, a shed request, a
+    /// cached answer): no upstream fields as lines, no upstream head time.
+    pub(crate) fn unanswered(
+        response: Response<Body>,
+        target: Option<http::uri::Authority>,
+        tries: u32,
+    ) -> Outcome {
+        Outcome {
+            response,
+            raw: None,
+            target,
+            tries,
+            answered: None,
+        }
+    }
+}
+
 fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
@@ -110,13 +128,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
         );
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Outcome {
-            response: resp,
-            raw: None,
-            target: None,
-            tries: 0,
-            answered: None,
-        };
+        return Outcome::unanswered(resp, None, 0);
     };
 
     let may_retry = rc.retries > 0 && (is_idempotent(&parts.method) || rc.retry_non_idempotent);
@@ -128,13 +140,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
         match req_body.collect().await {
             Ok(c) => ReqBody::Replayable(c.to_bytes()),
             Err(e) => {
-                return Outcome {
-                    response: body_error(&e),
-                    raw: None,
-                    target: None,
-                    tries: 0,
-                    answered: None,
-                };
+                return Outcome::unanswered(body_error(&e), None, 0);
             }
         }
     } else {
@@ -159,13 +165,11 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
     let lean = match lean_head(&mut parts, &req_body, upstream, route) {
         Ok(lean) => lean,
         Err(e) => {
-            return Outcome {
-                response: body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
-                raw: None,
-                target: None,
-                tries: 0,
-                answered: None,
-            };
+            return Outcome::unanswered(
+                body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+                None,
+                0,
+            );
         }
     };
     // The forwarding fields: lines after the lean head's own, or inserted
@@ -244,13 +248,11 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 ) {
                     Ok(r) => r,
                     Err(e) => {
-                        return Outcome {
-                            response: body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
-                            raw: None,
-                            target: None,
-                            tries: attempt + 1,
-                            answered: None,
-                        };
+                        return Outcome::unanswered(
+                            body::json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+                            None,
+                            attempt + 1,
+                        );
                     }
                 };
                 in_flight = target.start();
@@ -292,13 +294,11 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 }
                 Ok(Err(e)) => {
                     upstream.record(index, false);
-                    let out = Outcome {
-                        response: client_error(&upstream.name, &e),
-                        raw: None,
-                        target: target_name,
-                        tries: attempt + 1,
-                        answered: None,
-                    };
+                    let out = Outcome::unanswered(
+                        client_error(&upstream.name, &e),
+                        target_name,
+                        attempt + 1,
+                    );
                     // A body that was too large is the client's fault: no retry.
                     if out.response.status() == StatusCode::PAYLOAD_TOO_LARGE {
                         return out;
@@ -307,26 +307,24 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 }
                 Err(_) => {
                     upstream.record(index, false);
-                    last = Some(Outcome {
-                        response: timeout_error(&upstream.name),
-                        raw: None,
-                        target: target_name,
-                        tries: attempt + 1,
-                        answered: None,
-                    });
+                    last = Some(Outcome::unanswered(
+                        timeout_error(&upstream.name),
+                        target_name,
+                        attempt + 1,
+                    ));
                 }
             }
         }
-        last.unwrap_or_else(|| Outcome {
-            response: body::json_error(
-                StatusCode::BAD_GATEWAY,
-                "no_upstream_target",
-                &format!("upstream {:?} has no target to try", upstream.name),
-            ),
-            raw: None,
-            target: None,
-            tries: 0,
-            answered: None,
+        last.unwrap_or_else(|| {
+            Outcome::unanswered(
+                body::json_error(
+                    StatusCode::BAD_GATEWAY,
+                    "no_upstream_target",
+                    &format!("upstream {:?} has no target to try", upstream.name),
+                ),
+                None,
+                0,
+            )
         })
     };
     // The tries and the total deadline are polled where they are made
@@ -337,13 +335,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
         let total = pin!(tokio::time::sleep_until((received + rc.timeout.0).into()));
         match first_of(attempts, total).await {
             Either::Left(out) => out,
-            Either::Right(()) => Outcome {
-                response: timeout_error(&upstream.name),
-                raw: None,
-                target: None,
-                tries: 0,
-                answered: None,
-            },
+            Either::Right(()) => Outcome::unanswered(timeout_error(&upstream.name), None, 0),
         }
     };
     if let Some((_, headers)) = lean {

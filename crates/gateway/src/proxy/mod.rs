@@ -66,7 +66,7 @@ pub(crate) async fn handle(
     // Awaited pinned where it is made (see `route_and_serve`'s forward).
     let Served {
         mut resp,
-        raw,
+        mut raw,
         route,
         target,
         tries,
@@ -98,7 +98,6 @@ pub(crate) async fn handle(
             duration: elapsed,
         });
     }
-    let mut raw = raw;
     match &mut raw {
         Some(raw) => raw.own.request_id = Some(request_id),
         None => {
@@ -434,13 +433,11 @@ async fn serve_cached(
     let cfg = &state.config.cache;
     let Some(index) = state.router.index_of(route) else {
         // Cannot happen: `route` came from this state's router.
-        return forward::Outcome {
-            response: body::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "route lost"),
-            raw: None,
-            target: None,
-            tries: 0,
-            answered: None,
-        };
+        return forward::Outcome::unanswered(
+            body::json_error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "route lost"),
+            None,
+            0,
+        );
     };
     let origin = Arc::new(RouteOrigin {
         state: Arc::clone(state),
@@ -458,13 +455,7 @@ async fn serve_cached(
         lock_timeout: cfg.lock_timeout.0,
     };
     let fetched = cache::serve(cache, lookup, origin).await;
-    forward::Outcome {
-        response: fetched.response,
-        raw: None,
-        target: fetched.target,
-        tries: fetched.tries,
-        answered: None,
-    }
+    forward::Outcome::unanswered(fetched.response, fetched.target, fetched.tries)
 }
 
 /// An owned way to reach a route's upstream, for the cache: its fetches may
