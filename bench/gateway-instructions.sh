@@ -13,12 +13,21 @@
 # Scenarios: plain (/), full (/api/v1/users: routes, limiter, metrics,
 # access log; nginx with its equivalent), cache (/c, hits). Prints a table
 # and ratios; raw files under bench/out/instructions-<UTC stamp>/.
+#
+# --cache-sim also simulates the caches (callgrind --cache-sim=yes) and adds
+# first-level instruction misses (I1), first-level data misses (D1: reads +
+# writes) and last-level data misses per request: the same number of
+# instructions runs slower when its code or data is not in the first-level
+# caches, and these say how much of each proxy's request is not.
+# Use it with --connections 64 (bench/gateway.sh's count) so that the
+# connections' state is as large as under the wall-clock load.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
 usage: bench/gateway-instructions.sh [--duration 10s] [--scenarios plain,full,cache]
                                      [--proxies nginx,haproxy,sluice] [--no-build]
+                                     [--connections 16] [--cache-sim]
 EOF
 }
 
@@ -26,12 +35,16 @@ DURATION=10s
 SCENARIOS=plain,full,cache
 PROXIES=nginx,haproxy,sluice
 BUILD=1
+CONNS=16
+CACHE_SIM=0
 while (($#)); do
     case $1 in
     --duration) DURATION=$2; shift 2 ;;
     --scenarios) SCENARIOS=$2; shift 2 ;;
     --proxies) PROXIES=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --connections) CONNS=$2; shift 2 ;;
+    --cache-sim) CACHE_SIM=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -105,7 +118,9 @@ count() {
         cmd=("$SLUICE" gateway --config "$STATE/$src")
         ;;
     esac
-    taskset -c 0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out.%p" \
+    local sim=()
+    ((CACHE_SIM)) && sim=(--cache-sim=yes)
+    taskset -c 0 valgrind --tool=callgrind "${sim[@]}" --instr-atstart=no --callgrind-out-file="$out.%p" \
         "${cmd[@]}" >"$out.log" 2>&1 &
     local vpid=$!
     if ! wait_http "$url"; then
@@ -113,30 +128,54 @@ count() {
         kill "$vpid" 2>/dev/null || true
         return 1
     fi
-    taskset -c 1 wrk -t1 -c16 -d3s "$url" >/dev/null
+    taskset -c 1 wrk -t1 -c"$CONNS" -d3s "$url" >/dev/null
     callgrind_control -i on "$vpid" >/dev/null 2>&1
     local n
-    n=$(taskset -c 1 wrk -t1 -c16 -d"$DURATION" "$url" | awk '/requests in/{print $1}')
+    n=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$DURATION" "$url" | awk '/requests in/{print $1}')
     callgrind_control -i off "$vpid" >/dev/null 2>&1
     callgrind_control -d "$vpid" >/dev/null 2>&1
     kill -INT "$vpid" 2>/dev/null || true
     sleep 1
     kill -9 "$vpid" 2>/dev/null || true
     wait "$vpid" 2>/dev/null || true
-    local ir
-    ir=$(for f in "$out".*[0-9]; do callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}'; done | sort -n | tail -1)
-    echo "$n $ir"
+    # The totals of the process's file with the most instructions, by
+    # event name (callgrind_annotate's header line names the columns).
+    local totals
+    totals=$(for f in "$out".*[0-9]; do
+        callgrind_annotate "$f" 2>/dev/null | awk '
+            /^Ir/ { for (i = 1; i <= NF; i++) name[i] = $i }
+            /PROGRAM TOTALS/ {
+                gsub(",", ""); j = 0
+                for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+$/) v[name[++j]] = $i
+                print v["Ir"] + 0, v["I1mr"] + 0, v["D1mr"] + v["D1mw"], v["DLmr"] + v["DLmw"]
+            }'
+    done | sort -n | tail -1)
+    # shellcheck disable=SC2086
+    set -- $totals
+    if ((CACHE_SIM)); then
+        echo "$n $1 $2 $3 $4"
+    else
+        echo "$n $1"
+    fi
 }
 
-printf '\n%-8s %-8s %10s %14s %12s\n' scenario proxy requests instructions "instr/req"
+printf '\n%-8s %-8s %10s %14s %12s' scenario proxy requests instructions "instr/req"
+((CACHE_SIM)) && printf ' %10s %10s %10s' "I1miss/req" "D1miss/req" "LLmiss/req"
+echo
 declare -A PER
 for sc in ${SCENARIOS//,/ }; do
     for px in ${PROXIES//,/ }; do
         [[ $px == haproxy && $sc == full ]] && continue # no equivalent config
-        read -r n ir < <(count "$px" "$sc") || continue
+        read -r n ir i1 d1 ll < <(count "$px" "$sc") || continue
         [[ -n ${n:-} && -n ${ir:-} && $n -gt 0 ]] || { echo "$px $sc: no count" >&2; continue; }
         PER[$sc.$px]=$((ir / n))
-        printf '%-8s %-8s %10s %14s %12s\n' "$sc" "$px" "$n" "$ir" "${PER[$sc.$px]}"
+        printf '%-8s %-8s %10s %14s %12s' "$sc" "$px" "$n" "$ir" "${PER[$sc.$px]}"
+        if ((CACHE_SIM)); then
+            printf ' %10s %10s %10s' "$(awk -v a="$i1" -v b="$n" 'BEGIN{printf "%.0f", a/b}')" \
+                "$(awk -v a="$d1" -v b="$n" 'BEGIN{printf "%.0f", a/b}')" \
+                "$(awk -v a="$ll" -v b="$n" 'BEGIN{printf "%.1f", a/b}')"
+        fi
+        echo
     done
 done
 echo

@@ -38,6 +38,7 @@ mod latency;
 mod limit;
 mod listener;
 mod metrics;
+mod out_of_line;
 mod proxy;
 mod race;
 mod raw_fields;

@@ -475,7 +475,7 @@ impl Conn {
                 let io = TokioIo::new(IdleIo::new(stream, activity.clone(), hold));
                 // Boxed, so that HTTP/2's larger state does not size every
                 // connection task.
-                let conn = Box::pin(builder.serve_connection(io, svc));
+                let conn = crate::out_of_line::boxed(|| builder.serve_connection(io, svc));
                 self.drive(conn, &activity, false, |c| c.graceful_shutdown())
                     .await;
             }
@@ -493,7 +493,8 @@ impl Conn {
                     activity.unpark();
                     if lean {
                         // Boxed: a parked connection keeps none of it.
-                        let served = Box::pin(self.serve_lean(&mut s, &activity, info));
+                        let served =
+                            crate::out_of_line::boxed(|| self.serve_lean(&mut s, &activity, info));
                         match served.await {
                             lean::Ended::Closed => break,
                             lean::Ended::Parked => {
@@ -505,12 +506,12 @@ impl Conn {
                     }
                     let io = TokioIo::new(IdleIo::new(s, activity.clone(), Arc::clone(&hold)));
                     // Boxed: a parked connection keeps none of it.
-                    let conn = Box::pin(
+                    let conn = crate::out_of_line::boxed(|| {
                         self.listen
                             .h1
                             .serve_connection(io, svc.clone())
-                            .with_upgrades(),
-                    );
+                            .with_upgrades()
+                    });
                     match self
                         .drive(conn, &activity, true, |c| c.graceful_shutdown())
                         .await

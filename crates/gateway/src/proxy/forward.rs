@@ -119,8 +119,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
     } = fwd;
     let rc = &route.config;
     let Some(permit) = upstream.try_acquire() else {
-        metrics::counter!("sluice_gateway_shed_total", "upstream" => upstream.name.clone())
-            .increment(1);
+        count(SHED, "upstream", &upstream.name);
         let mut resp = body::json_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "upstream_overloaded",
@@ -192,11 +191,10 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
         for attempt in 0..max_tries {
             if attempt > 0 {
                 if !upstream.withdraw() {
-                    metrics::counter!("sluice_gateway_retry_budget_exhausted_total", "upstream" => upstream.name.clone()).increment(1);
+                    count(BUDGET_EXHAUSTED, "upstream", &upstream.name);
                     break;
                 }
-                metrics::counter!("sluice_gateway_retries_total", "route" => route.name.clone())
-                    .increment(1);
+                count(RETRIES, "route", &route.name);
                 tokio::time::sleep(backoff(rc.retry_backoff.0, attempt)).await;
             }
             let Some(index) = upstream.pick(hash_key.as_deref(), &tried) else {
@@ -222,12 +220,13 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 };
                 in_flight = target.start();
                 sent = Instant::now();
-                let send = upstream.send_head(index, head, connect_timeout, sent);
                 if per_try {
+                    let send = upstream.send_head(index, head, connect_timeout, sent);
                     tokio::time::timeout_at((sent + try_timeout).into(), send).await
                 } else {
-                    // Pinned in place: no copy of the exchange's state.
-                    Ok(pin!(send).await)
+                    // Made where it is pinned: no copy of the exchange's
+                    // state from a local into its slot.
+                    Ok(pin!(upstream.send_head(index, head, connect_timeout, sent)).await)
                 }
             } else {
                 let Some(body) = req_body.take() else { break };
@@ -257,7 +256,9 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
                 };
                 in_flight = target.start();
                 sent = Instant::now();
-                let send = upstream.send(index, req, connect_timeout);
+                // Boxed out of line: the general client's state (kilobytes)
+                // would otherwise size every lean request's future and frame.
+                let send = crate::out_of_line::boxed(|| upstream.send(index, req, connect_timeout));
                 let answer = |sent: Result<_, _>| sent.map(Answer::new);
                 if per_try {
                     tokio::time::timeout_at((sent + try_timeout).into(), send)
@@ -481,6 +482,18 @@ fn source_chain_has<T: std::error::Error + 'static>(e: &(dyn std::error::Error +
     false
 }
 
+const SHED: &str = "sluice_gateway_shed_total";
+const BUDGET_EXHAUSTED: &str = "sluice_gateway_retry_budget_exhausted_total";
+const RETRIES: &str = "sluice_gateway_retries_total";
+
+/// Count one event of a rare kind (a shed, a retry): cold and out of line,
+/// so the metrics macro's inline key building stays off the usual path.
+#[cold]
+fn count(name: &'static str, label: &'static str, value: &str) {
+    metrics::counter!(name, label => value.to_owned()).increment(1);
+}
+
+#[cold]
 fn body_error(e: &BoxError) -> Response<Body> {
     if source_chain_has::<http_body_util::LengthLimitError>(e.as_ref()) {
         return body::json_error(
@@ -496,6 +509,7 @@ fn body_error(e: &BoxError) -> Response<Body> {
     )
 }
 
+#[cold]
 fn client_error(upstream: &str, e: &SendError) -> Response<Body> {
     if source_chain_has::<http_body_util::LengthLimitError>(e) {
         return body::json_error(
@@ -517,6 +531,7 @@ fn client_error(upstream: &str, e: &SendError) -> Response<Body> {
     )
 }
 
+#[cold]
 fn timeout_error(upstream: &str) -> Response<Body> {
     body::json_error(
         StatusCode::GATEWAY_TIMEOUT,

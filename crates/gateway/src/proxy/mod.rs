@@ -319,15 +319,11 @@ async fn route_and_serve(
             target,
             received,
         };
-        // Boxed: the cache path's state would otherwise enlarge every request's future.
-        Box::pin(serve_cached(
-            ctx,
-            upstream,
-            parts,
-            req_body,
-            path_and_query,
-            hash_key,
-        ))
+        // Boxed: the cache path's state would otherwise enlarge every
+        // request's future, and made out of line, every poll's stack frame.
+        crate::out_of_line::boxed(|| {
+            serve_cached(ctx, upstream, parts, req_body, path_and_query, hash_key)
+        })
         .await
     } else {
         let fwd = forward::Forward {

@@ -175,7 +175,7 @@ impl Pool {
         // Cold paths are boxed so that the future every request carries
         // (and moves) stays small.
         if target.settings.http2 {
-            return Box::pin(target.send_h2(req, connect_timeout)).await;
+            return crate::out_of_line::boxed(|| target.send_h2(req, connect_timeout)).await;
         }
         if is_lean(&req) {
             return target.send_lean(req, connect_timeout).await;
@@ -192,7 +192,7 @@ impl Pool {
                 },
             }
         }
-        let sender = Box::pin(target.connect_h1(connect_timeout)).await?;
+        let sender = crate::out_of_line::boxed(|| target.connect_h1(connect_timeout)).await?;
         send_h1(target, sender, req)
             .await
             .map_err(|e| SendError::Http(e.into_error()))
@@ -297,7 +297,7 @@ impl TargetPool {
                 Err(e) => return Err(SendError::Lean(e.error)),
             }
         }
-        let stream = Box::pin(self.connect_tcp(connect_timeout)).await?;
+        let stream = crate::out_of_line::boxed(|| self.connect_tcp(connect_timeout)).await?;
         let mut conn = LeanConn::new(stream.into_inner());
         match conn.exchange(head).await {
             Ok(resp) => Ok(self.respond(conn, resp)),

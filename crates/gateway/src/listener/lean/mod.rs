@@ -142,13 +142,16 @@ impl Conn {
                     Parsed::Hyper => return Ended::Hyper(buf.freeze()),
                     Parsed::Malformed => {
                         // Boxed, as rare: the connection task stays small.
-                        Box::pin(self.refuse(io, &mut buf, &mut out, StatusCode::BAD_REQUEST))
-                            .await;
+                        crate::out_of_line::boxed(|| {
+                            self.refuse(io, &mut buf, &mut out, StatusCode::BAD_REQUEST)
+                        })
+                        .await;
                         return Ended::Closed;
                     }
                     Parsed::TooLarge => {
                         let status = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-                        Box::pin(self.refuse(io, &mut buf, &mut out, status)).await;
+                        crate::out_of_line::boxed(|| self.refuse(io, &mut buf, &mut out, status))
+                            .await;
                         return Ended::Closed;
                     }
                 }
