@@ -56,7 +56,7 @@ CONF=$ROOT/bench/gateway
 RUN_DIR=$ROOT/bench/out/instructions-$(date -u +%Y%m%dT%H%M%SZ)
 STATE=$RUN_DIR/state
 mkdir -p "$STATE"
-SLUICE=$ROOT/target/release/sluice
+SLUICE=${SLUICE_BIN:-$ROOT/target/release/sluice} # SLUICE_BIN: another build to count
 declare -A PORT=([nginx]=19081 [haproxy]=19082 [sluice]=19084)
 declare -A PATH_OF=([plain]=/ [full]=/api/v1/users [cache]=/c)
 
