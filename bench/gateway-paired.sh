@@ -21,6 +21,10 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: bench/gateway-paired.sh [--runs 9] [--duration 10s] [--connections 64] [--no-build]
+                               [--same-headers]
+  --same-headers  nginx also does the header work sluice does by default (request id
+                  both ways, X-Forwarded-Proto/-Host, Via both ways):
+                  bench/gateway/nginx-proxy-same-headers.conf
 EOF
 }
 
@@ -28,12 +32,14 @@ RUNS=9
 DURATION=10s
 CONNS=64
 BUILD=1
+NGINX_CONF=nginx-proxy.conf
 while (($#)); do
     case $1 in
     --runs) RUNS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --connections) CONNS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
+    --same-headers) NGINX_CONF=nginx-proxy-same-headers.conf; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -96,7 +102,7 @@ ticks() {
 CLK_TCK=$(getconf CLK_TCK)
 
 render "$CONF/upstream-nginx.conf" "$STATE/upstream.conf"
-render "$CONF/nginx-proxy.conf" "$STATE/nginx.conf"
+render "$CONF/$NGINX_CONF" "$STATE/nginx.conf"
 render "$CONF/sluice-proxy.toml" "$STATE/sluice.toml"
 start upstream 1 nginx -p "$STATE/" -e "$STATE/upstream.error.log" -c "$STATE/upstream.conf"
 wait_http http://127.0.0.1:19000/
@@ -138,7 +144,7 @@ load() {
 }
 
 load 3s >/dev/null # warm-up: pools filled, caches and allocators settled
-echo "paired plain proxy: $RUNS runs x $DURATION, wrk -t1 -c$CONNS per proxy, both on CPU0 at once"
+echo "paired plain proxy: $RUNS runs x $DURATION, wrk -t1 -c$CONNS per proxy, both on CPU0 at once; nginx: $NGINX_CONF"
 printf '%-4s %10s %10s %12s %12s %8s %9s %9s %8s\n' run nginx_req sluice_req "nginx_us/req" \
     "sluice_us/req" ratio nginx_p99 sluice_p99 p99_ratio
 RATIOS=()
