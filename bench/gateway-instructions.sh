@@ -27,7 +27,9 @@ usage() {
     cat <<'EOF'
 usage: bench/gateway-instructions.sh [--duration 10s] [--scenarios plain,full,cache]
                                      [--proxies nginx,haproxy,sluice] [--no-build]
-                                     [--connections 16] [--cache-sim]
+                                     [--connections 16] [--cache-sim] [--same-headers]
+  --same-headers  plain nginx does sluice's default header work too (request id
+                  both ways, X-Forwarded-Proto/-Host, Via): nginx-proxy-same-headers.conf
 EOF
 }
 
@@ -37,6 +39,7 @@ PROXIES=nginx,haproxy,sluice
 BUILD=1
 CONNS=16
 CACHE_SIM=0
+NGINX_PLAIN=nginx-proxy.conf
 while (($#)); do
     case $1 in
     --duration) DURATION=$2; shift 2 ;;
@@ -45,6 +48,7 @@ while (($#)); do
     --no-build) BUILD=0; shift ;;
     --connections) CONNS=$2; shift 2 ;;
     --cache-sim) CACHE_SIM=1; shift ;;
+    --same-headers) NGINX_PLAIN=nginx-proxy-same-headers.conf; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -101,7 +105,7 @@ count() {
     case $px in
     nginx)
         conf=$STATE/nginx-$sc.conf
-        case $sc in full) src=nginx-full.conf ;; cache) src=nginx-cache.conf ;; *) src=nginx-proxy.conf ;; esac
+        case $sc in full) src=nginx-full.conf ;; cache) src=nginx-cache.conf ;; *) src=$NGINX_PLAIN ;; esac
         # One process: callgrind follows it without tracing children.
         { echo "master_process off;"; sed "s#@STATE@#$STATE#g" "$CONF/$src"; } >"$conf"
         rm -rf "$STATE/nginx-cache"
