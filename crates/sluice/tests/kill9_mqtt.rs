@@ -2,9 +2,14 @@
 //! SQLite, killed with SIGKILL mid-stream and started again: every message
 //! published lands, nothing is lost. MQTT messages carry no stable id, so a
 //! message committed but not yet PUBACKed at the kill is delivered and
-//! written again: the test allows those duplicates (at most the in-flight
-//! window) and prints how many there were. Needs `SLUICE_TEST_MQTT_URL`;
-//! skipped with one line without it.
+//! written again: the test allows those duplicates and prints how many
+//! there were. Only messages the killed instance had written can come
+//! again, each once, so duplicates number at most the rows at the kill and
+//! no message is written more than twice. (The collector's `max_inflight`
+//! bounds its own publishes, not what the broker sends it: what comes
+//! again is what the broker had not seen acknowledged, its own in-flight
+//! window plus acks still queued in the killed client; 20–108 were seen.)
+//! Needs `SLUICE_TEST_MQTT_URL`; skipped with one line without it.
 
 mod streams;
 
@@ -15,7 +20,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use streams::{Collector, SinkRows, unique};
 
-/// The collector's in-flight window; it bounds the duplicates a kill can make.
+/// The collector's in-flight window for its own publishes (`max_inflight`).
 const MAX_INFLIGHT: usize = 50;
 
 fn mqtt_url() -> Option<String> {
@@ -169,7 +174,13 @@ async fn mqtt_kill_9_mid_stream_then_restart_loses_nothing() {
         "every published number arrived"
     );
     assert!(
-        duplicates <= MAX_INFLIGHT,
-        "{duplicates} duplicates: more than the in-flight window of {MAX_INFLIGHT}"
+        duplicates as u64 <= at_kill,
+        "{duplicates} duplicates: more than the {at_kill} rows the killed instance had written"
     );
+    let most = ns
+        .chunk_by(|a, b| a == b)
+        .map(<[u64]>::len)
+        .max()
+        .unwrap_or(0);
+    assert!(most <= 2, "a message was written {most} times");
 }
