@@ -28,8 +28,10 @@ usage() {
 usage: bench/gateway-instructions.sh [--duration 10s] [--scenarios plain,full,cache]
                                      [--proxies nginx,haproxy,sluice] [--no-build]
                                      [--connections 16] [--cache-sim] [--same-headers]
-  --same-headers  plain nginx does sluice's default header work too (request id
-                  both ways, X-Forwarded-Proto/-Host, Via): nginx-proxy-same-headers.conf
+  --same-headers  plain: both do sluice's default header work (request id both ways,
+                  X-Forwarded-Proto/-Host, Via): nginx-proxy-same-headers.conf, and
+                  sluice without sluice-proxy.toml's [proxy_headers]. Without it,
+                  both do only nginx-proxy.conf's (Host, X-Forwarded-For).
 EOF
 }
 
@@ -40,6 +42,7 @@ BUILD=1
 CONNS=16
 CACHE_SIM=0
 NGINX_PLAIN=nginx-proxy.conf
+SLUICE_HEADERS=as-nginx
 while (($#)); do
     case $1 in
     --duration) DURATION=$2; shift 2 ;;
@@ -48,7 +51,7 @@ while (($#)); do
     --no-build) BUILD=0; shift ;;
     --connections) CONNS=$2; shift 2 ;;
     --cache-sim) CACHE_SIM=1; shift ;;
-    --same-headers) NGINX_PLAIN=nginx-proxy-same-headers.conf; shift ;;
+    --same-headers) NGINX_PLAIN=nginx-proxy-same-headers.conf; SLUICE_HEADERS=defaults; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -119,6 +122,9 @@ count() {
     sluice)
         case $sc in full) src=sluice-full.toml ;; cache) src=sluice-cache.toml ;; *) src=sluice-proxy.toml ;; esac
         render "$CONF/$src" "$STATE/$src"
+        # sluice's default header work: drop the section that matches nginx-proxy.conf.
+        [[ $src == sluice-proxy.toml && $SLUICE_HEADERS == defaults ]] &&
+            sed -i '/^\[proxy_headers\]/,$d' "$STATE/$src"
         cmd=("$SLUICE" gateway --config "$STATE/$src")
         ;;
     esac

@@ -22,9 +22,10 @@ usage() {
     cat <<'EOF'
 usage: bench/gateway-paired.sh [--runs 9] [--duration 10s] [--connections 64] [--no-build]
                                [--same-headers]
-  --same-headers  nginx also does the header work sluice does by default (request id
-                  both ways, X-Forwarded-Proto/-Host, Via both ways):
-                  bench/gateway/nginx-proxy-same-headers.conf
+  --same-headers  both do the header work sluice does by default (request id both
+                  ways, X-Forwarded-Proto/-Host, Via both ways): nginx runs
+                  bench/gateway/nginx-proxy-same-headers.conf and sluice its defaults.
+                  Without it, both do only nginx-proxy.conf's (Host, X-Forwarded-For).
 EOF
 }
 
@@ -33,13 +34,14 @@ DURATION=10s
 CONNS=64
 BUILD=1
 NGINX_CONF=nginx-proxy.conf
+SLUICE_HEADERS=as-nginx
 while (($#)); do
     case $1 in
     --runs) RUNS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --connections) CONNS=$2; shift 2 ;;
     --no-build) BUILD=0; shift ;;
-    --same-headers) NGINX_CONF=nginx-proxy-same-headers.conf; shift ;;
+    --same-headers) NGINX_CONF=nginx-proxy-same-headers.conf; SLUICE_HEADERS=defaults; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -89,21 +91,24 @@ wait_http() {
     echo "no answer from $1" >&2
     return 1
 }
-# ticks SESSION: utime+stime of every process of the session.
+# ticks SESSION: "utime stime" of every process of the session, in clock ticks.
 ticks() {
-    local total=0 p line
+    local user=0 sys=0 p line
     for p in $(pgrep -s "$1" 2>/dev/null); do
         line=$(cat "/proc/$p/stat" 2>/dev/null) || continue
         read -r -a f <<<"${line##*) }"
-        total=$((total + f[11] + f[12]))
+        user=$((user + f[11]))
+        sys=$((sys + f[12]))
     done
-    echo "$total"
+    echo "$user $sys"
 }
 CLK_TCK=$(getconf CLK_TCK)
 
 render "$CONF/upstream-nginx.conf" "$STATE/upstream.conf"
 render "$CONF/$NGINX_CONF" "$STATE/nginx.conf"
 render "$CONF/sluice-proxy.toml" "$STATE/sluice.toml"
+# sluice's default header work: drop the section that matches nginx-proxy.conf.
+[[ $SLUICE_HEADERS == defaults ]] && sed -i '/^\[proxy_headers\]/,$d' "$STATE/sluice.toml"
 start upstream 1 nginx -p "$STATE/" -e "$STATE/upstream.error.log" -c "$STATE/upstream.conf"
 wait_http http://127.0.0.1:19000/
 start nginx 0 nginx -p "$STATE/" -e "$STATE/nginx.error.log" -c "$STATE/nginx.conf"
@@ -112,12 +117,6 @@ start sluice 0 "$SLUICE" gateway --config "$STATE/sluice.toml"
 SLUICE_S=${SESSIONS[-1]}
 wait_http http://127.0.0.1:19081/
 wait_http http://127.0.0.1:19084/
-
-# p99 FILE: wrk's 99th percentile latency, in ms.
-p99() {
-    awk '$1 == "99%" {v = $2; u = v; gsub(/[0-9.]/, "", u); sub(/[a-z]+$/, "", v)
-        print (u == "us" ? v / 1000 : u == "s" ? v * 1000 : v)}' "$1"
-}
 
 # p99 FILE: wrk's 99th percentile latency, in ms.
 p99() {
@@ -145,24 +144,28 @@ load() {
 
 load 3s >/dev/null # warm-up: pools filled, caches and allocators settled
 echo "paired plain proxy: $RUNS runs x $DURATION, wrk -t1 -c$CONNS per proxy, both on CPU0 at once; nginx: $NGINX_CONF"
-printf '%-4s %10s %10s %12s %12s %8s %9s %9s %8s\n' run nginx_req sluice_req "nginx_us/req" \
-    "sluice_us/req" ratio nginx_p99 sluice_p99 p99_ratio
+printf '%-4s %10s %10s %12s %12s %8s %9s %9s %8s %15s %15s\n' run nginx_req sluice_req "nginx_us/req" \
+    "sluice_us/req" ratio nginx_p99 sluice_p99 p99_ratio "nginx_usr+sys" "sluice_usr+sys"
 RATIOS=()
 P99S=()
 for ((r = 1; r <= RUNS; r++)); do
-    n0=$(ticks "$NGINX")
-    s0=$(ticks "$SLUICE_S")
+    read -r nu0 ns0 < <(ticks "$NGINX")
+    read -r su0 ss0 < <(ticks "$SLUICE_S")
     read -r nreq sreq < <(load "$DURATION")
-    n1=$(ticks "$NGINX")
-    s1=$(ticks "$SLUICE_S")
-    line=$(awk -v nt=$((n1 - n0)) -v st=$((s1 - s0)) -v nr="$nreq" -v sr="$sreq" -v hz="$CLK_TCK" 'BEGIN {
-        nu = nt * 1e6 / hz / nr; su = st * 1e6 / hz / sr
-        printf "%10d %10d %12.2f %12.2f %8.3f", nr, sr, nu, su, su / nu }')
+    read -r nu1 ns1 < <(ticks "$NGINX")
+    read -r su1 ss1 < <(ticks "$SLUICE_S")
+    line=$(awk -v nu=$((nu1 - nu0)) -v ns=$((ns1 - ns0)) -v su=$((su1 - su0)) -v ss=$((ss1 - ss0)) \
+        -v nr="$nreq" -v sr="$sreq" -v hz="$CLK_TCK" 'BEGIN {
+        k = 1e6 / hz; n = (nu + ns) * k / nr; s = (su + ss) * k / sr
+        printf "%10d %10d %12.2f %12.2f %8.3f", nr, sr, n, s, s / n }')
+    split=$(awk -v nu=$((nu1 - nu0)) -v ns=$((ns1 - ns0)) -v su=$((su1 - su0)) -v ss=$((ss1 - ss0)) \
+        -v nr="$nreq" -v sr="$sreq" -v hz="$CLK_TCK" 'BEGIN {
+        k = 1e6 / hz; printf "%7.2f+%-7.2f %7.2f+%-7.2f", nu * k / nr, ns * k / nr, su * k / sr, ss * k / sr }')
     np=$(p99 "$STATE/wrk.nginx")
     sp=$(p99 "$STATE/wrk.sluice")
     RATIOS+=("$(awk '{print $NF}' <<<"$line")")
     P99S+=("$(awk -v a="$sp" -v b="$np" 'BEGIN {printf "%.3f", a / b}')")
-    printf '%-4s %s %9s %9s %8s\n' "$r" "$line" "$np" "$sp" "${P99S[-1]}" | tee -a "$RUN_DIR/runs.txt"
+    printf '%-4s %s %9s %9s %8s %s\n' "$r" "$line" "$np" "$sp" "${P99S[-1]}" "$split" | tee -a "$RUN_DIR/runs.txt"
     sleep 1
 done
 # summary WHAT VALUES...: median and range of per-run ratios.

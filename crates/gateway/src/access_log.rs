@@ -22,7 +22,9 @@ use crate::config::AccessLogConfig;
 /// One finished request.
 #[derive(Debug)]
 pub(crate) struct AccessRecord {
-    pub(crate) request_id: HeaderValue,
+    /// The request's id; none when the proxy makes none
+    /// (`proxy_headers.request_id = false`) and the client sent none.
+    pub(crate) request_id: Option<HeaderValue>,
     pub(crate) client: SocketAddr,
     pub(crate) method: Method,
     pub(crate) path: String,
@@ -187,7 +189,11 @@ fn encode(out: &mut Vec<u8>, ts: &str, r: &AccessRecord) {
     out.extend_from_slice(b"{\"ts\":\"");
     out.extend_from_slice(ts.as_bytes());
     out.extend_from_slice(b"\",\"request_id\":");
-    string(out, r.request_id.to_str().unwrap_or("-"));
+    match r.request_id.as_ref().map(HeaderValue::to_str) {
+        Some(Ok(id)) => string(out, id),
+        Some(Err(_)) => string(out, "-"),
+        None => out.extend_from_slice(b"null"),
+    }
     out.extend_from_slice(b",\"client\":\"");
     match r.client {
         SocketAddr::V4(a) => {
@@ -282,7 +288,7 @@ mod tests {
 
     fn record() -> AccessRecord {
         AccessRecord {
-            request_id: HeaderValue::from_static("0193-abc"),
+            request_id: Some(HeaderValue::from_static("0193-abc")),
             client: "10.1.2.3:4567".parse().unwrap(),
             method: Method::POST,
             path: "/api/\"q\"\\\u{1}é".to_owned(),

@@ -475,6 +475,24 @@ fn redis_url_scheme() {
 }
 
 #[test]
+fn proxy_headers_switches() {
+    let c = Config::parse("[proxy_headers]\nvia = false\nrequest_id = false", "t").unwrap();
+    assert!(!c.proxy_headers.via && !c.proxy_headers.request_id);
+    assert!(c.proxy_headers.x_forwarded_for && c.proxy_headers.x_forwarded_host);
+    let m = one(
+        &["[proxy_headers]", "via = false", "x_forwarded = false"],
+        "proxy_headers.x_forwarded",
+        3,
+    );
+    assert!(m.contains("x_forwarded_for"), "{m}");
+    one(
+        &["[proxy_headers]", "request_id = \"no\""],
+        "proxy_headers.request_id",
+        2,
+    );
+}
+
+#[test]
 fn syntax_errors_have_lines() {
     let got = problems(&["[server]", "listen = ", "[admin]"]);
     assert_eq!(got[0].0, "<toml>");
@@ -574,6 +592,7 @@ fn toml_line() -> impl Strategy<Value = String> {
         "[cache]",
         "[rate_limit]",
         "[access_log]",
+        "[proxy_headers]",
         "[server.tls]",
         "[[server.tls.certs]]",
         "[bogus]",

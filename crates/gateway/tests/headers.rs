@@ -214,6 +214,111 @@ async fn request_id_on_local_answers_too() {
     assert_eq!(r.headers()["x-request-id"], "abc");
 }
 
+/// The fields `[proxy_headers]` can turn off.
+const ADDED: [&str; 5] = [
+    "via",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
+
+#[tokio::test]
+async fn proxy_headers_can_each_be_turned_off() {
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&format!(
+        r#"
+        [proxy_headers]
+        request_id = false
+        via = false
+        x_forwarded_for = false
+        x_forwarded_proto = false
+        x_forwarded_host = false
+        [upstreams.api]
+        targets = ["{}"]
+        [[routes]]
+        path_prefix = "/cached/"
+        upstream = "api"
+        cache = true
+        [[routes]]
+        upstream = "api"
+        "#,
+        up.addr
+    ))
+    .await;
+    // The lean path writes the forwarding fields as lines, a cached route
+    // inserts them in the map: both must leave them out.
+    for prefix in ["/", "/cached/"] {
+        let raw = gw
+            .raw(&format!(
+                "GET {prefix}a HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n"
+            ))
+            .await;
+        assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+        let (headers, body) = split_response(&raw);
+        let seen: serde_json::Value = serde_json::from_str(&body).expect(&raw);
+        for name in ADDED {
+            assert!(
+                header(&seen, name).is_empty(),
+                "{prefix}: {name} went upstream: {seen}"
+            );
+            assert!(
+                values(&headers, name).is_empty(),
+                "{prefix}: {name} came back: {raw}"
+            );
+        }
+        // A client's own fields pass upstream as they came, not extended.
+        let seen = gw
+            .echo(
+                &format!("{prefix}b"),
+                &[
+                    ("x-forwarded-for", "203.0.113.9"),
+                    ("via", "1.1 edge"),
+                    ("x-request-id", "client-7"),
+                ],
+            )
+            .await;
+        assert_eq!(
+            header(&seen, "x-forwarded-for"),
+            ["203.0.113.9"],
+            "{prefix}"
+        );
+        assert_eq!(header(&seen, "via"), ["1.1 edge"], "{prefix}");
+        assert_eq!(header(&seen, "x-request-id"), ["client-7"], "{prefix}");
+        assert!(header(&seen, "x-forwarded-proto").is_empty(), "{prefix}");
+    }
+}
+
+#[tokio::test]
+async fn proxy_headers_off_one_keeps_the_others() {
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&format!(
+        r#"
+        [proxy_headers]
+        via = false
+        x_forwarded_host = false
+        [upstreams.api]
+        targets = ["{}"]
+        [[routes]]
+        upstream = "api"
+        "#,
+        up.addr
+    ))
+    .await;
+    let raw = gw.raw(GET_X_CLOSE).await;
+    let (headers, body) = split_response(&raw);
+    let seen: serde_json::Value = serde_json::from_str(&body).expect(&raw);
+    assert_eq!(header(&seen, "x-forwarded-for"), ["127.0.0.1"], "{seen}");
+    assert_eq!(header(&seen, "x-forwarded-proto"), ["http"], "{seen}");
+    assert!(header(&seen, "x-forwarded-host").is_empty(), "{seen}");
+    assert!(header(&seen, "via").is_empty(), "{seen}");
+    assert!(values(&headers, "via").is_empty(), "{raw}");
+    let id = values(&headers, "x-request-id");
+    assert_eq!(id.len(), 1, "{raw}");
+    assert!(uuid_like(id[0]), "{raw}");
+    assert_eq!(header(&seen, "x-request-id"), id, "{seen}");
+}
+
 fn uuid_like(s: &str) -> bool {
     s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
 }

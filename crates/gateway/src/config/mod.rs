@@ -45,6 +45,9 @@ pub struct Config {
     /// The JSON access log.
     #[serde(default)]
     pub access_log: AccessLogConfig,
+    /// The fields the proxy adds to requests and responses.
+    #[serde(default)]
+    pub proxy_headers: ProxyHeadersConfig,
 }
 
 /// `[server]`: the public listener and its protections against slow or greedy clients.
@@ -458,6 +461,40 @@ impl Default for AccessLogConfig {
             enabled: true,
             path: None,
             buffer: 8192,
+        }
+    }
+}
+
+/// `[proxy_headers]`: which fields the proxy adds on the way through. All
+/// are on by default; hop-by-hop fields are removed whatever these say
+/// (RFC 9110 §7.6.1). Turning one off leaves a client's own field of that
+/// name as it came, neither extended nor replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyHeadersConfig {
+    /// Make an `X-Request-Id` when the request has none, send it upstream
+    /// and return it on the response. Off, a client's id still passes
+    /// upstream untouched and the access log records it.
+    pub request_id: bool,
+    /// Add this hop to `Via` both ways (RFC 9110 §7.6.3). Some turn it off
+    /// so as not to name the proxy to clients.
+    pub via: bool,
+    /// Append the client's address to `X-Forwarded-For` upstream.
+    pub x_forwarded_for: bool,
+    /// Set `X-Forwarded-Proto` (`http` or `https`) upstream.
+    pub x_forwarded_proto: bool,
+    /// Set `X-Forwarded-Host` to the client's `Host` upstream.
+    pub x_forwarded_host: bool,
+}
+
+impl Default for ProxyHeadersConfig {
+    fn default() -> Self {
+        ProxyHeadersConfig {
+            request_id: true,
+            via: true,
+            x_forwarded_for: true,
+            x_forwarded_proto: true,
+            x_forwarded_host: true,
         }
     }
 }

@@ -9,6 +9,8 @@ use bytes::BufMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use crate::config::ProxyHeadersConfig;
+
 /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
 /// A `static`, not a `const`: a `const` array is built and dropped (seven
 /// name drops) at every use. [`field_bit`] spells the same list.
@@ -247,6 +249,8 @@ pub(crate) struct Forwarding {
     pub(crate) host: Option<HeaderValue>,
     /// The client's HTTP version, for `Via`.
     pub(crate) version: http::Version,
+    /// Which of the fields to add (`[proxy_headers]`).
+    pub(crate) adds: ProxyHeadersConfig,
 }
 
 impl Forwarding {
@@ -260,45 +264,66 @@ impl Forwarding {
     /// Insert the fields into `headers`, extending an earlier
     /// `X-Forwarded-For` and `Via` (`present` tells whether to look).
     pub(crate) fn insert_into(self, headers: &mut HeaderMap, present: Present) {
+        let adds = self.adds;
         // Up to four headers are added: grow the table once, not per insert.
         headers.reserve(4);
-        let xff = X_FORWARDED_FOR;
-        let prev = present
-            .x_forwarded_for()
-            .then(|| headers.get(&xff))
-            .flatten()
-            .filter(|v| !v.is_empty());
-        let value = crate::header_arena::header_value(|out| {
-            if let Some(prev) = prev {
-                out.put_slice(prev.as_bytes());
-                out.put_slice(b", ");
+        if adds.x_forwarded_for {
+            let xff = X_FORWARDED_FOR;
+            let prev = present
+                .x_forwarded_for()
+                .then(|| headers.get(&xff))
+                .flatten()
+                .filter(|v| !v.is_empty());
+            let value = crate::header_arena::header_value(|out| {
+                if let Some(prev) = prev {
+                    out.put_slice(prev.as_bytes());
+                    out.put_slice(b", ");
+                }
+                crate::ascii::write_ip(out, self.peer);
+            });
+            if let Some(v) = value {
+                headers.insert(xff, v);
             }
-            crate::ascii::write_ip(out, self.peer);
-        });
-        if let Some(v) = value {
-            headers.insert(xff, v);
         }
-        headers.insert(X_FORWARDED_PROTO, self.proto());
-        if let Some(host) = self.host {
+        if adds.x_forwarded_proto {
+            headers.insert(X_FORWARDED_PROTO, self.proto());
+        }
+        if adds.x_forwarded_host
+            && let Some(host) = self.host
+        {
             headers.insert(X_FORWARDED_HOST, host);
         }
-        add_via(headers, self.version, present);
+        if adds.via {
+            add_via(headers, self.version, present);
+        }
     }
 
     /// The fields as wire lines, for a head that [`Self::can_follow`].
     pub(crate) fn lines(&self) -> bytes::Bytes {
+        let adds = self.adds;
         crate::header_arena::bytes(|out| {
-            out.put_slice(b"x-forwarded-for: ");
-            crate::ascii::write_ip(out, self.peer);
-            out.put_slice(b"\r\nx-forwarded-proto: ");
-            out.put_slice(self.proto().as_bytes());
-            if let Some(host) = &self.host {
-                out.put_slice(b"\r\nx-forwarded-host: ");
-                out.put_slice(host.as_bytes());
+            if adds.x_forwarded_for {
+                out.put_slice(b"x-forwarded-for: ");
+                crate::ascii::write_ip(out, self.peer);
+                out.put_slice(b"\r\n");
             }
-            out.put_slice(b"\r\nvia: ");
-            out.put_slice(via_hop(self.version).as_bytes());
-            out.put_slice(b"\r\n");
+            if adds.x_forwarded_proto {
+                out.put_slice(b"x-forwarded-proto: ");
+                out.put_slice(self.proto().as_bytes());
+                out.put_slice(b"\r\n");
+            }
+            if adds.x_forwarded_host
+                && let Some(host) = &self.host
+            {
+                out.put_slice(b"x-forwarded-host: ");
+                out.put_slice(host.as_bytes());
+                out.put_slice(b"\r\n");
+            }
+            if adds.via {
+                out.put_slice(b"via: ");
+                out.put_slice(via_hop(self.version).as_bytes());
+                out.put_slice(b"\r\n");
+            }
         })
     }
 
@@ -330,6 +355,15 @@ pub(crate) fn add_via(headers: &mut HeaderMap, version: http::Version, present: 
         None => hop,
     };
     headers.insert(header::VIA, value);
+}
+
+/// The request id the client sent, if any and sane, without touching
+/// `headers`: the id to log when the proxy makes none (`request_id = false`).
+pub(crate) fn given_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    headers
+        .get(REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .cloned()
 }
 
 /// The request id the client sent, or a new UUID v7 (time-ordered by
@@ -448,19 +482,43 @@ mod tests {
             ),
             ("127.0.0.1", false, Some("a.test"), http::Version::HTTP_10),
         ] {
-            let fwd = Forwarding {
-                peer: peer.parse().unwrap(),
-                tls,
-                host: host.map(HeaderValue::from_static),
-                version,
-            };
-            let mut inserted = HeaderMap::new();
-            fwd.clone().insert_into(&mut inserted, Present::default());
-            let written: String = inserted
-                .iter()
-                .map(|(n, v)| format!("{n}: {}\r\n", v.to_str().unwrap()))
-                .collect();
-            assert_eq!(String::from_utf8(fwd.lines().to_vec()).unwrap(), written);
+            // Every combination of `[proxy_headers]` switches.
+            for bits in 0..16u8 {
+                let adds = ProxyHeadersConfig {
+                    x_forwarded_for: bits & 1 != 0,
+                    x_forwarded_proto: bits & 2 != 0,
+                    x_forwarded_host: bits & 4 != 0,
+                    via: bits & 8 != 0,
+                    ..ProxyHeadersConfig::default()
+                };
+                let fwd = Forwarding {
+                    peer: peer.parse().unwrap(),
+                    tls,
+                    host: host.map(HeaderValue::from_static),
+                    version,
+                    adds,
+                };
+                let mut inserted = HeaderMap::new();
+                fwd.clone().insert_into(&mut inserted, Present::default());
+                let written: String = inserted
+                    .iter()
+                    .map(|(n, v)| format!("{n}: {}\r\n", v.to_str().unwrap()))
+                    .collect();
+                assert_eq!(String::from_utf8(fwd.lines().to_vec()).unwrap(), written);
+                assert_eq!(inserted.contains_key("via"), adds.via);
+                assert_eq!(
+                    inserted.contains_key("x-forwarded-for"),
+                    adds.x_forwarded_for
+                );
+                assert_eq!(
+                    inserted.contains_key("x-forwarded-proto"),
+                    adds.x_forwarded_proto
+                );
+                assert_eq!(
+                    inserted.contains_key("x-forwarded-host"),
+                    adds.x_forwarded_host && host.is_some()
+                );
+            }
         }
         let mut h = HeaderMap::new();
         assert!(Forwarding::can_follow(Present::of(&h)));
@@ -491,6 +549,7 @@ mod tests {
             tls: true,
             host: Some(HeaderValue::from_static("example.com")),
             version: http::Version::HTTP_11,
+            adds: ProxyHeadersConfig::default(),
         }
         .insert_into(&mut h, present);
         assert_eq!(h.get("x-forwarded-for").unwrap(), "1.2.3.4, 10.0.0.7");
@@ -503,6 +562,7 @@ mod tests {
             tls: false,
             host: None,
             version: http::Version::HTTP_2,
+            adds: ProxyHeadersConfig::default(),
         }
         .insert_into(&mut fresh, Present::default());
         assert_eq!(fresh.get("x-forwarded-for").unwrap(), "10.0.0.7");

@@ -57,7 +57,12 @@ pub(crate) async fn handle(
     // in one allocation: HeaderMap grows, rehashing, whenever an insert
     // finds it at its load limit, even an insert that replaces.
     req.headers_mut().reserve(6);
-    let request_id = headers::ensure_request_id(req.headers_mut(), received);
+    let adds = state.config.proxy_headers;
+    let request_id = if adds.request_id {
+        Some(headers::ensure_request_id(req.headers_mut(), received))
+    } else {
+        headers::given_request_id(req.headers())
+    };
     // Only what the access log needs is copied, and only when it is on.
     let logged = shared
         .access_log()
@@ -98,10 +103,14 @@ pub(crate) async fn handle(
             duration: elapsed,
         });
     }
-    match &mut raw {
-        Some(raw) => raw.own.request_id = Some(request_id),
-        None => {
-            resp.headers_mut().insert(headers::REQUEST_ID, request_id);
+    if adds.request_id
+        && let Some(request_id) = request_id
+    {
+        match &mut raw {
+            Some(raw) => raw.own.request_id = Some(request_id),
+            None => {
+                resp.headers_mut().insert(headers::REQUEST_ID, request_id);
+            }
         }
     }
     Answer {
@@ -275,6 +284,7 @@ async fn route_and_serve(
         tls: conn.tls,
         host: original_host,
         version,
+        adds: state.config.proxy_headers,
     };
     let cached = route.config.cache && !upgrade;
     // The forwarding fields wait for the forward, which writes them as
@@ -351,11 +361,13 @@ async fn route_and_serve(
     }
     let version = resp.version();
     let mut raw = out.raw;
-    match &mut raw {
-        // The upstream's fields (any `Via` among them) are in the block;
-        // this hop's entry follows it there, with no map insert.
-        Some(raw) => raw.own.via = Some(headers::via_hop(version)),
-        None => headers::add_via(resp.headers_mut(), version, present),
+    if state.config.proxy_headers.via {
+        match &mut raw {
+            // The upstream's fields (any `Via` among them) are in the block;
+            // this hop's entry follows it there, with no map insert.
+            Some(raw) => raw.own.via = Some(headers::via_hop(version)),
+            None => headers::add_via(resp.headers_mut(), version, present),
+        }
     }
     if let Some(allowance) = allowance {
         allowance.apply(resp.headers_mut());
