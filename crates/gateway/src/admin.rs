@@ -102,6 +102,9 @@ async fn readyz(State(gw): State<Gateway>) -> Response {
 async fn metrics(State(gw): State<Gateway>) -> Response {
     match gw.shared.metrics_handle() {
         Some(h) => {
+            for upstream in gw.shared.state().upstreams.values() {
+                upstream.publish_gauges();
+            }
             let mut text = h.render();
             crate::latency::render(&mut text);
             ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

@@ -14,7 +14,7 @@ use crate::access_log::AccessLog;
 use crate::cache::HttpCache;
 use crate::config::{Config, ConfigError};
 use crate::limit::{Limits, RedisSlot};
-use crate::router::Router;
+use crate::router::{Action, Router};
 use crate::upstream::Upstream;
 
 /// Everything built from one config.
@@ -23,6 +23,9 @@ pub(crate) struct State {
     pub(crate) config: Arc<Config>,
     pub(crate) router: Router,
     pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
+    /// Each route's upstream, indexed like the routes (none for fixed
+    /// answers): looked up once here, not hashed by name per request.
+    route_upstreams: Vec<Option<Arc<Upstream>>>,
     /// Rate limiters, indexed like the routes.
     pub(crate) limits: Limits,
     /// Cancelled when this state is replaced: stops its health checks.
@@ -30,6 +33,12 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The upstream of the route at `index`, if it forwards to one that
+    /// is configured.
+    pub(crate) fn route_upstream(&self, index: usize) -> Option<&Arc<Upstream>> {
+        self.route_upstreams.get(index)?.as_ref()
+    }
+
     fn build(
         config: Config,
         parent: &CancellationToken,
@@ -50,11 +59,20 @@ impl State {
                 up.spawn_health_checks(&retired);
                 (name.clone(), up)
             })
+            .collect::<HashMap<_, _>>();
+        let router = Router::new(&config);
+        let route_upstreams = router
+            .iter()
+            .map(|route| match &route.action {
+                Action::Upstream(name) => upstreams.get(&**name).cloned(),
+                Action::Respond(_) => None,
+            })
             .collect();
         State {
-            router: Router::new(&config),
+            router,
             limits: Limits::build(&config, previous.map(|p| &p.limits), redis),
             upstreams,
+            route_upstreams,
             config: Arc::new(config),
             retired,
         }

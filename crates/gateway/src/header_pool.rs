@@ -38,7 +38,12 @@ pub(crate) fn give(mut map: HeaderMap) {
     if map.capacity() == 0 || map.capacity() > KEEP_CAPACITY {
         return;
     }
-    map.clear();
+    // An empty map's table is already clear, and clearing walks all of
+    // it: the lean path's response maps usually come back empty, their
+    // fields having travelled as wire lines.
+    if !map.is_empty() {
+        map.clear();
+    }
     POOL.with_borrow_mut(|pool| {
         if pool.len() < KEEP {
             pool.push(map);

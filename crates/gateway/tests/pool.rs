@@ -160,7 +160,7 @@ async fn pool_metrics_count_connections() {
         let r = c.get(gw.url("/")).send().await.unwrap();
         r.text().await.unwrap();
     }
-    let metrics = recorder.render();
+    let metrics = gw.scrape(&recorder).await;
     let target = up.addr.to_string();
     let line = |name: &str| {
         metrics

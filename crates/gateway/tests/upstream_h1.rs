@@ -405,7 +405,7 @@ async fn keep_alive_reuse_is_counted_by_the_opened_connections_metric() {
     // `Connection: close` from the upstream: that connection is not reused.
     assert_eq!(gw.get_text("/close").await.0, 200);
     assert_eq!(gw.get_text("/").await.0, 200);
-    let metrics = recorder.render();
+    let metrics = gw.scrape(&recorder).await;
     let target = up.addr.to_string();
     let value = |name: &str| {
         metrics

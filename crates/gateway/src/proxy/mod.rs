@@ -249,7 +249,7 @@ async fn route_and_serve(
         }
         Action::Upstream(name) => name,
     };
-    let Some(upstream) = state.upstreams.get(&**upstream_name) else {
+    let Some(upstream) = state.route_upstream(route.index) else {
         let resp = body::json_error(
             StatusCode::BAD_GATEWAY,
             "no_upstream",

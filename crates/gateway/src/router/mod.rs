@@ -83,6 +83,11 @@ impl Router {
             .any(|r| r.host.as_ref().is_some_and(|h| host_matches(h, host)))
     }
 
+    /// The routes, in file order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter()
+    }
+
     /// The route at `index`, as [`index_of`](Self::index_of) gave it.
     pub(crate) fn get(&self, index: usize) -> Option<&Route> {
         self.routes.get(index)

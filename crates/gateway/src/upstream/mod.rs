@@ -224,7 +224,6 @@ impl Upstream {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        self.metrics.in_flight.increment(1.0);
         Some(Permit(Arc::clone(self)))
     }
 
@@ -243,6 +242,17 @@ impl Upstream {
         if let Some(hc) = &self.config.health {
             health::spawn(self, hc, shutdown);
         }
+    }
+
+    /// Set the gauges that mirror counts kept here (requests in flight,
+    /// idle pooled connections) to their values now. The admin listener
+    /// calls it before rendering metrics: per-request gauge updates would
+    /// each be an indirect call into the exporter, on the request path.
+    pub(crate) fn publish_gauges(&self) {
+        self.metrics
+            .in_flight
+            .set(self.in_flight.load(Ordering::Relaxed) as f64);
+        self.pool.publish_gauges();
     }
 
     /// State for the admin API.
@@ -269,6 +279,5 @@ pub(crate) struct Permit(Arc<Upstream>);
 impl Drop for Permit {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.in_flight.decrement(1.0);
     }
 }

@@ -150,6 +150,13 @@ impl Pool {
         }
     }
 
+    /// Publish each target's idle connections to its gauge.
+    pub(crate) fn publish_gauges(&self) {
+        for target in &self.targets {
+            target.set_idle_gauge();
+        }
+    }
+
     /// Start the idle reaper with the first request.
     fn start_reaper(&self) {
         // A load first: a swap per request would write a shared line.
@@ -324,7 +331,6 @@ impl TargetPool {
         }
         self.idle_lean.store(stack.len(), Ordering::Relaxed);
         drop(stack);
-        self.set_idle_gauge();
         found
     }
 
@@ -340,11 +346,12 @@ impl TargetPool {
             }
             self.idle_lean.store(stack.len(), Ordering::Relaxed);
         }
-        self.set_idle_gauge();
     }
 
     /// Publish the idle connections of both kinds, from the counts each
     /// stack's holder stored under its lock (no second lock per update).
+    /// Called when metrics are scraped, not per checkout and checkin: a
+    /// gauge update is an indirect call into the exporter.
     fn set_idle_gauge(&self) {
         let lean = self.idle_lean.load(Ordering::Relaxed);
         let hyper = self.idle_hyper.load(Ordering::Relaxed);
@@ -360,7 +367,6 @@ impl TargetPool {
                 self.idle_hyper.store(stack.len(), Ordering::Relaxed);
                 idle
             };
-            self.set_idle_gauge();
             let idle = idle?;
             if idle.sender.is_closed() || idle.since.elapsed() > self.settings.idle_timeout {
                 continue;
@@ -392,7 +398,6 @@ impl TargetPool {
             }
             self.idle_hyper.store(stack.len(), Ordering::Relaxed);
         }
-        self.set_idle_gauge();
     }
 
     async fn connect_tcp(
@@ -494,7 +499,6 @@ fn spawn_reaper(targets: &[Arc<TargetPool>]) {
                     stack.retain_mut(|i| i.since.elapsed() <= timeout && i.conn.is_usable());
                     target.idle_lean.store(stack.len(), Ordering::Relaxed);
                 }
-                target.set_idle_gauge();
             }
             if !alive {
                 return;

@@ -140,6 +140,20 @@ impl TestGateway {
         status_and_json(client().get(self.admin_url(path)).send().await.unwrap()).await
     }
 
+    /// The admin `/metrics` text, served from `recorder` (this test
+    /// binary's): a scrape, which also publishes the gauges read at
+    /// scrape time.
+    pub async fn scrape(&self, recorder: &metrics_exporter_prometheus::PrometheusHandle) -> String {
+        self.gw.set_metrics_handle(recorder.clone());
+        let r = client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET /metrics");
+        r.text().await.unwrap()
+    }
+
     /// POST to an admin path with no body: status and JSON body.
     pub async fn admin_post(&self, path: &str) -> (u16, serde_json::Value) {
         status_and_json(client().post(self.admin_url(path)).send().await.unwrap()).await
