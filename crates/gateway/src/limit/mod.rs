@@ -23,7 +23,6 @@ use ipnet::IpNet;
 
 use crate::body::{self, Body};
 use crate::config::{Config, FailureMode, RouteRateLimit};
-use crate::router::Route;
 
 pub(crate) use key::KeySpec;
 pub(crate) use redis::RedisSlot;
@@ -247,21 +246,18 @@ impl Limits {
     }
 }
 
-/// The request path's limit step: `Ok(None)` for an unlimited route,
-/// `Ok(Some(headers))` to pass, `Err(response)` to answer at once.
+/// The request path's limit step for a route with a limiter (see
+/// [`Limits::get`]: a route without one skips this future altogether):
+/// `Ok(headers)` to pass, `Err(response)` to answer at once.
 pub(crate) async fn check(
-    limits: &Limits,
-    route: &Route,
+    limiter: &RouteLimiter,
     headers: &HeaderMap,
     peer: IpAddr,
     trusted: &[IpNet],
-) -> Result<Option<Allowance>, Response<Body>> {
-    let Some(limiter) = limits.get(route.index) else {
-        return Ok(None);
-    };
+) -> Result<Allowance, Response<Body>> {
     let client_ip = || crate::proxy::headers::client_ip(peer, headers, trusted);
     match limiter.decide(headers, client_ip).await {
-        Decision::Allowed(allowance) => Ok(Some(allowance)),
+        Decision::Allowed(allowance) => Ok(allowance),
         Decision::Denied(allowance, wait) => {
             let secs = headers::ceil_secs(wait).max(1);
             let mut resp = body::json_error(

@@ -209,18 +209,17 @@ impl Pool {
 impl Pool {
     /// Send a borrowed request without a body to target `index` of an
     /// HTTP/1.1 upstream over the lean client (see [`lean_can_carry`]);
-    /// `now` is the caller's reading of the clock.
-    pub(crate) async fn send_head(
-        &self,
+    /// `now` is the caller's reading of the clock. The target's future is
+    /// returned as it is (see [`Upstream::send_head`](super::Upstream::send_head)).
+    pub(crate) fn send_head<'a>(
+        &'a self,
         index: usize,
-        head: LeanHead<'_>,
+        head: LeanHead<'a>,
         connect_timeout: Duration,
         now: Instant,
-    ) -> Result<Answer, SendError> {
+    ) -> impl Future<Output = Result<Answer, SendError>> + 'a {
         self.start_reaper();
-        self.targets[index]
-            .send_lean_head(head, connect_timeout, now)
-            .await
+        self.targets[index].send_lean_head(head, connect_timeout, now)
     }
 }
 
