@@ -21,7 +21,7 @@
 //! nothing at all (as nginx does).
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -108,9 +108,6 @@ pub(super) struct TargetPool {
     settings: PoolSettings,
     idle: Mutex<Vec<Idle>>,
     lean_idle: Mutex<Vec<LeanIdle>>,
-    /// Lengths of `lean_idle` and `idle`, for the gauge.
-    idle_lean: AtomicUsize,
-    idle_hyper: AtomicUsize,
     h2: Mutex<Option<http2::SendRequest<Body>>>,
     metrics: PoolMetrics,
 }
@@ -139,8 +136,6 @@ impl Pool {
                         settings: settings.clone(),
                         idle: Mutex::new(Vec::new()),
                         lean_idle: Mutex::new(Vec::new()),
-                        idle_lean: AtomicUsize::new(0),
-                        idle_hyper: AtomicUsize::new(0),
                         h2: Mutex::new(None),
                         metrics: PoolMetrics::new(upstream, authority.as_str()),
                     })
@@ -328,45 +323,39 @@ impl TargetPool {
                 break;
             }
         }
-        self.idle_lean.store(stack.len(), Ordering::Relaxed);
-        drop(stack);
         found
     }
 
     /// Put a lean connection whose exchange has finished back on the stack.
     pub(super) fn checkin_lean(&self, conn: LeanConn) {
-        {
-            let mut stack = self.lean_idle.lock().unwrap_or_else(|p| p.into_inner());
-            if stack.len() < self.settings.max_idle {
-                stack.push(LeanIdle {
-                    conn,
-                    since: Instant::now(),
-                });
-            }
-            self.idle_lean.store(stack.len(), Ordering::Relaxed);
+        let mut stack = self.lean_idle.lock().unwrap_or_else(|p| p.into_inner());
+        if stack.len() < self.settings.max_idle {
+            stack.push(LeanIdle {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 
-    /// Publish the idle connections of both kinds, from the counts each
-    /// stack's holder stored under its lock (no second lock per update).
-    /// Called when metrics are scraped, not per checkout and checkin: a
-    /// gauge update is an indirect call into the exporter.
+    /// Publish the idle connections of both kinds. Called when metrics are
+    /// scraped, not per checkout and checkin: a gauge update is an
+    /// indirect call into the exporter, and the stacks' lengths are read
+    /// here under their locks rather than mirrored on every change.
     fn set_idle_gauge(&self) {
-        let lean = self.idle_lean.load(Ordering::Relaxed);
-        let hyper = self.idle_hyper.load(Ordering::Relaxed);
+        let lean = self
+            .lean_idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        let hyper = self.idle.lock().unwrap_or_else(|p| p.into_inner()).len();
         self.metrics.idle.set((lean + hyper) as f64);
     }
 
     /// The most recently used idle connection that is still open and ready.
     async fn checkout(&self) -> Option<http1::SendRequest<Body>> {
         loop {
-            let idle = {
-                let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                let idle = stack.pop();
-                self.idle_hyper.store(stack.len(), Ordering::Relaxed);
-                idle
-            };
-            let idle = idle?;
+            // The guard is a temporary: the lock is let go before any await.
+            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
             if idle.sender.is_closed() || idle.since.elapsed() > self.settings.idle_timeout {
                 continue;
             }
@@ -387,15 +376,12 @@ impl TargetPool {
         if sender.is_closed() {
             return;
         }
-        {
-            let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if stack.len() < self.settings.max_idle {
-                stack.push(Idle {
-                    sender,
-                    since: Instant::now(),
-                });
-            }
-            self.idle_hyper.store(stack.len(), Ordering::Relaxed);
+        let mut stack = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if stack.len() < self.settings.max_idle {
+            stack.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -488,16 +474,16 @@ fn spawn_reaper(targets: &[Arc<TargetPool>]) {
             for target in weak.iter().filter_map(Weak::upgrade) {
                 alive = true;
                 let timeout = target.settings.idle_timeout;
-                {
-                    let mut stack = target.idle.lock().unwrap_or_else(|p| p.into_inner());
-                    stack.retain(|i| !i.sender.is_closed() && i.since.elapsed() <= timeout);
-                    target.idle_hyper.store(stack.len(), Ordering::Relaxed);
-                }
-                {
-                    let mut stack = target.lean_idle.lock().unwrap_or_else(|p| p.into_inner());
-                    stack.retain_mut(|i| i.since.elapsed() <= timeout && i.conn.is_usable());
-                    target.idle_lean.store(stack.len(), Ordering::Relaxed);
-                }
+                target
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|i| !i.sender.is_closed() && i.since.elapsed() <= timeout);
+                target
+                    .lean_idle
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain_mut(|i| i.since.elapsed() <= timeout && i.conn.is_usable());
             }
             if !alive {
                 return;
