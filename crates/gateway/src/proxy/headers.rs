@@ -357,12 +357,17 @@ pub(crate) fn add_via(headers: &mut HeaderMap, version: http::Version, present: 
     headers.insert(header::VIA, value);
 }
 
-/// The request id the client sent, if any and sane, without touching
+/// Whether a client's request id is kept: not empty, at most 200 bytes.
+fn usable_request_id(v: &HeaderValue) -> bool {
+    !v.is_empty() && v.len() <= 200
+}
+
+/// The request id the client sent, if any and usable, without touching
 /// `headers`: the id to log when the proxy makes none (`request_id = false`).
 pub(crate) fn given_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
     headers
         .get(REQUEST_ID)
-        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .filter(|v| usable_request_id(v))
         .cloned()
 }
 
@@ -373,7 +378,7 @@ pub(crate) fn ensure_request_id(headers: &mut HeaderMap, received: Instant) -> H
     match headers.entry(REQUEST_ID) {
         header::Entry::Occupied(mut given) => {
             let v = given.get();
-            if !v.is_empty() && v.len() <= 200 {
+            if usable_request_id(v) {
                 return v.clone();
             }
             let id = crate::request_id::new(received);

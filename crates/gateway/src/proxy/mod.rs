@@ -58,16 +58,18 @@ pub(crate) async fn handle(
     // finds it at its load limit, even an insert that replaces.
     req.headers_mut().reserve(6);
     let adds = state.config.proxy_headers;
+    let log_on = shared.access_log().enabled();
+    // Made (and returned) when the proxy makes ids; otherwise the client's,
+    // only for the log.
     let request_id = if adds.request_id {
         Some(headers::ensure_request_id(req.headers_mut(), received))
-    } else {
+    } else if log_on {
         headers::given_request_id(req.headers())
+    } else {
+        None
     };
     // Only what the access log needs is copied, and only when it is on.
-    let logged = shared
-        .access_log()
-        .enabled()
-        .then(|| (req.method().clone(), req.uri().path().to_owned()));
+    let logged = log_on.then(|| (req.method().clone(), req.uri().path().to_owned()));
     // Awaited pinned where it is made (see `route_and_serve`'s forward).
     let Served {
         mut resp,
