@@ -31,6 +31,7 @@ mod ascii;
 mod body;
 mod cache;
 pub mod config;
+mod conn_timer;
 mod gateway;
 mod header_arena;
 mod header_pool;

@@ -62,6 +62,54 @@ async fn total_timeout_answers_504_json() {
     assert!(message.contains("\"api\""), "names the upstream: {message}");
 }
 
+/// On a kept-alive plain connection a request's deadline waits on the
+/// connection's own timer, which is also set for the connection's sooner
+/// deadlines (a tenth of a second ahead): a request outlasting those is not
+/// cut, one outlasting its route's `timeout` gets its 504 at the deadline
+/// and not before, and the connection serves on after either.
+#[tokio::test]
+async fn total_timeout_holds_on_a_kept_alive_connection() {
+    let slow = TestUpstream::delayed(Duration::from_millis(500), "slow").await;
+    let gw = TestGateway::start(&format!(
+        r#"
+        [upstreams.api]
+        targets = ["{}"]
+        [[routes]]
+        path_prefix = "/short/"
+        upstream = "api"
+        timeout = "250ms"
+        [[routes]]
+        path_prefix = "/"
+        upstream = "api"
+        timeout = "3s"
+        "#,
+        slow.addr
+    ))
+    .await;
+    // One client: its requests share a connection.
+    let http = client();
+    for round in 0..2 {
+        let start = Instant::now();
+        let r = http.get(gw.url("/long")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "round {round}");
+        assert_eq!(r.text().await.unwrap(), "slow");
+        assert!(start.elapsed() >= Duration::from_millis(500));
+
+        let start = Instant::now();
+        let r = http.get(gw.url("/short/x")).send().await.unwrap();
+        let took = start.elapsed();
+        let (status, code, _) = error_json(r).await;
+        // A 504 (not the upstream's 200 at 500 ms), and not before the
+        // route's deadline (the connection's timer fires sooner).
+        assert_eq!((status, code.as_str()), (504, "upstream_timeout"));
+        assert!(
+            took >= Duration::from_millis(250),
+            "504 before the route's deadline: {took:?}"
+        );
+    }
+    assert_eq!(slow.hits(), 4);
+}
+
 #[tokio::test]
 async fn upstream_down_answers_502_json_naming_the_upstream() {
     let gw = TestGateway::start(&config(

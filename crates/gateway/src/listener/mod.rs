@@ -461,7 +461,7 @@ impl Conn {
                 Box::pin(SCOPE.scope(scope.clone(), async move {
                     // No raw fields are asked for here; should any come,
                     // hyper still writes them, from the map.
-                    let resp = proxy::handle(shared, req, info, Instant::now())
+                    let resp = proxy::handle(shared, req, info, Instant::now(), None)
                         .await
                         .into_response();
                     Ok(resp.map(|b| Guarded::wrap(b, in_flight)))

@@ -16,6 +16,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 
 use crate::body::{self, Body, BoxError};
+use crate::conn_timer::ConnTimer;
 use crate::metrics::TryOutcome;
 use crate::race::first_of;
 use crate::raw_fields::{Answer, RawFields};
@@ -44,6 +45,9 @@ pub(crate) struct Forward<'a> {
     /// Forwarding fields not yet in the head (`headers::Forwarding`):
     /// written as lines by the lean client, inserted for any other.
     pub(crate) forwarding: Option<Forwarding>,
+    /// The connection's timer, lent for the total deadline: no timer of
+    /// the request's own (`crate::conn_timer`).
+    pub(crate) timer: Option<ConnTimer<'a>>,
 }
 
 /// How a forward ended, for metrics and logs.
@@ -116,6 +120,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
         raw_fields,
         received,
         forwarding,
+        timer,
     } = fwd;
     let rc = &route.config;
     let Some(permit) = upstream.try_acquire() else {
@@ -330,10 +335,15 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
     };
     // The tries and the total deadline are polled where they are made
     // (`crate::race`); the deadline counts from the request's arrival, one
-    // clock reading fewer than `tokio::time::timeout`.
+    // clock reading fewer than `tokio::time::timeout`, and waits on the
+    // connection's timer when it lends one.
     let mut out = {
         let attempts = pin!(attempt_all);
-        let total = pin!(tokio::time::sleep_until((received + rc.timeout.0).into()));
+        let deadline = received + rc.timeout.0;
+        let total = pin!(match timer {
+            Some(timer) => Either::Left(timer.until(deadline)),
+            None => Either::Right(tokio::time::sleep_until(deadline.into())),
+        });
         match first_of(attempts, total).await {
             Either::Left(out) => out,
             Either::Right(()) => Outcome::unanswered(timeout_error(&upstream.name), None, 0),
@@ -343,7 +353,10 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
         // Sent for the last time: the map can carry the next head.
         crate::header_pool::give(headers);
     }
-    out.response = out.response.map(|b| Guarded::wrap(b, (permit, held)));
+    // The body is swapped in place (an empty body is a box of nothing, no
+    // allocation): `Response::map` would move the whole head twice.
+    let body = out.response.body_mut();
+    *body = Guarded::wrap(std::mem::replace(body, body::empty()), (permit, held));
     out
 }
 

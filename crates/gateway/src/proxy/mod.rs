@@ -22,6 +22,7 @@ use http_body_util::Limited;
 use crate::access_log::AccessRecord;
 use crate::body::{self, Body};
 use crate::cache::{self, HttpCache};
+use crate::conn_timer::ConnTimer;
 use crate::gateway::{Shared, State};
 use crate::raw_fields::{Answer, RawFields};
 use crate::router::{Action, Route, normalize};
@@ -43,12 +44,14 @@ pub(crate) struct ConnInfo {
 /// request without a body carries [`body::empty`] (the lean server path's
 /// always do). Its duration (metrics, access log) counts from `received`.
 /// The upstream's fields come as wire lines only when `conn` says the
-/// lean writer takes them ([`ConnInfo::raw_fields`]).
+/// lean writer takes them ([`ConnInfo::raw_fields`]). A connection that
+/// keeps a timer lends it (`timer`) for the request's total deadline.
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     mut req: Request<Body>,
     conn: ConnInfo,
     received: Instant,
+    timer: Option<ConnTimer<'_>>,
 ) -> Answer {
     let start = received;
     // Requests in flight keep the state they started with, even across a reload.
@@ -78,7 +81,7 @@ pub(crate) async fn handle(
         target,
         tries,
         answered,
-    } = pin!(route_and_serve(&shared, &state, req, conn, received)).await;
+    } = pin!(route_and_serve(&shared, &state, req, conn, received, timer)).await;
     let status = resp.status();
     let elapsed = answered
         .unwrap_or_else(Instant::now)
@@ -153,6 +156,7 @@ async fn route_and_serve(
     mut req: Request<Body>,
     conn: ConnInfo,
     received: Instant,
+    timer: Option<ConnTimer<'_>>,
 ) -> Served {
     if req.method() == Method::CONNECT {
         let resp = body::json_error(
@@ -346,6 +350,7 @@ async fn route_and_serve(
             raw_fields: conn.raw_fields && !upgrade,
             received,
             forwarding,
+            timer,
         };
         // Awaited pinned where it is made: `.await` on the bare future
         // would first move its state (kilobytes) into this one's.
@@ -426,6 +431,7 @@ async fn serve_cached(
             raw_fields: false,
             received,
             forwarding: None,
+            timer: None,
         };
         let mut out = forward::forward(fwd, parts, req_body).await;
         cache::after_forward(
@@ -504,6 +510,7 @@ impl cache::Origin for RouteOrigin {
                 // A fill may run after its request (a background refresh).
                 received: Instant::now(),
                 forwarding: None,
+                timer: None,
             };
             let out = forward::forward(fwd, head, body::empty()).await;
             cache::Fetched {

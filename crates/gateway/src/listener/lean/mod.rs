@@ -34,6 +34,7 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::body;
+use crate::conn_timer::ConnTimer;
 use crate::proxy::{self, ConnInfo};
 use crate::race::first_of;
 use crate::raw_fields::Answer;
@@ -108,7 +109,8 @@ impl Conn {
         let hard_stop = Signal::new(&self.listen.hard_stop);
         let shutdown = Signal::new(&self.listen.shutdown);
         let start = Instant::now();
-        // One timer for the connection. It is moved only when a wait needs
+        // One timer for the connection, lent to each request for its total
+        // deadline (`crate::conn_timer`). It is moved only when a wait needs
         // it sooner than it is set for; firing early costs a look at the
         // clock, moving it for every request costs more.
         let timer = tokio::time::sleep_until(start.into());
@@ -226,7 +228,7 @@ impl Conn {
                 keep_alive: head.keep_alive,
                 trailers: head.trailers,
             };
-            let req = head.request.map(|()| body::empty());
+            let req = head.request;
             // Not boxed: this whole loop is (see `Conn::run`), so the
             // handler's large state is allocated once per busy spell rather
             // than once per request.
@@ -239,7 +241,10 @@ impl Conn {
             };
             // Pinned where it is made and polled there (`crate::race`).
             let resp = {
-                let handler = pin!(proxy::handle(Arc::clone(&self.shared), req, info, received));
+                // The connection's timer waits for the request's deadline too.
+                let timer = Some(ConnTimer::new(timer.as_mut(), &mut armed));
+                let shared = Arc::clone(&self.shared);
+                let handler = pin!(proxy::handle(shared, req, info, received, timer));
                 match first_of(handler, hard_stop.as_mut()).await {
                     Either::Left(resp) => resp,
                     Either::Right(()) => return Ended::Closed,

@@ -15,6 +15,7 @@ use http::header::HeaderValue;
 use http::{Method, Request, Uri, Version};
 
 use crate::ascii::{field_name, has_token, tokens};
+use crate::body::Body;
 
 /// Fields parsed on the stack; hyper's default limit too.
 const MAX_FIELDS: usize = 100;
@@ -34,7 +35,9 @@ pub(in crate::listener) struct HeadLimits {
 /// A simple request taken off the buffer.
 #[derive(Debug)]
 pub(super) struct Head {
-    pub(super) request: Request<()>,
+    /// The request, with the empty body every simple request has: made
+    /// whole here rather than moved into a `Request<Body>` later.
+    pub(super) request: Request<Body>,
     /// Whether the client wants the connection kept open afterwards.
     pub(super) keep_alive: bool,
     /// Whether the client accepts trailers (`TE: trailers`).
@@ -152,7 +155,7 @@ pub(super) fn parse(buf: &mut BytesMut, limits: HeadLimits) -> Parsed {
         };
         headers.append(name, value);
     }
-    let mut request = Request::new(());
+    let mut request = Request::new(crate::body::empty());
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.version_mut() = version;
