@@ -174,6 +174,29 @@ async fn host_is_kept_or_rewritten() {
     assert_eq!(header(&seen, "x-forwarded-host"), ["shop.test"]);
 }
 
+/// A `Connection` that names `Host` removes it like any hop-by-hop field;
+/// the request still reaches the upstream with a `Host`: its target's.
+#[tokio::test]
+async fn a_host_named_by_connection_is_replaced_by_the_targets() {
+    let up = TestUpstream::echo_request().await;
+    let gw = TestGateway::start(&config(&up)).await;
+    let raw = gw
+        .raw("GET /x HTTP/1.1\r\nHost: gw.test\r\nConnection: close, host\r\n\r\n")
+        .await;
+    let (_, body) = split_response(&raw);
+    let seen: serde_json::Value = serde_json::from_str(&body).expect(&raw);
+    assert_eq!(
+        header(&seen, "host"),
+        [up.addr.to_string().as_str()],
+        "{seen}"
+    );
+    // Without `Connection` naming it, the client's own goes on.
+    let raw = gw.raw(GET_X_CLOSE).await;
+    let (_, body) = split_response(&raw);
+    let seen: serde_json::Value = serde_json::from_str(&body).expect(&raw);
+    assert_eq!(header(&seen, "host"), ["gw.test"], "{seen}");
+}
+
 #[tokio::test]
 async fn request_id_is_generated_or_passed_through() {
     let up = TestUpstream::echo_request().await;

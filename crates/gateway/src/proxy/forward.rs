@@ -21,7 +21,7 @@ use crate::metrics::TryOutcome;
 use crate::race::first_of;
 use crate::raw_fields::{Answer, RawFields};
 use crate::router::Route;
-use crate::upstream::{LeanHead, SendError, Upstream, lean_can_carry};
+use crate::upstream::{LeanHead, SendError, Upstream};
 
 use super::guarded::Guarded;
 use super::headers::{Forwarding, Present};
@@ -48,6 +48,28 @@ pub(crate) struct Forward<'a> {
     /// The connection's timer, lent for the total deadline: no timer of
     /// the request's own (`crate::conn_timer`).
     pub(crate) timer: Option<ConnTimer<'a>>,
+    /// What the caller already knows of the head's fields; `None`: look.
+    pub(crate) known: Option<KnownFields>,
+}
+
+/// Facts about a request head that its router read on the way (no map
+/// lookups for them here).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KnownFields {
+    /// An `Upgrade` field is in the head (it is kept only for an upgrade).
+    pub(crate) upgrade: bool,
+    /// A `Host` field is in the head.
+    pub(crate) host: bool,
+}
+
+impl KnownFields {
+    /// The facts of `headers`, looked up.
+    fn of(headers: &HeaderMap) -> KnownFields {
+        KnownFields {
+            upgrade: headers.contains_key(header::UPGRADE),
+            host: headers.contains_key(header::HOST),
+        }
+    }
 }
 
 /// How a forward ended, for metrics and logs.
@@ -121,6 +143,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
         received,
         forwarding,
         timer,
+        known,
     } = fwd;
     let rc = &route.config;
     let Some(permit) = upstream.try_acquire() else {
@@ -166,7 +189,7 @@ pub(crate) async fn forward(fwd: Forward<'_>, mut parts: Parts, req_body: Body) 
 
     // A body-less request to an HTTP/1.1 upstream goes out through the lean
     // client from one head that every try borrows: a retry copies nothing.
-    let lean = match lean_head(&mut parts, &req_body, upstream, route) {
+    let lean = match lean_head(&mut parts, &req_body, upstream, route, known) {
         Ok(lean) => lean,
         Err(e) => {
             return Outcome::unanswered(
@@ -370,17 +393,23 @@ fn lean_head(
     body: &ReqBody,
     upstream: &Upstream,
     route: &Route,
+    known: Option<KnownFields>,
 ) -> Result<Option<(Method, HeaderMap)>, String> {
     let ended = match body {
         ReqBody::Replayable(b) => b.is_empty(),
         ReqBody::Stream(Some(b)) => b.is_end_stream(),
         ReqBody::Stream(None) => false,
     };
-    if upstream.config.http2 || !lean_can_carry(&parts.headers, ended) {
+    if upstream.config.http2 || !ended {
+        return Ok(None);
+    }
+    let known = known.unwrap_or_else(|| KnownFields::of(&parts.headers));
+    // An upgrade's socket would outlive the lean exchange.
+    if known.upgrade {
         return Ok(None);
     }
     // Settled once for every try.
-    match upstream_host(route, &parts.headers, &parts.uri)? {
+    match upstream_host(route, known.host, &parts.uri)? {
         HostField::Keep => {}
         HostField::Set(host) => {
             parts.headers.insert(header::HOST, host);
@@ -444,7 +473,8 @@ fn build_request(
     };
     // The client's Host stays as it is unless rewritten: no insert (and no
     // possible rehash) when there is nothing to change.
-    let host = match upstream_host(route, req.headers(), &parts.uri)? {
+    let has_host = req.headers().contains_key(header::HOST);
+    let host = match upstream_host(route, has_host, &parts.uri)? {
         HostField::Keep => None,
         HostField::Set(host) => Some(host),
         HostField::FromTarget => Some(
@@ -469,12 +499,12 @@ enum HostField {
 
 /// The `Host` rule: the route's rewrite, else the client's field, else the
 /// request's absolute-form authority, else the target's.
-fn upstream_host(route: &Route, headers: &HeaderMap, uri: &Uri) -> Result<HostField, String> {
+fn upstream_host(route: &Route, has_host: bool, uri: &Uri) -> Result<HostField, String> {
     Ok(match &route.config.host_rewrite {
         Some(h) => {
             HostField::Set(HeaderValue::from_str(h).map_err(|_| format!("bad host_rewrite {h:?}"))?)
         }
-        None if headers.contains_key(header::HOST) => HostField::Keep,
+        None if has_host => HostField::Keep,
         None => match uri.authority() {
             Some(a) => HostField::Set(
                 HeaderValue::from_str(a.as_str()).map_err(|_| "bad authority".to_owned())?,

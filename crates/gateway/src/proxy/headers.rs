@@ -81,6 +81,11 @@ impl Present {
         (self.0 & 0x7f) as u8
     }
 
+    /// `Connection` may be present (it may name other fields to remove).
+    pub(crate) fn connection(self) -> bool {
+        self.0 & 1 != 0
+    }
+
     /// `TE` may be present.
     pub(crate) fn te(self) -> bool {
         self.0 & (1 << 3) != 0

@@ -271,10 +271,9 @@ async fn route_and_serve(
     let upgrade = present.upgrade() && headers::is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
-    // The client's own Host value is shared, not copied.
-    let original_host = parts
-        .headers
-        .get(header::HOST)
+    // The client's own Host value (read once, above) is shared, not copied.
+    let original_host = host_field
+        .as_ref()
         .filter(|h| h.to_str().is_ok())
         .cloned()
         .or_else(|| host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()));
@@ -351,6 +350,16 @@ async fn route_and_serve(
             received,
             forwarding,
             timer,
+            // Hop-by-hop fields are gone unless this is an upgrade; the
+            // client's `Host` is still there unless its `Connection` named it.
+            known: Some(forward::KnownFields {
+                upgrade,
+                host: if present.connection() {
+                    parts.headers.contains_key(header::HOST)
+                } else {
+                    host_field.is_some()
+                },
+            }),
         };
         // Awaited pinned where it is made: `.await` on the bare future
         // would first move its state (kilobytes) into this one's.
@@ -432,6 +441,7 @@ async fn serve_cached(
             received,
             forwarding: None,
             timer: None,
+            known: None,
         };
         let mut out = forward::forward(fwd, parts, req_body).await;
         cache::after_forward(
@@ -511,6 +521,7 @@ impl cache::Origin for RouteOrigin {
                 received: Instant::now(),
                 forwarding: None,
                 timer: None,
+                known: None,
             };
             let out = forward::forward(fwd, head, body::empty()).await;
             cache::Fetched {

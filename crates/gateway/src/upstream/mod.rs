@@ -26,8 +26,8 @@ use crate::raw_fields::Answer;
 
 use balance::Balancer;
 pub(crate) use lean::LeanHead;
+pub(crate) use pool::SendError;
 use pool::{Pool, PoolSettings};
-pub(crate) use pool::{SendError, lean_can_carry};
 pub(crate) use target::Target;
 
 /// A named group of targets.
@@ -135,7 +135,7 @@ impl Upstream {
 
     /// Send a borrowed request without a body over the lean HTTP/1.1
     /// client; the caller keeps the head for another try. Only for
-    /// HTTP/1.1 upstreams and heads that [`lean_can_carry`]. `now` is the
+    /// HTTP/1.1 upstreams and heads without a body or an upgrade. `now` is the
     /// caller's reading of the clock, for the pool's idle check.
     ///
     /// Not an `async fn`: the pool's future is returned as it is, so that

@@ -203,7 +203,7 @@ impl Pool {
 
 impl Pool {
     /// Send a borrowed request without a body to target `index` of an
-    /// HTTP/1.1 upstream over the lean client (see [`lean_can_carry`]);
+    /// HTTP/1.1 upstream over the lean client (see [`is_lean`]);
     /// `now` is the caller's reading of the clock. The target's future is
     /// returned as it is (see [`Upstream::send_head`](super::Upstream::send_head)).
     pub(crate) fn send_head<'a>(
@@ -218,17 +218,13 @@ impl Pool {
     }
 }
 
-/// Whether the lean client can carry a request with these headers and a
-/// body that `is_end_stream`: see [`is_lean`].
-pub(crate) fn lean_can_carry(headers: &http::HeaderMap, body_ended: bool) -> bool {
-    body_ended && !headers.contains_key(header::UPGRADE)
-}
-
 /// Whether the lean client can carry `req`: no body to stream alongside
 /// the response, and no upgrade (the socket would outlive the exchange).
+/// The proxy's forward decides the same from what it knows of the head
+/// (`proxy::forward::lean_head`).
 fn is_lean(req: &Request<Body>) -> bool {
     use http_body::Body as _;
-    lean_can_carry(req.headers(), req.body().is_end_stream())
+    req.body().is_end_stream() && !req.headers().contains_key(header::UPGRADE)
 }
 
 /// Methods a request of which may be sent twice (RFC 9110 §9.2.2).
