@@ -67,32 +67,22 @@ SLUICE=${SLUICE_BIN:-$ROOT/target/release/sluice} # SLUICE_BIN: another build to
 declare -A PORT=([nginx]=19081 [haproxy]=19082 [sluice]=19084)
 declare -A PATH_OF=([plain]=/ [full]=/api/v1/users [cache]=/c)
 
-missing=()
-for c in valgrind callgrind_annotate nginx wrk curl taskset; do command -v "$c" >/dev/null || missing+=("$c"); done
-has "$PROXIES" haproxy && ! command -v haproxy >/dev/null && missing+=(haproxy)
-if ((${#missing[@]})); then
-    echo "missing: ${missing[*]} (apt-get install -y valgrind nginx haproxy wrk curl)" >&2
-    exit 2
-fi
+# shellcheck source=bench/gateway/common.sh
+source "$CONF/common.sh"
+tools=(valgrind callgrind_annotate nginx wrk curl taskset)
+has "$PROXIES" haproxy && tools+=(haproxy)
+require_tools "apt-get install -y valgrind nginx haproxy wrk curl" "${tools[@]}"
 if ((BUILD)); then
     (cd "$ROOT" && cargo build --release -p sluice)
 fi
 ulimit -n 65536 2>/dev/null || true
 
-render() { sed "s#@STATE@#$STATE#g" "$1" >"$2"; }
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
-wait_http() {
-    for _ in $(seq 1 200); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 mkdir -p "$STATE/upstream-tmp" "$STATE/nginx-body" "$STATE/nginx-proxy-tmp"
 render "$CONF/upstream-nginx.conf" "$STATE/upstream.conf"
@@ -124,7 +114,7 @@ count() {
         render "$CONF/$src" "$STATE/$src"
         # sluice's default header work: drop the section that matches nginx-proxy.conf.
         [[ $src == sluice-proxy.toml && $SLUICE_HEADERS == defaults ]] &&
-            sed -i '/^\[proxy_headers\]/,$d' "$STATE/$src"
+            sluice_default_headers "$STATE/$src"
         cmd=("$SLUICE" gateway --config "$STATE/$src")
         ;;
     esac

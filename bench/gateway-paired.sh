@@ -62,12 +62,9 @@ STATE=$RUN_DIR/state
 mkdir -p "$STATE/upstream-tmp" "$STATE/nginx-body" "$STATE/nginx-proxy-tmp"
 SLUICE=${SLUICE_BIN:-$ROOT/target/release/sluice} # SLUICE_BIN: another build to compare
 
-missing=()
-for c in nginx wrk curl taskset setsid; do command -v "$c" >/dev/null || missing+=("$c"); done
-if ((${#missing[@]})); then
-    echo "missing: ${missing[*]} (apt-get install -y nginx wrk curl)" >&2
-    exit 2
-fi
+# shellcheck source=bench/gateway/common.sh
+source "$CONF/common.sh"
+require_tools "apt-get install -y nginx wrk curl" nginx wrk curl taskset setsid
 if ((BUILD)); then
     (cd "$ROOT" && nice -n 19 cargo build --release -p sluice)
 fi
@@ -82,21 +79,12 @@ cleanup() {
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
-render() { sed "s#@STATE@#$STATE#g" "$1" >"$2"; }
 # start NAME CPU CMD...: in its own session (its processes are that session's).
 start() {
     local name=$1 cpu=$2
     shift 2
     setsid taskset -c "$cpu" "$@" >"$STATE/$name.log" 2>&1 </dev/null &
     SESSIONS+=($!)
-}
-wait_http() {
-    for _ in $(seq 1 100); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    echo "no answer from $1" >&2
-    return 1
 }
 # ticks SESSION: "utime stime" of every process of the session, in clock ticks.
 ticks() {
@@ -114,7 +102,7 @@ CLK_TCK=$(getconf CLK_TCK)
 render "$CONF/upstream-nginx.conf" "$STATE/upstream.conf"
 render "$CONF/sluice-proxy.toml" "$STATE/sluice.toml"
 # sluice's default header work: drop the section that matches nginx-proxy.conf.
-[[ $SLUICE_HEADERS == defaults ]] && sed -i '/^\[proxy_headers\]/,$d' "$STATE/sluice.toml"
+[[ $SLUICE_HEADERS == defaults ]] && sluice_default_headers "$STATE/sluice.toml"
 start upstream 1 nginx -p "$STATE/" -e "$STATE/upstream.error.log" -c "$STATE/upstream.conf"
 wait_http http://127.0.0.1:19000/
 # Side A listens on 19081, side B on 19084; each is one process session.

@@ -37,31 +37,20 @@ mkdir -p "$STATE/upstream-tmp" "$STATE/nginx-body" "$STATE/nginx-proxy-tmp"
 SLUICE=$ROOT/target/release/sluice
 declare -A PORT=([nginx]=19081 [sluice]=19084)
 
-missing=()
-for c in strace nginx wrk curl taskset; do command -v "$c" >/dev/null || missing+=("$c"); done
-if ((${#missing[@]})); then
-    echo "missing: ${missing[*]} (apt-get install -y strace nginx wrk curl)" >&2
-    exit 2
-fi
+# shellcheck source=bench/gateway/common.sh
+source "$CONF/common.sh"
+require_tools "apt-get install -y strace nginx wrk curl" strace nginx wrk curl taskset
 if ((BUILD)); then
     (cd "$ROOT" && cargo build --release -p sluice)
 fi
 ulimit -n 65536 2>/dev/null || true
 
-render() { sed "s#@STATE@#$STATE#g" "$1" >"$2"; }
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
 trap cleanup EXIT
-wait_http() {
-    for _ in $(seq 1 200); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 render "$CONF/upstream-nginx.conf" "$STATE/upstream.conf"
 taskset -c 1 nginx -p "$STATE/" -e "$STATE/upstream.error.log" -c "$STATE/upstream.conf" &
