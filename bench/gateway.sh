@@ -84,6 +84,9 @@ CONF=$ROOT/bench/gateway
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RUN_DIR=$ROOT/bench/out/gateway-$STAMP
 STATE=$RUN_DIR/state
+# render, wait_http (and the helpers the other gateway scripts share).
+# shellcheck source=bench/gateway/common.sh
+source "$CONF/common.sh"
 RESULTS=$RUN_DIR/results.jsonl
 CMDS=$RUN_DIR/commands.txt
 mkdir -p "$STATE"
@@ -180,15 +183,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# wait_http URL: bounded wait (10 s) until URL answers at all.
-wait_http() {
-    local i
-    for ((i = 0; i < 100; i++)); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # All processes of a proxy: everything in the session started for it.
 procs() { pgrep -s "$1" 2>/dev/null || true; }
@@ -226,10 +220,6 @@ CLK_TCK=$(getconf CLK_TCK)
 steal_ticks() { awk '$1 == "cpu" {print $9; exit}' /proc/stat; }
 
 # ---------------------------------------------------------------- upstream, proxies
-render() { # render SRC DEST: fill in @STATE@
-    sed "s#@STATE@#$STATE#g" "$1" >"$2"
-}
-
 UP_PID=""
 start_upstream() {
     render "$CONF/upstream-nginx.conf" "$STATE/upstream.conf"

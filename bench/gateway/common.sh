@@ -1,5 +1,6 @@
 # bench/gateway/common.sh: helpers shared by the gateway bench scripts
-# (gateway-paired.sh, gateway-instructions.sh, gateway-syscalls.sh).
+# (gateway.sh, gateway-paired.sh, gateway-instructions.sh,
+# gateway-syscalls.sh).
 # Source it after setting STATE (the run's state directory); it defines
 # functions only.
 
