@@ -183,7 +183,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-
 # All processes of a proxy: everything in the session started for it.
 procs() { pgrep -s "$1" 2>/dev/null || true; }
 

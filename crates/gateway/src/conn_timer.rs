@@ -3,11 +3,11 @@
 //!
 //! A `tokio::time::Sleep` made per request costs a handle clone, a lock and
 //! an insert into the timer wheel on its first poll, and another lock and a
-//! removal when it is dropped: about 480 instructions and 50 first-level
-//! instruction-cache misses of a proxied request's 17,500 (callgrind,
-//! bench/gateway-instructions.sh). The lean server path already keeps one
-//! timer per connection for its head and idle deadlines, set for the
-//! soonest thing due. A request's deadline (seconds away) is almost always
+//! removal when it is dropped: about 480 of a proxied request's 17,500
+//! instructions in a callgrind profile (bench/gateway-instructions.sh), and
+//! 2–3% of its CPU in paired runs against nginx (docs/benchmarks.md). The
+//! lean server path already keeps one timer per connection for its head
+//! and idle deadlines, set for the soonest thing due. A request's deadline (seconds away) is almost always
 //! later than that (a tenth of a second away): lending the timer costs a
 //! comparison, and only when it fires before the request's deadline does
 //! the request's wait look at the clock and set it again.
@@ -71,9 +71,8 @@ mod tests {
     #[tokio::test]
     async fn waits_for_its_deadline_when_the_timer_is_set_sooner_or_later() {
         let start = Instant::now();
-        let sleep = pin!(tokio::time::sleep_until(start.into()));
+        let mut sleep = pin!(tokio::time::sleep_until(start.into()));
         let mut armed = Some(start);
-        let mut sleep = sleep;
         // Set sooner than the deadline (it has already passed): the wait
         // must not end when the timer fires.
         let at = start + Duration::from_millis(30);
@@ -94,8 +93,7 @@ mod tests {
     async fn arming_later_leaves_a_sooner_setting() {
         let start = Instant::now();
         let soon = start + Duration::from_millis(10);
-        let sleep = pin!(tokio::time::sleep_until(soon.into()));
-        let mut sleep = sleep;
+        let mut sleep = pin!(tokio::time::sleep_until(soon.into()));
         let mut armed = Some(soon);
         ConnTimer::new(sleep.as_mut(), &mut armed).arm_by(start + Duration::from_secs(60));
         assert_eq!(armed, Some(soon));

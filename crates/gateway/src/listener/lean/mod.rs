@@ -242,9 +242,9 @@ impl Conn {
             // Pinned where it is made and polled there (`crate::race`).
             let resp = {
                 // The connection's timer waits for the request's deadline too.
-                let timer = Some(ConnTimer::new(timer.as_mut(), &mut armed));
+                let lent = Some(ConnTimer::new(timer.as_mut(), &mut armed));
                 let shared = Arc::clone(&self.shared);
-                let handler = pin!(proxy::handle(shared, req, info, received, timer));
+                let handler = pin!(proxy::handle(shared, req, info, received, lent));
                 match first_of(handler, hard_stop.as_mut()).await {
                     Either::Left(resp) => resp,
                     Either::Right(()) => return Ended::Closed,
