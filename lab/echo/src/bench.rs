@@ -20,18 +20,27 @@
 //!   schedule runs on tokio's timer (1 ms resolution); `service` latency,
 //!   from the actual send, is kept beside it.
 //!
+//! The load generator's own costs are kept small, since on one machine it
+//! takes CPU from the server it measures: each connection's histograms are
+//! made before the timed phase, a closed loop waits on one timer per
+//! connection for the whole phase (not one per echo), and its reads tell
+//! tokio the socket is empty once the echo is in (see [`read_echo`]). The
+//! CPU time of the server process and of this one over the timed phase is
+//! read from `/proc`, so a run reports what an echo costs each side.
+//!
 //! Every phase has a time limit: connecting, the warm-up
 //! ([`LoadConfig::warmup_timeout`]), and the timed phase, after which
 //! echoes still missing get [`GRACE`] to arrive and are then counted
 //! as [`LoadReport::unfinished`]. A run always ends by itself.
 
+use std::io::{self, Read as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{Instant, timeout, timeout_at};
@@ -187,6 +196,11 @@ pub struct LoadReport {
     pub rss_after_kib: Option<u64>,
     /// How long connecting and the warm-up took.
     pub setup: Duration,
+    /// CPU time the server process used during the timed phase (`None`
+    /// without a server pid or `/proc`).
+    pub server_cpu: Option<Duration>,
+    /// CPU time this process (the load generator) used during the timed phase.
+    pub client_cpu: Option<Duration>,
 }
 
 impl LoadReport {
@@ -207,6 +221,16 @@ impl LoadReport {
         let before = self.rss_before_kib?;
         let after = self.rss_after_kib?.max(self.rss_connected_kib.unwrap_or(0));
         Some(after.saturating_sub(before) as f64 * 1024.0 / self.connections as f64)
+    }
+
+    /// The server's CPU time per echo completed in the timed phase.
+    pub fn server_cpu_per_echo(&self) -> Option<Duration> {
+        per_echo(self.server_cpu, self.messages)
+    }
+
+    /// The load generator's CPU time per echo completed in the timed phase.
+    pub fn client_cpu_per_echo(&self) -> Option<Duration> {
+        per_echo(self.client_cpu, self.messages)
     }
 
     /// The figures as a JSON object.
@@ -231,8 +255,25 @@ impl LoadReport {
             "rss_after_kib": self.rss_after_kib,
             "rss_per_connection_bytes": self.rss_per_connection(),
             "setup_seconds": self.setup.as_secs_f64(),
+            "server_cpu_seconds": self.server_cpu.map(|d| d.as_secs_f64()),
+            "client_cpu_seconds": self.client_cpu.map(|d| d.as_secs_f64()),
+            "server_cpu_us_per_echo": self.server_cpu_per_echo().map(us),
+            "client_cpu_us_per_echo": self.client_cpu_per_echo().map(us),
         })
     }
+}
+
+fn per_echo(cpu: Option<Duration>, echoes: u64) -> Option<Duration> {
+    let echoes = u32::try_from(echoes).ok().filter(|&n| n > 0)?;
+    Some(cpu? / echoes)
+}
+
+/// CPU time of the server (if its pid is known) and of this process.
+fn cpu_now(server: Option<u32>) -> (Option<Duration>, Option<Duration>) {
+    (
+        server.and_then(crate::sys::cpu_time),
+        crate::sys::cpu_time(std::process::id()),
+    )
 }
 
 fn histogram() -> Histogram<u64> {
@@ -351,10 +392,18 @@ async fn run_async(config: LoadConfig) -> Result<LoadReport, BenchError> {
     }
     let setup = setup_start.elapsed();
     let rss_connected_kib = rss(config.server_pid);
+    let config_duration = config.duration;
 
-    // The timed phase.
+    // The timed phase. A task reads both processes' CPU time as it ends, so
+    // the grace period and the tear-down are not counted.
+    let cpu_start = cpu_now(config.server_pid);
     let start = Instant::now();
     let _ = start_tx.send(Some(start));
+    let server_pid = config.server_pid;
+    let cpu_end = tokio::spawn(async move {
+        tokio::time::sleep_until(start + config_duration).await;
+        cpu_now(server_pid)
+    });
     let mut report = LoadReport {
         connections: config.connections,
         active: config.active,
@@ -368,6 +417,8 @@ async fn run_async(config: LoadConfig) -> Result<LoadReport, BenchError> {
         rss_connected_kib,
         rss_after_kib: None,
         setup,
+        server_cpu: None,
+        client_cpu: None,
     };
     // Active connections return after the timed phase plus grace; idle ones
     // return their stream at once and are kept open until the memory reading.
@@ -380,11 +431,18 @@ async fn run_async(config: LoadConfig) -> Result<LoadReport, BenchError> {
                 report.errors += part.errors;
                 report.unfinished += part.unfinished;
                 let _ = report.latency.add(&part.latency);
-                let _ = report.service.add(&part.service);
+                if let Some(service) = &part.service {
+                    let _ = report.service.add(service);
+                }
                 keep_open.push(part.stream);
             }
             Err(_) => report.errors += 1,
         }
+    }
+    if let Ok(end) = cpu_end.await {
+        let spent = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
+        report.server_cpu = spent(cpu_start.0, end.0);
+        report.client_cpu = spent(cpu_start.1, end.1);
     }
     report.rss_after_kib = rss(config.server_pid);
     drop(keep_open);
@@ -404,31 +462,70 @@ struct Part {
     errors: u64,
     unfinished: u64,
     latency: Histogram<u64>,
-    service: Histogram<u64>,
+    /// Open loop only.
+    service: Option<Histogram<u64>>,
     stream: Option<TcpStream>,
 }
 
 impl Part {
-    /// An empty part. Made before the timed phase starts: two histograms
-    /// are about 300 KiB to allocate and zero, which at 1,000 connections
+    /// An empty part. Made before the timed phase starts: a histogram is
+    /// about 150 KiB to allocate and zero, which at 1,000 connections
     /// inside the timed window cost the load generator more than the
     /// echoes it was timing.
-    fn new() -> Part {
+    fn new(mode: Mode) -> Part {
         Part {
             messages: 0,
             errors: 0,
             unfinished: 0,
             latency: histogram(),
-            service: histogram(),
+            service: matches!(mode, Mode::Open { .. }).then(histogram),
             stream: None,
         }
     }
 }
 
-async fn echo_once(stream: &mut TcpStream, msg: &[u8], back: &mut [u8]) -> std::io::Result<bool> {
+/// Sends `msg` and reads its echo; true if the echo was byte for byte the same.
+async fn echo_once(stream: &mut TcpStream, msg: &[u8], back: &mut [u8]) -> io::Result<bool> {
     stream.write_all(msg).await?;
-    stream.read_exact(back).await?;
+    read_echo(stream, back).await?;
     Ok(back == msg)
+}
+
+/// Fills `buf` from the socket, as `read_exact` would, but tells tokio
+/// after each read that the socket is empty.
+///
+/// tokio forgets a socket's readiness only when a read fails with
+/// `WouldBlock`, so with `read_exact` every echo after the first starts
+/// with a failed `recvfrom`: the last read filled the buffer, readiness
+/// was kept, and the next message has only just been sent. With one
+/// message in flight per connection (the warm-up and the closed loop) the
+/// socket holds nothing beyond the echo awaited, so after any read (short,
+/// or the one that completes the echo) it is empty, and with
+/// edge-triggered epoll the next bytes raise a new event. The read runs
+/// inside `try_io` and reports `WouldBlock` (keeping its count), which
+/// clears the readiness. A server that sent more than it was sent would
+/// leave bytes nobody is told of, and the connection's next echo would
+/// time out and be counted unfinished: an error either way.
+async fn read_echo(stream: &TcpStream, buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        stream.readable().await?;
+        let mut got = 0;
+        let read = stream.try_io(Interest::READABLE, || {
+            let n = (&*socket2::SockRef::from(stream)).read(&mut buf[filled..])?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            got = n;
+            Err(io::ErrorKind::WouldBlock.into())
+        });
+        match read {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => filled += got,
+            Err(e) => return Err(e),
+            Ok(()) => unreachable!("the read closure never returns Ok"),
+        }
+    }
+    Ok(())
 }
 
 async fn connection(
@@ -453,7 +550,7 @@ async fn connection(
     if !warm {
         return Outcome::Idle(None);
     }
-    let part = (i < config.active).then(Part::new);
+    let part = (i < config.active).then(|| Part::new(config.mode));
     let start = match start_rx.wait_for(Option::is_some).await {
         Ok(s) => s.unwrap_or_else(Instant::now),
         Err(_) => return Outcome::Idle(None),
@@ -482,12 +579,21 @@ async fn closed_loop(
     end: Instant,
     mut part: Part,
 ) -> Part {
+    // One timer for the whole phase: `timeout_at` around each echo would
+    // add and remove a timer-wheel entry (and take its lock) per echo.
+    let deadline = tokio::time::sleep_until(end + GRACE);
+    tokio::pin!(deadline);
     loop {
         let sent = Instant::now();
         if sent >= end {
             break;
         }
-        match timeout_at(end + GRACE, echo_once(&mut stream, msg, &mut back)).await {
+        let echoed = tokio::select! {
+            biased;
+            echoed = echo_once(&mut stream, msg, &mut back) => Ok(echoed),
+            () = &mut deadline => Err(()),
+        };
+        match echoed {
             Ok(Ok(same)) => {
                 let done = Instant::now();
                 if !same {
@@ -555,7 +661,9 @@ async fn open_loop(
                 if done <= end {
                     part.messages += 1;
                     record(&mut part.latency, done - due);
-                    record(&mut part.service, done - sent);
+                    if let Some(service) = &mut part.service {
+                        record(service, done - sent);
+                    }
                 }
             }
             Ok(Err(_)) => {

@@ -2,6 +2,7 @@
 //! memory, the open-files limit, and CPU pinning.
 
 use std::io;
+use std::time::Duration;
 
 /// Resident memory of process `pid` in KiB: the `VmRSS` line of
 /// `/proc/PID/status`. `None` where `/proc` is missing (not Linux) or the
@@ -18,6 +19,32 @@ pub fn parse_vm_rss(status: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
+}
+
+/// The unit of `utime` and `stime` in `/proc/PID/stat`: `USER_HZ`, which
+/// Linux's ABI fixes at 100 on every architecture (`sysconf(_SC_CLK_TCK)`
+/// would need libc, and the workspace forbids `unsafe`).
+const USER_HZ: u64 = 100;
+
+/// CPU time process `pid` has used so far, user and system, all its threads
+/// (live or exited): `utime + stime` of `/proc/PID/stat`, in steps of 10 ms.
+/// `None` where `/proc` is missing or the process is gone.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_ticks(&stat).map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` line, in ticks.
+/// The command name (field 2) may hold spaces and parentheses, so fields
+/// are counted from its last `)`.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    // `rest` starts at field 3 (the state letter): fields 14 and 15 are
+    // its 12th and 13th words.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Threads of process `pid` (the `Threads:` line of `/proc/PID/status`).
@@ -74,6 +101,35 @@ mod tests {
         let text = "Name:\tx\nVmPeak:\t  9999 kB\nVmRSS:\t    1234 kB\nThreads:\t3\n";
         assert_eq!(parse_vm_rss(text), Some(1234));
         assert_eq!(parse_vm_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_are_read_past_a_command_name_with_spaces() {
+        // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ...
+        let line = "42 (echo (x) y) S 1 42 42 0 -1 4194304 100 0 0 0 250 37 0 0 20 0 3";
+        assert_eq!(parse_cpu_ticks(line), Some(287));
+        assert_eq!(parse_cpu_ticks("42 (short) S 1 2"), None);
+    }
+
+    #[test]
+    fn own_cpu_time_grows_while_spinning() {
+        let me = std::process::id();
+        let Some(before) = cpu_time(me) else {
+            eprintln!("skipped: no /proc");
+            return;
+        };
+        // Spin until the clock ticks over (it counts in 10 ms steps), for at
+        // most 5 s of wall time on a busy machine.
+        let start = std::time::Instant::now();
+        let mut after = before;
+        let mut x = 0u64;
+        while after == before && start.elapsed() < Duration::from_secs(5) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            after = cpu_time(me).unwrap();
+        }
+        assert!(after > before, "{before:?} -> {after:?}");
     }
 
     #[test]

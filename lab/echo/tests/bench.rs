@@ -3,7 +3,7 @@
 //! server's memory is read, and a server that never answers fails the
 //! warm-up instead of hanging the run.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
@@ -33,6 +33,16 @@ fn closed_loop_counts_echoes_and_reads_memory() {
     );
     if std::path::Path::new("/proc/self/status").exists() {
         assert!(report.rss_per_connection().is_some());
+    }
+    if std::path::Path::new("/proc/self/stat").exists() {
+        // Server and load generator are this process, read moments apart.
+        let (server, client) = (report.server_cpu.unwrap(), report.client_cpu.unwrap());
+        assert!(
+            server > Duration::ZERO,
+            "half a second of echoes cost no CPU"
+        );
+        assert!(server.abs_diff(client) <= Duration::from_millis(20));
+        assert!(report.server_cpu_per_echo().is_some());
     }
     let json = report.json();
     assert_eq!(json["connections"], 20);
@@ -80,4 +90,39 @@ fn a_server_that_never_answers_fails_the_warm_up() {
     while let Ok((mut s, _)) = silent.accept() {
         let _ = s.read(&mut [0u8; 64]);
     }
+}
+
+#[test]
+fn an_echo_that_arrives_in_pieces_is_still_read_whole() {
+    // A server that answers each 64-byte message in two writes 20 ms apart:
+    // the load generator's read takes the first piece, forgets the socket's
+    // readiness, and must still be woken for the second.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut msg = [0u8; 64];
+        let mut echoes = 0u32;
+        while s.read_exact(&mut msg).is_ok() {
+            s.write_all(&msg[..10]).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            s.write_all(&msg[10..]).unwrap();
+            echoes += 1;
+        }
+        echoes
+    });
+    let mut load = LoadConfig::new(addr, 1);
+    load.duration = Duration::from_millis(300);
+    let report = bench::run(&load).unwrap();
+    assert_eq!((report.errors, report.unfinished), (0, 0));
+    // About 300 / 20 = 15 echoes, whatever the machine: each waits 20 ms.
+    assert!(
+        (3..=15).contains(&report.messages),
+        "{} messages",
+        report.messages
+    );
+    // Warm-up echo plus the timed ones (and one finished after the end).
+    let echoed = server.join().unwrap();
+    assert!(u64::from(echoed) > report.messages);
 }

@@ -166,6 +166,12 @@ fn load(args: Load) -> Result<()> {
             per / 1024.0
         );
     }
+    let per_echo = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.2} µs", us(d)));
+    println!(
+        "CPU per echo: server {}, load generator {}",
+        per_echo(report.server_cpu_per_echo()),
+        per_echo(report.client_cpu_per_echo())
+    );
     if report.errors + report.unfinished > 0 {
         println!("errors {}, unfinished {}", report.errors, report.unfinished);
     }

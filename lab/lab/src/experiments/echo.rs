@@ -122,7 +122,11 @@ impl Experiment for Echo {
                 .iter()
                 .find(|(k, _)| *k == Kind::Threaded)
                 .and_then(|(_, r)| r.as_ref().ok())
-                .map(|r| (r.rate(), r.rss_per_connection()));
+                .map(|r| Base {
+                    rate: r.rate(),
+                    memory: r.rss_per_connection(),
+                    cpu: r.server_cpu_per_echo().map(|d| d.as_secs_f64()),
+                });
             for (kind, result) in &results {
                 rows.push(row(n, *kind, result.as_ref().ok(), base));
             }
@@ -132,6 +136,7 @@ impl Experiment for Echo {
             "p50/p99: round-trip latency in µs (open loop: from the scheduled send, so stalls count).".to_owned(),
             "KiB/conn: server VmRSS after the run minus before connecting, over the connections; kernel socket buffers are not in RSS.".to_owned(),
             "x threaded: throughput ratio and memory ratio to the thread-per-connection server at the same count.".to_owned(),
+            "CPU µs/echo: CPU time (user + system, /proc/PID/stat, 10 ms steps) over the timed phase per echo, of the server process and of the load generator; CPU x threaded is the server's against thread per connection's (below 1 is cheaper).".to_owned(),
             format!("{} CPUs; server and load generator share them{}.", sys::cpus(), if self.pin { " (server pinned to CPU 0, load generator to CPU 1)" } else { "" }),
         ]);
         Ok(Report {
@@ -163,6 +168,9 @@ impl Experiment for Echo {
                     "p99 µs",
                     "KiB/conn",
                     "mem x threaded",
+                    "server CPU µs/echo",
+                    "CPU x threaded",
+                    "client CPU µs/echo",
                     "errors",
                 ],
                 rows,
@@ -172,16 +180,26 @@ impl Experiment for Echo {
     }
 }
 
-fn row(
-    n: usize,
-    kind: Kind,
-    r: Option<&LoadReport>,
-    base: Option<(f64, Option<f64>)>,
-) -> Vec<Cell> {
+/// The thread-per-connection figures the other servers are compared with.
+#[derive(Debug, Clone, Copy)]
+struct Base {
+    rate: f64,
+    memory: Option<f64>,
+    /// Server CPU seconds per echo.
+    cpu: Option<f64>,
+}
+
+fn row(n: usize, kind: Kind, r: Option<&LoadReport>, base: Option<Base>) -> Vec<Cell> {
     let num = |v: Option<f64>, d| Cell::Num(v.unwrap_or(f64::NAN), d);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let rate = r.map(LoadReport::rate);
     let mem = r.and_then(LoadReport::rss_per_connection);
+    let cpu = r
+        .and_then(LoadReport::server_cpu_per_echo)
+        .map(|d| d.as_secs_f64());
+    let client_cpu = r
+        .and_then(LoadReport::client_cpu_per_echo)
+        .map(|d| d.as_secs_f64());
     let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
@@ -190,11 +208,14 @@ fn row(
         Cell::Num(n as f64, 0),
         Cell::Text(kind.name().to_owned()),
         num(rate, 0),
-        num(ratio(rate, base.map(|b| b.0)), 2),
+        num(ratio(rate, base.map(|b| b.rate)), 2),
         num(r.map(|r| us(r.quantile(0.5))), 1),
         num(r.map(|r| us(r.quantile(0.99))), 1),
         num(mem.map(|b| b / 1024.0), 1),
-        num(ratio(mem, base.and_then(|b| b.1)), 2),
+        num(ratio(mem, base.and_then(|b| b.memory)), 2),
+        num(cpu.map(|s| s * 1e6), 2),
+        num(ratio(cpu, base.and_then(|b| b.cpu)), 2),
+        num(client_cpu.map(|s| s * 1e6), 2),
         num(r.map(|r| (r.errors + r.unfinished) as f64), 0),
     ]
 }
@@ -299,8 +320,14 @@ mod tests {
 
     #[test]
     fn ratios_are_against_threaded_and_missing_figures_are_blank() {
-        let cells = row(10, Kind::Tokio, None, Some((100.0, Some(2048.0))));
+        let base = Base {
+            rate: 100.0,
+            memory: Some(2048.0),
+            cpu: Some(10e-6),
+        };
+        let cells = row(10, Kind::Tokio, None, Some(base));
         assert!(matches!(cells[2], Cell::Num(v, _) if v.is_nan()));
+        assert!(matches!(cells[9], Cell::Num(v, _) if v.is_nan()));
         assert!(matches!(&cells[1], Cell::Text(s) if s == "tokio"));
     }
 }
