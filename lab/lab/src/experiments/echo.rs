@@ -47,9 +47,10 @@ pub(crate) struct Echo {
     /// Read buffer per connection in every server, bytes
     #[arg(long, default_value_t = 4096)]
     buffer: usize,
-    /// Worker threads of the pooled and tokio servers (minirt has one thread)
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
+    /// Worker threads of the pooled and tokio servers (minirt has one
+    /// thread); default: one per CPU the server may use, so 2, or 1 with --pin
+    #[arg(long)]
+    workers: Option<usize>,
     /// Threads of the load generator
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
@@ -148,7 +149,7 @@ impl Experiment for Echo {
                 ),
                 ("payload", self.payload.to_string()),
                 ("buffer", self.buffer.to_string()),
-                ("workers", self.workers.to_string()),
+                ("workers", self.workers().to_string()),
                 ("client_threads", self.client_threads.to_string()),
                 (
                     "mode",
@@ -221,6 +222,13 @@ fn row(n: usize, kind: Kind, r: Option<&LoadReport>, base: Option<Base>) -> Vec<
 }
 
 impl Echo {
+    /// Workers of the pooled and tokio servers: as asked, else one per CPU
+    /// the server runs on (more workers than CPUs only take turns).
+    fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or(if self.pin { 1 } else { sys::cpus() })
+    }
+
     /// One server at one connection count.
     fn point(&self, kind: Kind, n: usize) -> Result<LoadReport> {
         let mut child = self.spawn_server(kind, n)?;
@@ -256,7 +264,7 @@ impl Echo {
         cmd.args(["run", "echo", "--serve", kind.name()])
             .args(["--connections", &n.to_string()])
             .args(["--buffer", &self.buffer.to_string()])
-            .args(["--workers", &self.workers.to_string()]);
+            .args(["--workers", &self.workers().to_string()]);
         if self.pin {
             cmd.args(["--serve-pin", "0"]);
         }
@@ -282,7 +290,7 @@ impl Echo {
             // 5 s: the threaded server's idle threads then wake once a second.
             drain_deadline: Duration::from_secs(5),
             buffer_size: self.buffer,
-            workers: self.workers,
+            workers: self.workers(),
         };
         let listener = sluice_echo::bind(SocketAddr::from(([127, 0, 0, 1], 0)), 4096)?;
         let shutdown = sluice_echo::Shutdown::new();
