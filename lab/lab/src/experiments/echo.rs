@@ -70,7 +70,7 @@ pub(crate) struct Echo {
 
 impl Experiment for Echo {
     const NAME: &'static str = "echo";
-    const ABOUT: &'static str = "echo servers (thread per connection, taskpool + mio, tokio, minirt) at 10-5,000 connections: messages/s, p50/p99, RSS per connection";
+    const ABOUT: &'static str = "echo servers (thread per connection, taskpool + mio, tokio, minirt) at 10-5,000 connections: messages/s, p50/p99, RSS per connection, CPU per echo";
 
     fn run(self) -> Result<Report> {
         if let Some(kind) = self.serve {
