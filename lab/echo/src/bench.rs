@@ -24,7 +24,7 @@
 //! takes CPU from the server it measures: each connection's histograms are
 //! made before the timed phase, a closed loop waits on one timer per
 //! connection for the whole phase (not one per echo), and its reads tell
-//! tokio the socket is empty once the echo is in (see [`read_echo`]). The
+//! tokio the socket is empty once the echo is in (see `read_echo`). The
 //! CPU time of the server process and of this one over the timed phase is
 //! read from `/proc`, so a run reports what an echo costs each side.
 //!
@@ -33,17 +33,19 @@
 //! echoes still missing get [`GRACE`] to arrive and are then counted
 //! as [`LoadReport::unfinished`]. A run always ends by itself.
 
-use std::io::{self, Read as _};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::readiness::read_forgetting;
 
 /// How long echoes still in flight at the end of the timed phase may take.
 pub const GRACE: Duration = Duration::from_secs(2);
@@ -392,16 +394,15 @@ async fn run_async(config: LoadConfig) -> Result<LoadReport, BenchError> {
     }
     let setup = setup_start.elapsed();
     let rss_connected_kib = rss(config.server_pid);
-    let config_duration = config.duration;
 
     // The timed phase. A task reads both processes' CPU time as it ends, so
     // the grace period and the tear-down are not counted.
     let cpu_start = cpu_now(config.server_pid);
     let start = Instant::now();
     let _ = start_tx.send(Some(start));
-    let server_pid = config.server_pid;
+    let (end, server_pid) = (start + config.duration, config.server_pid);
     let cpu_end = tokio::spawn(async move {
-        tokio::time::sleep_until(start + config_duration).await;
+        tokio::time::sleep_until(end).await;
         cpu_now(server_pid)
     });
     let mut report = LoadReport {
@@ -492,38 +493,21 @@ async fn echo_once(stream: &mut TcpStream, msg: &[u8], back: &mut [u8]) -> io::R
 }
 
 /// Fills `buf` from the socket, as `read_exact` would, but tells tokio
-/// after each read that the socket is empty.
-///
-/// tokio forgets a socket's readiness only when a read fails with
-/// `WouldBlock`, so with `read_exact` every echo after the first starts
-/// with a failed `recvfrom`: the last read filled the buffer, readiness
-/// was kept, and the next message has only just been sent. With one
+/// after each read that the socket is empty (`crate::readiness`): with one
 /// message in flight per connection (the warm-up and the closed loop) the
-/// socket holds nothing beyond the echo awaited, so after any read (short,
-/// or the one that completes the echo) it is empty, and with
-/// edge-triggered epoll the next bytes raise a new event. The read runs
-/// inside `try_io` and reports `WouldBlock` (keeping its count), which
-/// clears the readiness. A server that sent more than it was sent would
+/// socket holds nothing beyond the echo awaited, so after any read, short
+/// or the one that completes the echo, it is empty. Without this every
+/// echo after the first would start with a failed `recvfrom`: the last
+/// read filled the buffer, readiness was kept, and the next message has
+/// only just been sent. A server that sent more than it was sent would
 /// leave bytes nobody is told of, and the connection's next echo would
 /// time out and be counted unfinished: an error either way.
 async fn read_echo(stream: &TcpStream, buf: &mut [u8]) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
-        stream.readable().await?;
-        let mut got = 0;
-        let read = stream.try_io(Interest::READABLE, || {
-            let n = (&*socket2::SockRef::from(stream)).read(&mut buf[filled..])?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            got = n;
-            Err(io::ErrorKind::WouldBlock.into())
-        });
-        match read {
-            // The closure never returns `Ok`; a real `WouldBlock` read nothing.
-            Ok(()) => filled += got,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => filled += got,
-            Err(e) => return Err(e),
+        match read_forgetting(stream, &mut buf[filled..], |_| true).await? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => filled += n,
         }
     }
     Ok(())

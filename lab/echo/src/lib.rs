@@ -31,13 +31,16 @@
 //!   behind them (counters, connection slots, the threaded server's registry).
 //! - [`threaded`], [`pooled`], [`tokio_server`], [`minirt_server`]: the servers.
 //! - [`bench`]: the load generator.
-//! - [`sys`]: RSS from `/proc`, the open-files limit, CPU pinning.
+//! - `readiness`: the socket read both the tokio server and the load
+//!   generator use, which tells tokio when it has emptied the socket.
+//! - [`sys`]: RSS and CPU time from `/proc`, the open-files limit, CPU pinning.
 
 mod config;
 
 pub mod bench;
 pub mod minirt_server;
 pub mod pooled;
+mod readiness;
 pub mod sys;
 pub mod threaded;
 pub mod tokio_server;

@@ -3,7 +3,7 @@
 //!
 //! The loop is the same `read` then `write_all`, on tokio's sockets (the
 //! read forgets the socket's readiness after a short read; see
-//! `read_forgetting`). A task that waits for its client is a parked future in
+//! `crate::readiness`). A task that waits for its client is a parked future in
 //! the runtime's memory, not a thread; the runtime's few workers wait for
 //! all sockets at once in `epoll` (mio) and run whichever task's socket is
 //! ready, so an echo costs no context switch and a connection costs its
@@ -29,13 +29,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
 use crate::config::{Config, Counters, Report, Shutdown, Slot, accept_error_is_transient};
+use crate::readiness::read_forgetting;
 
 /// Builds a multi-threaded runtime with `config.workers` workers and runs
 /// [`serve`] on it. Blocks the calling thread.
@@ -134,6 +135,7 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let mut buf = vec![0u8; config.buffer_size];
+    let offered = buf.len();
     // Without a timeout the timer is armed for a year and never fires.
     let idle = config
         .idle_timeout
@@ -143,7 +145,8 @@ async fn connection(
     tokio::pin!(timer);
     loop {
         tokio::select! {
-            read = read_forgetting(&stream, &mut buf) => match read {
+            // A short read has emptied the socket's queue.
+            read = read_forgetting(&stream, &mut buf, |n| n < offered) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     if stream.write_all(&buf[..n]).await.is_err() {
@@ -164,44 +167,6 @@ async fn connection(
                 }
                 timer.as_mut().reset(quiet_until);
             }
-        }
-    }
-}
-
-/// Reads what the socket holds, waiting until it is readable; a read that
-/// returns less than the buffer also tells tokio the socket is empty.
-///
-/// tokio forgets a socket's readiness only when a read fails with
-/// `WouldBlock`, so `AsyncReadExt::read` in an echo loop makes a failed
-/// `read` system call per message: the task echoes, loops, and tries again
-/// before the client's next message can have arrived. A short read has
-/// emptied the socket's queue, and with edge-triggered epoll any later
-/// bytes raise a new event; so the read runs inside `try_io` and reports a
-/// short read as `WouldBlock` (keeping its count), which clears the
-/// readiness. Two system calls per echo instead of three, as in
-/// `pooled.rs` (and `crates/gateway/src/socket.rs`). Cancel-safe: nothing
-/// is read until the socket is ready, and then without waiting.
-async fn read_forgetting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        stream.readable().await?;
-        let offered = buf.len();
-        let mut short = None;
-        let read = stream.try_io(Interest::READABLE, || {
-            let n = (&*socket2::SockRef::from(stream)).read(buf)?;
-            if n > 0 && n < offered {
-                short = Some(n);
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(n)
-        });
-        match read {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if let Some(n) = short {
-                    return Ok(n);
-                }
-            }
-            Err(e) => return Err(e),
         }
     }
 }
