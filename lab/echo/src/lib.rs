@@ -21,7 +21,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 //!
-//! [`bench`] is the load generator behind the `echo-bench` binary and the
+//! [`bench`](mod@bench) is the load generator behind the `echo-bench` binary and the
 //! `echo` experiment of `sluice-lab`: closed and open loop, warm-up,
 //! latency histograms, CPU pinning, server memory from `/proc`.
 //!
@@ -30,7 +30,7 @@
 //! - `config`: [`Config`], [`Shutdown`], [`Report`], and the bookkeeping
 //!   behind them (counters, connection slots, the threaded server's registry).
 //! - [`threaded`], [`pooled`], [`tokio_server`], [`minirt_server`]: the servers.
-//! - [`bench`]: the load generator.
+//! - [`bench`](mod@bench): the load generator.
 //! - `readiness`: the socket read both the tokio server and the load
 //!   generator use, which tells tokio when it has emptied the socket.
 //! - [`sys`]: RSS and CPU time from `/proc`, the open-files limit, CPU pinning.
